@@ -1,0 +1,3 @@
+from koforge.cli.main import main
+
+main()

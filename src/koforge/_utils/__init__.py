@@ -1,0 +1,1 @@
+"""Cross-cutting helpers: errors, atomic file output, device choice, seeding, logging."""

@@ -1,0 +1,46 @@
+"""Device and dtype selection: cuda > mps > cpu unless the user says otherwise."""
+from __future__ import annotations
+
+import torch
+
+from koforge._utils.errors import ConfigError
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(preference: str = "auto") -> torch.device:
+    """Pick a device: "auto" (cuda, then mps, then cpu) or an explicit torch device string."""
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(preference)
+    except RuntimeError:
+        raise ConfigError(f"device '{preference}' is not a torch device. Use auto, cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{preference}' asked for but CUDA is not available here. Use device=cpu or auto.")
+    return device
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """Map a dtype name (float32/bf16/fp16, ...) to a torch dtype."""
+    if name not in _DTYPES:
+        raise ConfigError(f"dtype '{name}' is unknown. Use one of: {', '.join(sorted(_DTYPES))}.")
+    return _DTYPES[name]
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for `device` ("auto": bf16 on cuda/mps when supported, none on cpu)."""
+    if precision in ("fp32", "float32", "no"):
+        return None
+    if precision != "auto":
+        return resolve_dtype(precision)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return None

@@ -1,0 +1,47 @@
+"""The exceptions koforge raises at its boundaries.
+
+Every user-facing failure is a `KoforgeError` whose message says what was
+wrong, the offending value, what was expected and how to fix it. The CLI turns
+these into one red line and a non-zero exit; the library never prints.
+"""
+from __future__ import annotations
+
+
+class KoforgeError(Exception):
+    """Base class of every error koforge reports to a user."""
+
+
+class ConfigError(KoforgeError):
+    """A configuration value, key or file is invalid."""
+
+
+class InputPathError(KoforgeError):
+    """A path given by the user does not exist or cannot be read."""
+
+
+class DataError(KoforgeError):
+    """Input data is empty, malformed, not UTF-8 or missing a field/column."""
+
+
+class OutputExistsError(KoforgeError):
+    """The output location exists and `overwrite` was not requested."""
+
+
+class TokenizerError(KoforgeError):
+    """A tokenizer cannot be loaded, trained, or is of an unsupported type."""
+
+
+class ModelLoadError(KoforgeError):
+    """A model cannot be loaded or is of an unsupported layout."""
+
+
+class CheckpointError(KoforgeError):
+    """A checkpoint is corrupted, truncated or belongs to another config."""
+
+
+class TrainingError(KoforgeError):
+    """Training diverged (NaN/inf loss) or cannot proceed."""
+
+
+class NothingToDoError(KoforgeError):
+    """The request is valid but there is nothing to do (e.g. no new tokens)."""

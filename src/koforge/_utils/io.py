@@ -1,0 +1,90 @@
+"""Atomic output: write to a temporary sibling, then rename.
+
+An interrupted run never leaves a half-written file or folder under the final
+name, and an existing output is never replaced unless the caller asks.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from koforge._utils.errors import InputPathError, OutputExistsError
+
+
+def require_path(path: str | os.PathLike, what: str = "input") -> Path:
+    """Return `path` as a Path, or raise naming it when it does not exist."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputPathError(f"{what} not found: '{p}'. Check the path (it is resolved from {Path.cwd()}).")
+    return p
+
+
+def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing output unless `overwrite`; return it as a Path."""
+    p = Path(path).expanduser()
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"output '{p}' already exists. Pass --overwrite (overwrite=True) or choose another path.")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder that replaces `path` only if the block succeeds."""
+    final = check_output(path, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        # Move the old output aside first so a failure here still leaves one of the two.
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    else:
+        tmp.rename(final)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary file path that is renamed onto `path` on success."""
+    final = check_output(path, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, final)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write UTF-8 text."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write JSON (UTF-8, Korean kept readable, indented)."""
+    return write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read JSON, naming the file on a missing path or a parse error."""
+    p = require_path(path, what)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputPathError(f"{what} '{p}' is not valid JSON ({e}). Regenerate it or fix the file.") from None

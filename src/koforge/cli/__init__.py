@@ -1,0 +1,1 @@
+"""The `koforge` command line: a Typer root with one sub-app per concern."""

@@ -1,0 +1,53 @@
+"""What every CLI command shares: error rendering, consoles, override parsing.
+
+A command is a thin adapter: read options, build the config, call one library
+function, render the result. `cli_errors` turns a `KoforgeError` into one red
+line on stderr and exit code 1 (no traceback); Ctrl-C exits 130.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any, Callable, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from koforge._utils.errors import KoforgeError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def cli_errors(fn: Callable) -> Callable:
+    """Decorate a Typer command so library errors end in one clear message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        logging.basicConfig(level=os.environ.get("KOFORGE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return fn(*args, **kwargs)
+        except KoforgeError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: nothing was written under the final output name.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def rows_table(rows: Sequence[dict], title: str | None = None, floatfmt: str = ".3f") -> Table:
+    """A rich table from a list of dicts (columns in first-row order)."""
+    table = Table(title=title)
+    columns = list(rows[0].keys()) if rows else []
+    for c in columns:
+        table.add_column(str(c))
+    for r in rows:
+        table.add_row(*[format(v, floatfmt) if isinstance(v, float) else str(v) for v in (r.get(c, "") for c in columns)])
+    return table
+
+
+OverridesArg = typer.Argument(None, help="Config overrides as key=value (e.g. vocab_size=32000).", show_default=False)

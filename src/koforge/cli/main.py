@@ -1,0 +1,49 @@
+"""The `koforge` root command: registers each concern's sub-app."""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="koforge",
+    help="Build, adapt, compress and evaluate Korean language models.\n\nExample: koforge demo --quick",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, command name); each module defines `app` (a group) or `command` (a single command).
+_SUBAPPS = [
+    ("data", "data"), ("tokenizer", "tokenizer"), ("expand", "expand"), ("embed", "embed"),
+    ("lm", "lm"), ("compress", "compress"), ("eval", "eval"), ("report", "report"), ("demo", "demo"),
+]
+
+for _module_name, _name in _SUBAPPS:
+    try:
+        _module = importlib.import_module(f"koforge.cli.{_module_name}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"koforge.cli.{_module_name}":
+            raise
+        continue
+    if hasattr(_module, "app"):
+        app.add_typer(_module.app, name=_name)
+    elif hasattr(_module, "command"):
+        app.command(name=_name)(_module.command)
+
+
+@app.command()
+def version() -> None:
+    """Print the koforge version."""
+    from koforge import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Typed configuration: YAML presets composed onto dataclasses with OmegaConf.
+
+Every component owns a `@dataclass(kw_only=True)` config that validates itself
+in `__post_init__`. `load_config` merges, in order, the dataclass defaults, a
+YAML file (a path, or a preset name shipped in `koforge/configs/<group>/`) and
+`key=value` overrides from the command line, then builds the dataclass.
+Unknown keys and wrong types are `ConfigError`s naming the key. The library
+only ever receives the dataclass, never a raw dict.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from koforge._utils.errors import ConfigError
+from koforge._utils.io import write_json
+
+T = TypeVar("T")
+
+
+def configs_dir() -> Path:
+    """The folder of YAML presets shipped inside the package."""
+    return Path(str(resources.files("koforge") / "configs"))
+
+
+def preset_path(group: str, name: str) -> Path:
+    """Resolve a preset name (`group/name.yaml` in the package) or a YAML path."""
+    candidate = Path(name).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.exists():
+            raise ConfigError(f"config file '{candidate}' not found. Check the path.")
+        return candidate
+    shipped = configs_dir() / group / f"{name}.yaml"
+    if not shipped.exists():
+        known = sorted(p.stem for p in (configs_dir() / group).glob("*.yaml")) if (configs_dir() / group).exists() else []
+        raise ConfigError(f"no {group} preset named '{name}'. Known presets: {', '.join(known) or 'none'}; or pass a YAML path.")
+    return shipped
+
+
+def load_config(cls: type[T], source: str | Path | dict | None = None,
+                overrides: Sequence[str] = (), group: str | None = None) -> T:
+    """Build `cls` from defaults + a YAML file/preset/dict + `key=value` overrides."""
+    try:
+        merged = OmegaConf.structured(cls)
+        if source is not None:
+            if isinstance(source, dict):
+                layer = OmegaConf.create(source)
+            else:
+                path = preset_path(group, str(source)) if group else Path(source)
+                if not path.exists():
+                    raise ConfigError(f"config file '{path}' not found. Check the path.")
+                layer = OmegaConf.load(path)
+            merged = OmegaConf.merge(merged, layer)
+        if overrides:
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise ConfigError(f"override '{bad[0]}' is not of the form key=value (e.g. vocab_size=32000).")
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or getattr(e, "key", None)
+        msg = str(e).splitlines()[0]
+        hint = f" Valid keys of {cls.__name__}: {', '.join(f.name for f in dataclasses.fields(cls))}."
+        raise ConfigError(f"invalid config for {cls.__name__}" + (f" at '{key}'" if key else "") + f": {msg}.{hint}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid config for {cls.__name__}: {e}") from None
+
+
+def config_to_dict(config: Any) -> dict:
+    """A JSON-ready dict of a (possibly nested) dataclass config."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def save_config(config: Any, path: str | Path) -> Path:
+    """Write the resolved config as JSON beside an output."""
+    return write_json(path, config_to_dict(config))

@@ -1,0 +1,1 @@
+"""koforge.tokenizers"""

@@ -1,0 +1,97 @@
+"""MLflow tracking: one small context manager every command logs through.
+
+Where runs go: `$MLFLOW_TRACKING_URI` when set (any MLflow server or store),
+else a SQLite store at `./mlruns/mlflow.db` with artifacts under `./mlruns/`
+(MLflow 3 refuses the old plain-folder store by default). Open the UI with
+`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`.
+`KOFORGE_MLFLOW=off` disables logging (used by fast tests); a run that cannot
+reach its store never breaks the training it describes: it warns and goes on.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from koforge._utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def default_tracking_uri() -> str:
+    """`$MLFLOW_TRACKING_URI`, else sqlite:///<cwd>/mlruns/mlflow.db."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    folder = Path.cwd() / "mlruns"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def tracking_enabled() -> bool:
+    """False when KOFORGE_MLFLOW is off/0/false."""
+    return os.environ.get("KOFORGE_MLFLOW", "on").lower() not in ("off", "0", "false", "no")
+
+
+class TrackedRun:
+    """A handle on an active MLflow run (or a no-op when tracking is off)."""
+
+    def __init__(self, mlflow_module: Any | None, run_id: str | None) -> None:
+        self._mlflow = mlflow_module
+        self.run_id = run_id
+
+    @property
+    def active(self) -> bool:
+        return self._mlflow is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self._mlflow:
+            # MLflow caps a param value at 6000 chars; keys are flattened by the caller.
+            self._mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if self._mlflow:
+            clean = {k: float(v) for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+            if clean:
+                self._mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: str | Path) -> None:
+        if self._mlflow and Path(path).exists():
+            self._mlflow.log_artifact(str(path))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self._mlflow:
+            self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+@contextlib.contextmanager
+def tracked_run(experiment: str, run_name: str | None = None, params: Mapping[str, Any] | None = None,
+                tags: Mapping[str, Any] | None = None, nested: bool = False) -> Iterator[TrackedRun]:
+    """Open an MLflow run in `experiment`; yields a `TrackedRun` (a no-op when disabled)."""
+    if not tracking_enabled():
+        yield TrackedRun(None, None)
+        return
+    import mlflow
+
+    try:
+        mlflow.set_tracking_uri(default_tracking_uri())
+        mlflow.set_experiment(experiment)
+        run = mlflow.start_run(run_name=run_name, nested=nested)
+    except Exception as e:  # a tracking outage must not stop the work itself
+        log.warning("MLflow unavailable (%s); continuing without tracking", e)
+        yield TrackedRun(None, None)
+        return
+    handle = TrackedRun(mlflow, run.info.run_id)
+    status = "FAILED"
+    try:
+        if params:
+            handle.log_params(params)
+        if tags:
+            handle.set_tags(tags)
+        yield handle
+        status = "FINISHED"
+    finally:
+        mlflow.end_run(status=status)

@@ -1,0 +1,59 @@
+"""Shared fixtures: the ../shared folder (skipped when absent), quiet progress, temp MLflow."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("KOFORGE_SHARED", ROOT.parent / "shared")).resolve()
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+os.environ.setdefault("KOFORGE_PROGRESS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED / sub
+    if not path.exists():
+        pytest.skip(f"needs {path} (the project's ../shared data folder), which is absent here")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip the test with the reason."""
+    return _shared("data")
+
+
+@pytest.fixture(scope="session")
+def shared_tokenizers() -> Path:
+    """../shared/tokenizers, or skip the test with the reason."""
+    return _shared("tokenizers")
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """KB-sized fixtures checked into tests/assets."""
+    return ASSETS
+
+
+os.environ.setdefault("KOFORGE_MLFLOW", "off")
+
+
+@pytest.fixture(scope="session")
+def _mlflow_store(tmp_path_factory) -> str:
+    # One SQLite store for the whole session: creating one costs ~7 s of migrations.
+    folder = tmp_path_factory.mktemp("mlruns")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture
+def mlflow_store(_mlflow_store, monkeypatch) -> str:
+    """Turn MLflow tracking on, into a throwaway store shared by the session; returns its URI."""
+    monkeypatch.setenv("KOFORGE_MLFLOW", "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _mlflow_store)
+    return _mlflow_store
