@@ -32,6 +32,11 @@ for _module_name, _name in _SUBAPPS:
         app.command(name=_name)(_module.command)
 
 
+@app.callback()
+def _root() -> None:
+    """Build, adapt, compress and evaluate Korean language models."""
+
+
 @app.command()
 def version() -> None:
     """Print the koforge version."""
