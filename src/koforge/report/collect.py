@@ -1,0 +1,133 @@
+"""Find what a run folder holds that belongs in a report.
+
+A run folder is any output of koforge (a demo folder, an `embed` or
+`compress` output, a folder of `koforge eval` results). Each sub-folder with
+something to show becomes one `Section`: evaluation results (the
+`koforge-eval-v1` schema), other result JSON (laid out by `report.tables`),
+PNG plots and short text files such as sample generations.
+
+Model and tokenizer files are not results: inside a folder holding weights
+only result-like files are read, and well-known model files (tokenizer.json,
+config.json of a checkpoint, ...) are never read. Hidden folders, `mlruns`
+and earlier report folders (marked by `.koforge-report`) are skipped.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from koforge._utils.errors import DataError, InputPathError
+from koforge._utils.io import require_path
+from koforge.eval.schema import EvalResult, is_result
+from koforge.report.tables import Section, Table, json_tables
+
+REPORT_MARKER = ".koforge-report"
+MAX_JSON_BYTES = 2_000_000
+MAX_TEXT_BYTES = 20_000
+MAX_PLOT_BYTES = 8_000_000
+SKIP_DIRS = {"mlruns", "__pycache__", "node_modules", "wandb"}
+MODEL_FILES = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "added_tokens.json",
+    "generation_config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+    "data_config.json", "adapter_config.json", "trainer_state.json", "optimizer.json", "scheduler.json",
+    "manifest.json", "model.safetensors.index.json", "chat_template.json", "preprocessor_config.json",
+}
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".npy", ".gguf"}
+SETTINGS_HINTS = ("config", "settings", "recipe", "params", "args")
+RESULT_HINTS = ("eval", "result", "report", "score", "metric", "summary", "comparison", "history", "stages")
+
+
+@dataclass(kw_only=True)
+class RunContents:
+    """Everything found in one run folder."""
+
+    name: str
+    path: Path
+    results: list[tuple[str, EvalResult]] = field(default_factory=list)
+    """(path relative to the run, result)"""
+    sections: list[Section] = field(default_factory=list)
+    settings: list[Table] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.results or self.settings or any(s.tables or s.plots or s.texts for s in self.sections))
+
+
+def _walk(root: Path):
+    """Folders under root (root first), skipping hidden, mlruns and report folders."""
+    stack = [root]
+    while stack:
+        d = stack.pop(0)
+        if (d / REPORT_MARKER).exists() and d != root:
+            continue
+        yield d
+        try:
+            children = sorted(p for p in d.iterdir() if p.is_dir())
+        except OSError:
+            continue
+        stack[:0] = [c for c in children if not c.name.startswith(".") and c.name not in SKIP_DIRS]
+
+
+def _holds_weights(d: Path) -> bool:
+    return any(p.suffix in WEIGHT_SUFFIXES for p in d.iterdir() if p.is_file())
+
+
+def _read_json(p: Path):
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _eval_tables(rel: str, r: EvalResult) -> list[Table]:
+    title = f"{r.task} — {Path(r.model).name or r.model}"
+    tables = [Table(title=title, source=rel,
+                    rows=[{"metric": k + (" (primary)" if k == r.primary_metric else ""), "value": v}
+                          for k, v in r.metrics.items()])]
+    for name, rows in r.tables.items():
+        tables.extend(json_tables(rows, f"{r.task} · {name}", rel))
+    return tables
+
+
+def collect_run(path: str | Path, name: str | None = None) -> RunContents:
+    """Scan one run folder (see the module docstring for what is read)."""
+    root = require_path(path, "run folder")
+    if not root.is_dir():
+        raise InputPathError(f"run folder '{root}' is a file; pass the folder that holds the run's outputs.")
+    run = RunContents(name=name or root.resolve().name, path=root)
+    for d in _walk(root):
+        rel_dir = d.relative_to(root).as_posix()
+        section = Section(title=rel_dir if rel_dir != "." else run.name)
+        in_model = _holds_weights(d)
+        for p in sorted(f for f in d.iterdir() if f.is_file()):
+            rel = p.relative_to(root).as_posix()
+            low = p.name.lower()
+            if p.suffix == ".png" and p.stat().st_size <= MAX_PLOT_BYTES:
+                section.plots.append((rel, p))
+            elif p.suffix == ".json" and low not in MODEL_FILES and p.stat().st_size <= MAX_JSON_BYTES:
+                if in_model and not any(h in low for h in RESULT_HINTS):
+                    continue
+                data = _read_json(p)
+                if data is None:
+                    continue
+                if is_result(data):
+                    try:
+                        result = EvalResult.from_dict(data, source=rel)
+                    except DataError:
+                        continue
+                    run.results.append((rel, result))
+                    section.tables.extend(_eval_tables(rel, result))
+                    if result.settings:
+                        run.settings.extend(json_tables(result.settings, f"settings · {result.task}", rel))
+                elif any(h in low for h in SETTINGS_HINTS) and not any(h in low for h in RESULT_HINTS):
+                    if not in_model:
+                        run.settings.extend(json_tables(data, f"settings · {rel}", rel))
+                else:
+                    section.tables.extend(json_tables(data, rel, rel))
+            elif p.suffix in (".txt", ".log") and not in_model and p.stat().st_size <= MAX_TEXT_BYTES \
+                    and any(h in low for h in ("generation", "sample", "summary", "log")):
+                section.texts.append((rel, p.read_text(encoding="utf-8", errors="replace")))
+        if section.tables or section.plots or section.texts:
+            run.sections.append(section)
+    return run
