@@ -1,0 +1,72 @@
+"""build_report: what the HTML and markdown pages hold, what they skip, and bad input."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from koforge._utils.errors import InputPathError, NothingToDoError, OutputExistsError
+from koforge.report import build_report, collect_runs
+from report_fixtures import make_run, png
+
+
+def test_single_run_report_has_tables_images_settings_and_no_model_files(tmp_path):
+    run = make_run(tmp_path / "run", 0.42)
+    html_path = build_report([run], tmp_path / "out")
+    html = html_path.read_text(encoding="utf-8")
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    # Self-contained: the one plot is inline, nothing is fetched.
+    assert html.count('src="data:image/png;base64,') == 1
+    assert not re.search(r'(src|href)="(http|file|/)', html)
+    for page in (html, md):
+        assert "0.42" in page and "spearman" in page and "koforge-bpe" in page and "2.51" in page
+        assert "vocab_size" in page and "train.lr" in page  # settings, flattened
+        assert "news" in page  # the eval result's own table
+        assert "안녕하세요 반갑습니다" in page  # sample generations
+        assert "SHOULD_NOT_APPEAR" not in page  # model folder config, tokenizer.json, mlruns
+    images = sorted(p.name for p in (tmp_path / "out" / "images").iterdir())
+    assert images == ["00_chars_per_token.png"] and "(images/00_chars_per_token.png)" in md
+    assert (tmp_path / "out" / ".koforge-report").exists()
+
+
+def test_comparison_of_two_runs_has_one_row_per_run_and_a_plot(tmp_path):
+    a, b = make_run(tmp_path / "a" / "run", 0.42), make_run(tmp_path / "b" / "run", 0.61, model="minilm-ko")
+    html = build_report([a, b], tmp_path / "out").read_text(encoding="utf-8")
+    assert "Comparison · korsts" in html and "a/run" in html and "b/run" in html  # same leaf names told apart
+    assert html.count("data:image/png;base64,") == 3  # two tokenizer plots + the comparison bar chart
+    rows = collect_runs([a, b])
+    assert [r.results[0][1].primary_value for r in rows] == [0.42, 0.61]
+
+
+def test_report_inside_its_run_folder_is_not_read_back(tmp_path):
+    run = make_run(tmp_path / "run", 0.42)
+    build_report([run], run / "report")
+    first = (run / "report" / "report.html").read_text(encoding="utf-8")
+    build_report([run], run / "report", overwrite=True)
+    second = (run / "report" / "report.html").read_text(encoding="utf-8")
+    assert second.count("data:image/png") == first.count("data:image/png") == 1
+
+
+def test_bad_inputs_are_clear_errors_and_leave_nothing(tmp_path):
+    with pytest.raises(InputPathError, match="not found"):
+        build_report([tmp_path / "missing"], tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NothingToDoError, match="nothing to report"):
+        build_report([tmp_path / "empty"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    png(tmp_path / "plots" / "a.png")
+    build_report([tmp_path / "plots"], tmp_path / "out")
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        build_report([tmp_path / "plots"], tmp_path / "out")
+
+
+def test_report_cli(tmp_path):
+    from koforge.cli.main import app
+
+    run = make_run(tmp_path / "run", 0.42)
+    res = CliRunner().invoke(app, ["report", str(run), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "report.html").exists() and "korsts" in res.output
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "nope"), "-o", str(tmp_path / "out2")])
+    assert res.exit_code == 1 and "not found" in res.output and "Traceback" not in res.output
