@@ -1,0 +1,157 @@
+"""Typed configs of the compression lab: what to measure, what to cut, an experiment.
+
+`CompressionConfig` is one flat recipe so that Hydra overrides and sweeps stay
+one dotted key (`compression.keep_layers=22,24,26`): `methods` lists the steps
+in the order they run, each step reads only its own fields.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from koforge._utils.errors import ConfigError
+
+METHODS = ("drop_layers", "prune_heads", "reduce_width", "heal", "convert_dtype", "quantize_int8")
+DROP_STRATEGIES = ("top", "bottom", "explicit", "importance")
+IMPORTANCE = ("magnitude", "activation")
+
+
+@dataclass(kw_only=True)
+class MeasureConfig:
+    """How perplexity and speed are measured (the same for a baseline and its compressed models)."""
+
+    texts: Optional[str] = None
+    """Held-out text: .txt (one document per line), .jsonl (field `text_field`) or a KorQuAD-style .json."""
+    text_field: str = "text"
+    """Field of each .jsonl line holding the text (e.g. `content` for the petitions)."""
+    max_docs: int = 200
+    """Use at most this many documents (first ones, in file order)."""
+    max_chars: int = 60000
+    """Stop adding documents past this many characters (keeps perplexity cheap on CPU)."""
+    context: int = 256
+    """Sliding-window length in tokens."""
+    stride: int = 128
+    """Window step; each token is scored once, with up to `context - stride` tokens of left context."""
+    batch_size: int = 4
+    """Windows per forward pass for perplexity."""
+    prompts: List[str] = field(default_factory=lambda: ["대한민국의 수도는", "오늘 날씨가 좋아서", "인공지능 기술은"])
+    """Prompts of the speed test."""
+    new_tokens: int = 32
+    """Tokens generated per prompt (greedy, no early stop)."""
+    warmup: int = 1
+    """Untimed warm-up passes over the prompts."""
+    repeats: int = 5
+    """Timed passes; the median is reported."""
+    threads: Optional[int] = None
+    """torch CPU threads during measurement (None: leave as is)."""
+
+    def __post_init__(self) -> None:
+        if self.context < 2:
+            raise ConfigError(f"measure.context must be >= 2 tokens, got {self.context}.")
+        if not 1 <= self.stride <= self.context:
+            raise ConfigError(f"measure.stride must be in [1, context={self.context}], got {self.stride}.")
+        for name in ("batch_size", "new_tokens", "repeats", "max_docs", "max_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"measure.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.warmup < 0:
+            raise ConfigError(f"measure.warmup must be >= 0, got {self.warmup}.")
+        if not self.prompts:
+            raise ConfigError("measure.prompts is empty: give at least one prompt for the speed test.")
+
+
+@dataclass(kw_only=True)
+class CompressionConfig:
+    """A compression recipe: the steps in `methods`, in order, and each step's settings."""
+
+    methods: List[str] = field(default_factory=lambda: ["drop_layers"])
+    """Steps in order, from: drop_layers, prune_heads, reduce_width, heal, convert_dtype, quantize_int8."""
+    keep_layers: Optional[int] = None
+    """drop_layers: number of decoder layers to keep (top/bottom/importance)."""
+    drop_strategy: str = "importance"
+    """drop_layers: top (drop the last layers), bottom (drop the first), explicit (`drop_indices`), importance (Block Influence)."""
+    drop_indices: List[int] = field(default_factory=list)
+    """drop_layers with explicit: indices of the layers to drop."""
+    keep_heads: Optional[int] = None
+    """prune_heads: query heads to keep per layer; must be a multiple of the GQA group size."""
+    head_importance: str = "activation"
+    """prune_heads: magnitude or activation."""
+    intermediate_size: Optional[int] = None
+    """reduce_width: new MLP intermediate size (None: unchanged)."""
+    hidden_size: Optional[int] = None
+    """reduce_width: new hidden size (None: unchanged)."""
+    width_importance: str = "activation"
+    """reduce_width: magnitude or activation."""
+    dtype: str = "bf16"
+    """convert_dtype: fp16 or bf16 (fp32 to undo)."""
+    int8_skip_lm_head: bool = True
+    """quantize_int8: keep lm_head and embeddings in float."""
+    calibration_texts: Optional[str] = None
+    """Calibration text for importance and healing (same formats as measure.texts); None: measure.texts."""
+    calibration_docs: int = 64
+    """Documents of calibration text for importance scores."""
+    calibration_context: int = 128
+    """Tokens per calibration sequence."""
+    heal_steps: int = 100
+    """heal: optimisation steps of KL distillation from the base model."""
+    heal_lr: float = 3e-4
+    """heal: AdamW learning rate."""
+    heal_batch_size: int = 8
+    """heal: sequences per step."""
+    heal_temperature: float = 1.0
+    """heal: softmax temperature of the KL."""
+    seed: int = 0
+    """Seed of calibration sampling and healing."""
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ConfigError(f"compression.methods has {bad or 'no steps'}; choose steps from: {', '.join(METHODS)}.")
+        if self.drop_strategy not in DROP_STRATEGIES:
+            raise ConfigError(f"compression.drop_strategy '{self.drop_strategy}' unknown; use one of {', '.join(DROP_STRATEGIES)}.")
+        for name in ("head_importance", "width_importance"):
+            if getattr(self, name) not in IMPORTANCE:
+                raise ConfigError(f"compression.{name} '{getattr(self, name)}' unknown; use magnitude or activation.")
+        if self.dtype not in ("fp16", "bf16", "fp32", "float16", "bfloat16", "float32"):
+            raise ConfigError(f"compression.dtype '{self.dtype}' unknown; use fp16, bf16 or fp32.")
+        if "drop_layers" in self.methods:
+            if self.drop_strategy == "explicit" and not self.drop_indices:
+                raise ConfigError("compression.drop_strategy=explicit needs compression.drop_indices (e.g. [20,21]).")
+            if self.drop_strategy != "explicit" and self.keep_layers is None:
+                raise ConfigError(f"compression.drop_strategy={self.drop_strategy} needs compression.keep_layers.")
+        if "prune_heads" in self.methods and self.keep_heads is None:
+            raise ConfigError("method prune_heads needs compression.keep_heads (query heads to keep).")
+        if "reduce_width" in self.methods and self.intermediate_size is None and self.hidden_size is None:
+            raise ConfigError("method reduce_width needs compression.intermediate_size and/or compression.hidden_size.")
+        for name in ("heal_steps", "heal_batch_size", "calibration_docs", "calibration_context"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"compression.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.heal_lr <= 0 or self.heal_temperature <= 0:
+            raise ConfigError("compression.heal_lr and heal_temperature must be > 0.")
+
+
+@dataclass(kw_only=True)
+class ExperimentConfig:
+    """One Hydra experiment: a base model, its baseline, a recipe, and where results go."""
+
+    name: str
+    """Strategy name; runs land in `{output_root}/{yyyy-mm-dd}_{name}/`."""
+    model: str
+    """Base model: a Hugging Face folder or hub name."""
+    baseline: Optional[str] = None
+    """baseline_result.json of the base model (None: measured in the run)."""
+    output_root: str = "outputs"
+    """Folder holding every run."""
+    save_model: bool = True
+    """Keep the compressed model folder in the run (off for big sweeps)."""
+    trust_remote_code: bool = False
+    """Passed to from_pretrained (only for models you trust)."""
+    mlflow_experiment: str = "koforge-compress"
+    """MLflow experiment name."""
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"experiment name '{self.name}' must be non-empty without '/'.")
+        if not self.model:
+            raise ConfigError("experiment.model is empty: give a model folder or hub name.")
