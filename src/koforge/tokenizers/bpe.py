@@ -1,0 +1,223 @@
+"""Byte-level BPE and SuperBPE pipelines on the Hugging Face `tokenizers` library.
+
+Pipeline stages are separate objects, assembled here from named choices:
+NFC is a normaliser (decomposed Hangul becomes syllables before any merge),
+digit splitting a pre-tokeniser, the GPT-2 byte-level regex the word splitter,
+and byte-level decoding guarantees `decode(encode(x)) == x` for any string
+(modulo the normaliser).
+
+SuperBPE (Liu et al., 2025, "SuperBPE: Space Travel for Language Models"):
+stage 1 is ordinary byte-level BPE up to the transition size `t`; stage 2
+lifts whitespace pre-tokenisation (chunks now end only at punctuation,
+newlines and, with `digits="split"`, digits) and continues merging, so tokens
+such as " 수 있습니다" spanning several words are learned. Stage 2 re-uses
+the Rust trainer: every stage-1 token becomes one private-use character, each
+chunk of the corpus is rewritten as its stage-1 token sequence, and the new
+merges are translated back. The final model's merge list is stage 1's
+followed by stage 2's, so encoding reproduces stage 1 inside each word before
+any superword merge, as in the paper.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import unicodedata
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from koforge._utils.errors import TokenizerError
+from koforge.tokenizers.train import WHITESPACE_RUNS, TokenizerTrainConfig
+
+_STAGE2_BOUNDARY = r" ?[^\s\p{L}\p{N}]+|\s*\n\s*"
+_PUA = 0xF0000  # Supplementary Private Use Area-A (65,534 code points), then -B
+_PUA_MAX = 2 * 65534
+
+
+def _show_progress() -> bool:
+    return os.environ.get("KOFORGE_PROGRESS", "1") != "0"
+
+
+def _normalizer(config: TokenizerTrainConfig):
+    from tokenizers import normalizers
+
+    return {"nfc": normalizers.NFC, "nfkc": normalizers.NFKC}.get(config.normalization, lambda: None)()
+
+
+def pre_tokenizer(config: TokenizerTrainConfig, *, superwords: bool = False):
+    """The byte-level pre-tokeniser: digits, then words (stage 1) or punctuation-delimited chunks (SuperBPE)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    steps = [pre_tokenizers.Digits(individual_digits=True)] if config.digits == "split" else []
+    if superwords:
+        steps.append(pre_tokenizers.Split(Regex(_STAGE2_BOUNDARY), behavior="isolated"))
+        steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
+    else:
+        steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
+    return pre_tokenizers.Sequence(steps)
+
+
+def _assemble(model: Any, config: TokenizerTrainConfig, *, superwords: bool = False) -> Any:
+    from tokenizers import AddedToken, Tokenizer, decoders
+
+    tok = Tokenizer(model)
+    norm = _normalizer(config)
+    if norm is not None:
+        tok.normalizer = norm
+    tok.pre_tokenizer = pre_tokenizer(config, superwords=superwords)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in config.special_tokens])
+    if config.whitespace == "preserve":
+        tok.add_tokens([AddedToken(w, normalized=False) for w in WHITESPACE_RUNS])
+    return tok
+
+
+def _ws_budget(config: TokenizerTrainConfig) -> int:
+    return len(WHITESPACE_RUNS) if config.whitespace == "preserve" else 0
+
+
+def train_byte_bpe(batches: Iterable[list[str]], config: TokenizerTrainConfig, vocab_size: int | None = None) -> Any:
+    """Byte-level BPE over `batches` of texts; returns a `tokenizers.Tokenizer`."""
+    from tokenizers import models, pre_tokenizers, trainers
+
+    size = (vocab_size or config.vocab_size) - _ws_budget(config)
+    tok = _assemble(models.BPE(), config)
+    trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=config.min_frequency, special_tokens=config.special_tokens,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=_show_progress(),
+                                  max_token_length=config.max_token_length)
+    tok.train_from_iterator(batches, trainer=trainer)
+    if config.whitespace == "preserve":
+        from tokenizers import AddedToken
+
+        tok.add_tokens([AddedToken(w, normalized=False) for w in WHITESPACE_RUNS])
+    return tok
+
+
+def _byte_decoder() -> dict[str, int]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+_BYTES = _byte_decoder()
+
+
+def token_text(token: str) -> str:
+    """The text a byte-level token stands for (partial UTF-8 sequences dropped)."""
+    return bytes(_BYTES.get(ch, 0x3F) for ch in token).decode("utf-8", errors="ignore")
+
+
+def is_superword(token: str) -> bool:
+    """Whether a byte-level token spans a word boundary (whitespace after a non-space character)."""
+    text = token_text(token).lstrip()
+    return any(ch.isspace() for ch in text.rstrip()) if text else False
+
+
+def _spool(texts: Iterable[str], folder: Path) -> tuple[Path, Iterator[list[str]]]:
+    path = folder / "corpus.jsonl"
+
+    def batches() -> Iterator[list[str]]:
+        with open(path, "w", encoding="utf-8") as f:
+            batch: list[str] = []
+            for text in texts:
+                f.write(json.dumps(text, ensure_ascii=False) + "\n")
+                batch.append(text)
+                if len(batch) == 1000:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+    return path, batches()
+
+
+def _read_spool(path: Path, size: int = 2000) -> Iterator[list[str]]:
+    with open(path, encoding="utf-8") as f:
+        batch = []
+        for line in f:
+            batch.append(json.loads(line))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _map(token_id: int) -> str:
+    return chr(_PUA + token_id if token_id < 65534 else _PUA + 65536 + token_id - 65534)
+
+
+def _unmap(ch: str) -> int:
+    offset = ord(ch) - _PUA
+    return offset if offset < 65534 else offset - 2
+
+
+def _stage2_sequences(spool: Path, stage1: Any, config: TokenizerTrainConfig, alphabet: set[str]) -> Iterator[list[str]]:
+    """Each multi-token chunk of the corpus as a string of one private-use character per stage-1 token."""
+    from tokenizers import Regex, pre_tokenizers
+
+    steps = [pre_tokenizers.Digits(individual_digits=True)] if config.digits == "split" else []
+    chunker = pre_tokenizers.Sequence(steps + [pre_tokenizers.Split(Regex(_STAGE2_BOUNDARY), behavior="isolated")])
+    n_special = len(config.special_tokens)
+    form = config.normalization.upper()
+    for docs in _read_spool(spool):
+        chunks = []
+        for doc in docs:
+            doc = doc if form == "NONE" else unicodedata.normalize(form, doc)
+            chunks.extend(c for c, _ in chunker.pre_tokenize_str(doc) if len(c) > 1)
+        out = []
+        for enc in stage1.encode_batch(chunks, add_special_tokens=False):
+            ids = enc.ids
+            if len(ids) < 2 or min(ids) < n_special:
+                continue
+            s = "".join(map(_map, ids))
+            alphabet.update(s)
+            out.append(s)
+        yield out
+
+
+def train_superbpe(texts: Iterable[str], config: TokenizerTrainConfig) -> tuple[Any, dict[str, Any]]:
+    """Two-stage SuperBPE; returns the tokenizer and superword statistics."""
+    from tokenizers import Tokenizer, models, trainers
+
+    t = config.transition_size
+    if t - _ws_budget(config) > _PUA_MAX:
+        raise TokenizerError(f"superbpe_transition={t} is above the {_PUA_MAX} tokens SuperBPE stage 2 can map; lower it.")
+    with tempfile.TemporaryDirectory(prefix="koforge-superbpe-") as tmp:
+        spool, first_pass = _spool(texts, Path(tmp))
+        stage1 = train_byte_bpe(first_pass, config, vocab_size=t)
+        s1 = json.loads(stage1.to_str())["model"]
+        alphabet: set[str] = set()
+        sequences = list(_stage2_sequences(spool, stage1, config, alphabet))
+    # vocab_size of the stage-2 trainer counts its alphabet (the stage-1 tokens seen) plus the new merges
+    n_new = config.vocab_size - stage1.get_vocab_size(with_added_tokens=True)
+    stage2 = Tokenizer(models.BPE())
+    trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + n_new, min_frequency=config.min_frequency,
+                                  show_progress=_show_progress(), max_token_length=config.max_token_length)
+    stage2.train_from_iterator(iter(sequences), trainer=trainer)
+    del sequences
+    inverse = {i: tok for tok, i in s1["vocab"].items()}
+
+    def translate(s: str) -> str:
+        return "".join(inverse[_unmap(c)] for c in s)
+
+    vocab = dict(s1["vocab"])
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in s1["merges"]]
+    n_stage2 = 0
+    for m in json.loads(stage2.to_str())["model"]["merges"]:
+        a, b = m.split(" ") if isinstance(m, str) else m
+        left, right = translate(a), translate(b)
+        merges.append((left, right))
+        if left + right not in vocab:
+            vocab[left + right] = len(vocab)
+            n_stage2 += 1
+    tok = _assemble(models.BPE(vocab=vocab, merges=merges), config, superwords=True)
+    superwords = sum(map(is_superword, vocab))
+    return tok, {"transition_vocab_size": t, "stage2_tokens": n_stage2, "superword_tokens": superwords,
+                 "superword_vocab_share": round(superwords / max(1, len(vocab)), 4)}
