@@ -1,0 +1,183 @@
+"""Training data sources and their conversion to each objective's columns.
+
+A source names its `kind` and a path; columns are found by name, never by
+position:
+- `sts`: TSV with sentence1, sentence2, score (KorSTS);
+- `nli`: TSV with sentence1, sentence2, gold_label (KorNLI): entailment ->
+  positive, contradiction -> hard negative of the same premise;
+- `pairs`: JSONL with anchor, positive[, negative];
+- `text`: plain text (one per line) or JSONL (`field`);
+- `korquad`: SQuAD JSON -> (question, paragraph) pairs, or its texts;
+- `hub`: a hub dataset name (`path`) with `field`/`split` (e.g.
+  HAERAE-HUB/KOREAN-WEBTEXT), for machines that reach the hub.
+Text objectives (simcse, distill) take the sentences of any source.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from koforge._utils.errors import ConfigError, DataError
+from koforge._utils.io import require_path
+
+KINDS = ("sts", "nli", "pairs", "text", "korquad", "hub")
+
+
+@dataclass(kw_only=True)
+class DataSource:
+    """One training data source of a stage."""
+
+    kind: str
+    """sts, nli, pairs, text, korquad or hub."""
+    path: str
+    """File path (relative paths resolve against the recipe's data_root) or hub dataset name."""
+    samples: Optional[int] = None
+    """Keep at most this many examples (seeded sample); None keeps all."""
+    field: str = "text"
+    """Text field for JSONL / hub sources."""
+    split: str = "train"
+    """Split of a hub dataset."""
+    min_chars: int = 1
+    """Drop texts shorter than this."""
+    max_chars: int = 2000
+    """Drop texts longer than this."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"data source kind '{self.kind}' is unknown; use one of {', '.join(KINDS)}.")
+        if self.samples is not None and self.samples < 1:
+            raise ConfigError(f"data source samples must be >= 1 or null, got {self.samples}.")
+
+
+def _tsv(path: Path, required: tuple[str, ...]) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    header = [h.strip() for h in rows[0]] if rows else []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"data file '{path}' lacks column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'}). "
+                        f"A source of this kind needs a header with {', '.join(required)}.")
+    return [dict(zip(header, r)) for r in rows[1:] if len(r) >= len(header)]
+
+
+def _jsonl(path: Path) -> list[dict]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise DataError(f"'{path}' line {n} is not JSON; expected one object per line.") from None
+    return rows
+
+
+def _ok(text: str, src: DataSource) -> bool:
+    return isinstance(text, str) and src.min_chars <= len(text.strip()) <= src.max_chars
+
+
+def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> dict[str, list]:
+    """Read a source into columns: `pairs` (anchor, positive, negative-or-None), `sts`, and `texts`."""
+    if src.kind == "hub":
+        import datasets
+
+        ds = datasets.load_dataset(src.path, split=src.split)
+        if src.field not in ds.column_names:
+            raise DataError(f"hub dataset '{src.path}' has no column '{src.field}' (columns: {', '.join(ds.column_names)}).")
+        return {"texts": [t for t in ds[src.field] if _ok(t, src)], "pairs": [], "sts": []}
+    path = Path(src.path)
+    if not path.is_absolute() and data_root is not None:
+        path = Path(data_root) / path
+    path = require_path(path, f"{src.kind} data file")
+    out: dict[str, list] = {"texts": [], "pairs": [], "sts": []}
+    if src.kind == "sts":
+        for r in _tsv(path, ("sentence1", "sentence2", "score")):
+            try:
+                score = float(r["score"])
+            except ValueError:
+                continue
+            if _ok(r["sentence1"], src) and _ok(r["sentence2"], src):
+                out["sts"].append((r["sentence1"], r["sentence2"], score))
+        out["texts"] = [t for s1, s2, _ in out["sts"] for t in (s1, s2)]
+    elif src.kind == "nli":
+        by_premise: dict[str, dict[str, list[str]]] = {}
+        for r in _tsv(path, ("sentence1", "sentence2", "gold_label")):
+            if _ok(r["sentence1"], src) and _ok(r["sentence2"], src):
+                by_premise.setdefault(r["sentence1"], {}).setdefault(r["gold_label"].strip(), []).append(r["sentence2"])
+        for premise, labels in by_premise.items():
+            negs = labels.get("contradiction", [])
+            for i, pos in enumerate(labels.get("entailment", [])):
+                out["pairs"].append((premise, pos, negs[i % len(negs)] if negs else None))
+            out["texts"].extend([premise, *[t for v in labels.values() for t in v]])
+    elif src.kind == "pairs":
+        for n, r in enumerate(_jsonl(path), 1):
+            if "anchor" not in r or "positive" not in r:
+                raise DataError(f"'{path}' line {n} lacks 'anchor'/'positive'; a pairs source needs anchor, positive[, negative].")
+            if _ok(r["anchor"], src) and _ok(r["positive"], src):
+                out["pairs"].append((r["anchor"], r["positive"], r.get("negative")))
+        out["texts"] = [t for a, p, _ in out["pairs"] for t in (a, p)]
+    elif src.kind == "korquad":
+        from koforge.eval.retrieval import read_korquad
+
+        paragraphs, questions, gold = read_korquad(path)
+        out["pairs"] = [(q, paragraphs[g], None) for q, g in zip(questions, gold) if _ok(q, src) and _ok(paragraphs[g], src)]
+        out["texts"] = [*questions, *paragraphs]
+    else:  # text
+        if path.suffix == ".jsonl":
+            rows = _jsonl(path)
+            if rows and src.field not in rows[0]:
+                raise DataError(f"'{path}' has no field '{src.field}' (fields: {', '.join(rows[0])}). Set the source's field.")
+            texts = [r.get(src.field, "") for r in rows]
+        else:
+            texts = path.read_text(encoding="utf-8").splitlines()
+        out["texts"] = [t.strip() for t in texts if _ok(t, src)]
+    return out
+
+
+def build_examples(sources: list[DataSource], objective: str, *, data_root: str | os.PathLike | None = None,
+                   seed: int = 0) -> dict[str, list]:
+    """Columns (as lists) for `objective` from all `sources`, each sampled to its `samples`."""
+    rng = random.Random(seed)
+    columns: dict[str, list] = {}
+    names = []
+    for src in sources:
+        read = read_source(src, data_root)
+        names.append(src.path)
+        if objective in ("cosent", "angle"):
+            rows = read["sts"]
+            if src.kind != "sts":
+                raise ConfigError(f"objective '{objective}' needs graded pairs (kind: sts), got a '{src.kind}' source ({src.path}).")
+        elif objective == "infonce":
+            rows = read["pairs"]
+            if src.kind not in ("nli", "pairs", "korquad"):
+                raise ConfigError(f"objective 'infonce' needs pairs (kind: nli, pairs or korquad), got '{src.kind}' ({src.path}).")
+        else:
+            rows = list(dict.fromkeys(read["texts"]))  # unique, order kept
+        if src.samples is not None and len(rows) > src.samples:
+            rows = rng.sample(rows, src.samples)
+        if objective in ("cosent", "angle"):
+            for s1, s2, score in rows:
+                columns.setdefault("sentence1", []).append(s1)
+                columns.setdefault("sentence2", []).append(s2)
+                columns.setdefault("score", []).append(score / 5.0 if score > 1.0 else score)
+        elif objective == "infonce":
+            for a, p, n in rows:
+                columns.setdefault("anchor", []).append(a)
+                columns.setdefault("positive", []).append(p)
+                columns.setdefault("negative", []).append(n)
+        else:
+            columns.setdefault("text", []).extend(rows)
+    n = len(next(iter(columns.values()), []))
+    if n == 0:
+        raise DataError(f"no training examples for objective '{objective}' after filtering {', '.join(names)}. "
+                        "Check the files, the min_chars/max_chars filters and the objective/source kinds.")
+    if objective == "infonce":
+        if any(x is None for x in columns["negative"]):
+            columns.pop("negative")  # hard negatives only when every example has one
+    if objective == "simcse":
+        columns = {"anchor": columns["text"], "positive": list(columns["text"])}
+    return columns

@@ -1,0 +1,78 @@
+"""The evaluation suite run after every stage (and by `koforge embed eval`).
+
+Which tasks run is an `EvalSuite` config: KorSTS (any split), KorQuAD
+retrieval, separation pairs and Korean-English bitext; a task whose input is
+unset is skipped. Results are flattened to `task/metric` keys for tables,
+plots and MLflow.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+
+@dataclass(kw_only=True)
+class EvalSuite:
+    """Evaluation inputs; relative paths resolve against the recipe's data_root."""
+
+    korsts: Optional[str] = "korsts/sts-dev.tsv"
+    """KorSTS TSV (or split name train/dev/test with korsts_dir)."""
+    korquad: Optional[str] = "korquad/KorQuAD_v1.0_dev.json"
+    """SQuAD-format JSON for question -> paragraph retrieval."""
+    korquad_max_queries: Optional[int] = 1000
+    """Sample this many questions (seeded); None: all."""
+    separation: Optional[str] = "default"
+    """Labelled pairs JSONL, 'default' for koforge's 10-domain set, None to skip."""
+    bitext_ko: Optional[str] = "parallel/jhe-koen-dev.ko"
+    bitext_en: Optional[str] = "parallel/jhe-koen-dev.en"
+    bitext_max_pairs: Optional[int] = 500
+    batch_size: int = 64
+
+
+def _resolve(path: str, data_root: str | os.PathLike | None) -> str:
+    p = Path(path)
+    if not p.is_absolute() and data_root is not None and not p.exists():
+        p = Path(data_root) / p
+    return str(p)
+
+
+def flatten(results: dict[str, dict]) -> dict[str, float]:
+    """{task: {metric: v}} -> {'task/metric': v} keeping numbers only (per-domain scores get their own keys)."""
+    flat: dict[str, float] = {}
+    for task, metrics in results.items():
+        for k, v in metrics.items():
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    flat[f"{task}/{k}/{kk}"] = float(vv)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and k != "primary":
+                flat[f"{task}/{k}"] = float(v)
+    return flat
+
+
+def run_suite(model: Any, suite: EvalSuite, data_root: str | os.PathLike | None = None) -> dict[str, dict]:
+    """Run every configured task; returns {task: metrics} (each with 'primary')."""
+    from koforge.eval.bitext import evaluate_bitext
+    from koforge.eval.korsts import SPLITS, evaluate_korsts
+    from koforge.eval.retrieval import evaluate_korquad_retrieval
+    from koforge.eval.separation import evaluate_separation
+
+    results: dict[str, dict] = {}
+    if suite.korsts:
+        start = time.perf_counter()
+        arg = suite.korsts if suite.korsts in SPLITS else _resolve(suite.korsts, data_root)
+        kw = {"data_dir": Path(data_root) / "korsts"} if suite.korsts in SPLITS and data_root else {}
+        results["korsts"] = {**evaluate_korsts(model, arg, batch_size=suite.batch_size, **kw), "seconds": time.perf_counter() - start}
+    if suite.korquad:
+        start = time.perf_counter()
+        results["korquad"] = {**evaluate_korquad_retrieval(model, _resolve(suite.korquad, data_root), max_queries=suite.korquad_max_queries,
+                                                           batch_size=suite.batch_size), "seconds": time.perf_counter() - start}
+    if suite.separation:
+        path = None if suite.separation == "default" else _resolve(suite.separation, data_root)
+        results["separation"] = evaluate_separation(model, path, batch_size=suite.batch_size)
+    if suite.bitext_ko and suite.bitext_en:
+        results["bitext"] = evaluate_bitext(model, _resolve(suite.bitext_ko, data_root), _resolve(suite.bitext_en, data_root),
+                                            max_pairs=suite.bitext_max_pairs, batch_size=suite.batch_size)
+    return results

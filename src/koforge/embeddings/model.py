@@ -1,0 +1,134 @@
+"""The embedding model: any Hugging Face backbone + pooling + optional L2 normalisation.
+
+Models are plain `sentence_transformers.SentenceTransformer` objects so that
+every checkpoint koforge writes loads with `SentenceTransformer(path)` as it
+is. A folder that already has `modules.json` is loaded as it stands; any other
+backbone (encoder or decoder) gets a `Transformer -> Pooling -> Normalize`
+stack. Pooling is `mean`, `cls` or `lasttoken`; sentence-transformers'
+last-token pooling finds the last real token from the attention mask, so it is
+correct with left and right padding alike (tested). Decoders without a pad
+token get their EOS as pad.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from koforge._utils.errors import ConfigError, ModelLoadError
+from koforge._utils.io import write_json
+
+POOLINGS = ("mean", "cls", "lasttoken")
+METADATA_FILE = "koforge_embedding.json"
+
+
+@dataclass(kw_only=True)
+class EmbeddingModelConfig:
+    """How a backbone becomes a sentence encoder."""
+
+    pooling: str = "mean"
+    """Token pooling: mean, cls or lasttoken (decoder embedding models such as Qwen3-Embedding)."""
+    normalize: bool = True
+    """L2-normalise sentence embeddings (cosine = dot product)."""
+    max_length: Optional[int] = None
+    """Truncate inputs to this many tokens (None: keep the model's own limit)."""
+    query_prompt: Optional[str] = None
+    """Instruction/prefix stored as the model's `query` prompt (e.g. 'Instruct: ...\\nQuery: ')."""
+    trust_remote_code: bool = False
+    """Allow custom modelling code from the model folder/hub (only if you trust it)."""
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"model.pooling '{self.pooling}' is unknown; use one of {', '.join(POOLINGS)}.")
+        if self.max_length is not None and self.max_length < 2:
+            raise ConfigError(f"model.max_length must be >= 2 or null, got {self.max_length}.")
+
+
+def is_sentence_transformer_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / "modules.json").exists()
+
+
+KOFORGE_MODULES = ("koforge.embeddings.adapters.AdaptedTransformer",)
+
+
+def _needs_koforge_module(path: str) -> bool:
+    """True when modules.json names koforge's own adapter module (its code ships in koforge, not in the folder)."""
+    import json
+
+    entries = json.loads((Path(path) / "modules.json").read_text(encoding="utf-8"))
+    types = [e.get("type", "") for e in entries]
+    foreign = [t for t in types if not t.startswith("sentence_transformers.") and t not in KOFORGE_MODULES]
+    if foreign:
+        return False  # left to the user's trust_remote_code
+    has_auto_map = any("auto_map" in json.loads(p.read_text(encoding="utf-8"))
+                       for p in Path(path).glob("config.json"))
+    return any(t in KOFORGE_MODULES for t in types) and not has_auto_map
+
+
+def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig | None = None,
+                          device: str | torch.device = "cpu"):
+    """Load `base` (ST folder, HF folder or hub name) as a SentenceTransformer on `device`."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    cfg = config or EmbeddingModelConfig()
+    base = str(base)
+    try:
+        if is_sentence_transformer_folder(base):
+            # koforge's adapter module is koforge's own code: loading it needs no trust in the folder.
+            trust = cfg.trust_remote_code or _needs_koforge_module(base)
+            model = SentenceTransformer(base, device=str(device), trust_remote_code=trust)
+        else:
+            kwargs = {"trust_remote_code": cfg.trust_remote_code}
+            word = Transformer(base, model_kwargs=kwargs, config_kwargs=kwargs, processor_kwargs=kwargs,
+                               max_seq_length=cfg.max_length)
+            modules = [word, Pooling(word.get_embedding_dimension(), pooling_mode=cfg.pooling)]
+            if cfg.normalize:
+                modules.append(Normalize())
+            model = SentenceTransformer(modules=modules, device=str(device))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot load '{base}' as an embedding backbone ({str(e).splitlines()[0]}). "
+                             "Pass a local model folder or a hub name reachable from here.") from None
+    tok = model.tokenizer
+    if tok is not None and getattr(tok, "pad_token", None) is None and getattr(tok, "eos_token", None) is not None:
+        tok.pad_token = tok.eos_token
+    if cfg.max_length is not None:
+        model.max_seq_length = cfg.max_length
+    if cfg.query_prompt:
+        model.prompts = {**(model.prompts or {}), "query": cfg.query_prompt}
+    return model
+
+
+def transformer_module(model):
+    """The first module (the HF backbone wrapper) of a SentenceTransformer."""
+    return model[0]
+
+
+def backbone(model) -> torch.nn.Module:
+    """The Hugging Face `PreTrainedModel` inside a SentenceTransformer."""
+    return transformer_module(model).auto_model
+
+
+def save_embedding_model(model, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Save in the sentence-transformers layout plus koforge's metadata JSON."""
+    path = Path(path)
+    model.save(str(path))
+    if metadata is not None:
+        write_json(path / METADATA_FILE, metadata)
+    return path
+
+
+def load_embedder(path: str | os.PathLike, device: str = "cpu", batch_size: int = 64):
+    """koforge's encoder for inference: the saved model in eval mode under `inference_mode`.
+
+    Returns a `FastEncoder` whose `.encode` mirrors SentenceTransformer's, but
+    runs without autograd bookkeeping and sorts by length so each batch pads to
+    its own longest text.
+    """
+    from koforge.embeddings.encode import FastEncoder
+
+    return FastEncoder(build_embedding_model(path, device=device), batch_size=batch_size)

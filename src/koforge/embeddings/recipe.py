@@ -1,0 +1,230 @@
+"""Recipes: a list of training stages, run one after another, each evaluated.
+
+A stage starts from the previous stage's `checkpoints/<stage>/final` (the
+first from the base model), trains the parameters of its `scope` with its
+`objective`, and writes `checkpoints/<stage>/final` atomically (a failed stage
+writes nothing, so the last good checkpoint survives) with
+`koforge_embedding.json` (recipe, stage, scores) and `eval.json`. After every
+stage the comparison table (`comparison.md`/`.json`) and `metrics.png` are
+rewritten. `from_stage` resumes: earlier stages' checkpoints are reused.
+Under `torchrun` only rank 0 writes and evaluates.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError
+from koforge._utils.io import atomic_dir, read_json, require_path, write_json
+from koforge._utils.logging import get_logger
+from koforge.config import config_to_dict, load_config, save_config
+from koforge.embeddings.adapters import AdapterConfig, save_adapters
+from koforge.embeddings.data import DataSource, build_examples
+from koforge.embeddings.evaluate import EvalSuite, flatten, run_suite
+from koforge.embeddings.losses import OBJECTIVES, build_loss
+from koforge.embeddings.model import METADATA_FILE, EmbeddingModelConfig, build_embedding_model, save_embedding_model, transformer_module
+from koforge.embeddings.report import write_comparison
+from koforge.embeddings.scopes import EXPANSION_REPORT, SCOPES, LoraSettings, apply_scope
+from koforge.embeddings.teacher import teacher_embeddings
+from koforge.embeddings.train import TrainSettings, train_stage
+
+log = get_logger(__name__)
+
+
+@dataclass(kw_only=True)
+class StageConfig:
+    """One stage of a recipe."""
+
+    name: str
+    scope: str = "full"
+    """full, new_embeddings, embeddings, adapters, lora or top_blocks."""
+    objective: str = "cosent"
+    """simcse, infonce, cosent, angle or distill."""
+    data: List[DataSource] = field(default_factory=list)
+    learning_rate: float = 2e-5
+    epochs: float = 1.0
+    max_steps: Optional[int] = None
+    max_minutes: Optional[float] = None
+    """Wall-clock budget of the stage's training loop (teacher encoding excluded)."""
+    batch_size: int = 32
+    mini_batch_size: Optional[int] = None
+    """GradCache mini-batch for simcse/infonce (effective batch = batch_size)."""
+    max_length: Optional[int] = None
+    warmup_ratio: float = 0.1
+    temperature: float = 0.05
+    teacher: Optional[str] = None
+    """distill: the teacher model (path/hub name) whose embeddings the student learns."""
+    top_blocks: int = 2
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    evaluate: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"stage name '{self.name}' must be a non-empty folder name.")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"stage '{self.name}': scope '{self.scope}' is unknown; use one of {', '.join(SCOPES)}.")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"stage '{self.name}': objective '{self.objective}' is unknown; use one of {', '.join(OBJECTIVES)}.")
+        if not self.data:
+            raise ConfigError(f"stage '{self.name}' has no data sources; add at least one under data:.")
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0:
+            raise ConfigError(f"stage '{self.name}': learning_rate, batch_size and epochs must be positive.")
+        if self.objective == "distill" and not self.teacher:
+            raise ConfigError(f"stage '{self.name}': objective 'distill' needs teacher: <model path or name>.")
+
+
+@dataclass(kw_only=True)
+class Recipe:
+    """A staged embedding-training recipe."""
+
+    name: str = "recipe"
+    data_root: Optional[str] = None
+    """Folder that relative data paths resolve against (default: $KOFORGE_DATA, else ../shared/data)."""
+    model: EmbeddingModelConfig = field(default_factory=EmbeddingModelConfig)
+    stages: List[StageConfig] = field(default_factory=list)
+    evaluation: EvalSuite = field(default_factory=EvalSuite)
+    evaluate_base: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    experiment: str = "koforge-embed"
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ConfigError(f"recipe '{self.name}' has no stages.")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"recipe '{self.name}' repeats a stage name: {names}.")
+
+    def resolved_data_root(self) -> Path:
+        root = self.data_root or os.environ.get("KOFORGE_DATA") or str(Path.cwd().parent / "shared" / "data")
+        return Path(root).expanduser()
+
+
+@dataclass
+class RecipeResult:
+    """What `run_recipe` wrote."""
+
+    output_dir: Path
+    final_model: Path
+    stages: list[dict]
+    comparison: dict[str, Path]
+
+
+def load_recipe(path_or_preset: str | os.PathLike | dict, overrides: Sequence[str] = ()) -> Recipe:
+    """A Recipe from a YAML path, a shipped preset name (configs/embed/) or a dict, plus key=value overrides."""
+    return load_config(Recipe, path_or_preset if isinstance(path_or_preset, dict) else str(path_or_preset),
+                       overrides, group="embed")
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _stage_dataset(stage: StageConfig, recipe: Recipe, model, cache_dir: Path):
+    import datasets
+
+    columns = build_examples(stage.data, stage.objective, data_root=recipe.resolved_data_root(), seed=recipe.seed)
+    if stage.objective == "distill":
+        labels = teacher_embeddings(stage.teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
+                                    device=str(model.device), max_length=stage.max_length)
+        columns["label"] = [row.tolist() for row in labels]
+    return datasets.Dataset.from_dict(columns)
+
+
+def _evaluate(model, recipe: Recipe, stage: str, extra: dict) -> dict:
+    results = run_suite(model, recipe.evaluation, recipe.resolved_data_root())
+    return {"stage": stage, "results": results, "metrics": {**flatten(results), **extra}}
+
+
+def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | os.PathLike, *,
+               from_stage: str | None = None, overwrite: bool = False) -> RecipeResult:
+    """Run every stage of `recipe` from `base_model` into `output_dir` (see module docstring)."""
+    from koforge._utils.device import resolve_device
+    from koforge._utils.seed import seed_everything
+    from koforge.tracking.mlflow_run import tracked_run
+
+    out = Path(output_dir).expanduser()
+    names = [s.name for s in recipe.stages]
+    start = 0
+    if from_stage is not None:
+        if from_stage not in names:
+            raise ConfigError(f"--from-stage '{from_stage}' is not a stage of this recipe; stages: {', '.join(names)}.")
+        start = names.index(from_stage)
+        if start > 0 and not (out / "checkpoints" / names[start - 1] / "final").exists():
+            raise CheckpointError(f"cannot resume at '{from_stage}': '{out / 'checkpoints' / names[start - 1] / 'final'}' "
+                                  "(the previous stage's output) does not exist. Resume from an earlier stage.")
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"output '{out}' already exists. Pass --overwrite, --from-stage <stage> to resume, or another folder.")
+    elif out.exists() and overwrite and _rank() == 0:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    device = resolve_device(recipe.device)
+    main = _rank() == 0
+    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        save_config(recipe, out / "recipe.json")
+    history_path = out / "stages.json"
+    history: list[dict] = [h for h in (read_json(history_path) if history_path.exists() else [])
+                           if h["stage"] == "base" or h["stage"] in names[:start]]
+    source = str(base_model) if start == 0 else str(out / "checkpoints" / names[start - 1] / "final")
+    if start == 0:
+        require_path(base_model, "base model") if Path(str(base_model)).exists() or os.sep in str(base_model) else None
+    if main and recipe.evaluate_base and start == 0:
+        history = [_evaluate(build_embedding_model(base_model, recipe.model, device), recipe, "base", {})]
+        write_json(history_path, history)
+    for stage in recipe.stages[start:]:
+        seed_everything(recipe.seed)
+        model = build_embedding_model(source, recipe.model, device)
+        if stage.max_length:
+            model.max_seq_length = stage.max_length
+        handle = apply_scope(model, stage.scope, model_path=source, top_blocks=stage.top_blocks,
+                             adapter=stage.adapter, lora=stage.lora)
+        dataset = _stage_dataset(stage, recipe, model, out / "cache")
+        loss = build_loss(stage.objective, model, temperature=stage.temperature, mini_batch_size=stage.mini_batch_size)
+        settings = TrainSettings(learning_rate=stage.learning_rate, batch_size=stage.batch_size, epochs=stage.epochs,
+                                 max_steps=stage.max_steps, max_minutes=stage.max_minutes, warmup_ratio=stage.warmup_ratio,
+                                 seed=recipe.seed, precision=recipe.precision,
+                                 no_duplicates=stage.objective in ("simcse", "infonce"))
+        params = {"stage": stage.name, "scope": stage.scope, "objective": stage.objective, "source": source,
+                  "examples": len(dataset), "trainable_params": handle.trainable_parameters(),
+                  **{f"cfg.{k}": v for k, v in config_to_dict(stage).items() if k != "data"}}
+        with tracked_run(recipe.experiment, run_name=f"{recipe.name}/{stage.name}", params=params if main else None) as run:
+            scratch = out / ".scratch" / stage.name
+            run_info = train_stage(model, loss, dataset, settings, stage=stage.name, scratch_dir=str(scratch),
+                                   tracker=run if main else None)
+            handle.finalize()
+            final = out / "checkpoints" / stage.name / "final"
+            extra = {"train/steps": float(run_info.steps), "train/seconds": run_info.seconds, "train/last_loss": run_info.last_loss,
+                     "train/examples": float(len(dataset))}
+            if main:
+                shutil.rmtree(scratch, ignore_errors=True)
+                meta = {"recipe": config_to_dict(recipe), "stage": stage.name, "source": source, "train": extra,
+                        "trainable_params": params["trainable_params"], "budget_stop": run_info.stopped_by_budget}
+                with atomic_dir(final, overwrite=True) as tmp:
+                    save_embedding_model(model, tmp, meta)
+                    if (Path(source) / EXPANSION_REPORT).exists():  # later new_embeddings stages still need it
+                        shutil.copy(Path(source) / EXPANSION_REPORT, tmp / EXPANSION_REPORT)
+                    if stage.scope == "adapters" and stage.adapter.save == "separate":
+                        save_adapters(transformer_module(model), final.parent / "adapters")
+                entry = _evaluate(model, recipe, stage.name, extra) if stage.evaluate else {"stage": stage.name, "results": {}, "metrics": extra}
+                write_json(final.parent / "eval.json", entry)
+                write_json(final / METADATA_FILE, {**meta, "scores": entry["metrics"]})
+                run.log_metrics({k.replace("@", "_at_"): v for k, v in entry["metrics"].items()})
+                history.append(entry)
+                write_json(history_path, history)
+                run.log_artifact(final.parent / "eval.json")
+            _barrier()
+        source = str(final)
+    comparison = write_comparison(history, out) if main else {}
+    return RecipeResult(output_dir=out, final_model=Path(source), stages=history, comparison=comparison)

@@ -1,0 +1,134 @@
+"""One training stage with the sentence-transformers trainer.
+
+Adds what the stock trainer lacks: a wall-clock budget (`max_minutes`, so two
+runs can be compared under the same time), a NaN/inf guard that stops the
+stage with the step number (the stage's output is then never written, so the
+previous checkpoint stays the last good one), MLflow logging and quiet
+progress in tests. DDP comes from the trainer itself under `torchrun`
+(gloo on CPU, nccl on GPU); bf16/fp16 autocast on GPU through its flags.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from koforge._utils.errors import TrainingError
+
+
+@dataclass(kw_only=True)
+class TrainSettings:
+    """What the trainer needs from a stage."""
+
+    learning_rate: float
+    batch_size: int
+    epochs: float = 1.0
+    max_steps: Optional[int] = None
+    max_minutes: Optional[float] = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    seed: int = 0
+    precision: str = "auto"
+    no_duplicates: bool = False
+    logging_steps: int = 10
+
+
+class LossGuard(nn.Module):
+    """Wraps a loss; raises TrainingError at the first non-finite value, naming the step."""
+
+    def __init__(self, loss: nn.Module, stage: str) -> None:
+        super().__init__()
+        self.loss = loss
+        self.stage = stage
+        self.step = 0
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        value = self.loss(*args, **kwargs)
+        if not torch.isfinite(value).all():
+            raise TrainingError(f"stage '{self.stage}' produced a non-finite loss ({value.item()}) at step {self.step + 1}; "
+                                "training stopped and this stage's output was not written (the previous stage's "
+                                "checkpoint is the last good one). Lower the learning rate or check the data.")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.loss, name)
+
+
+@dataclass
+class StageRun:
+    """What a finished stage reports."""
+
+    steps: int
+    seconds: float
+    last_loss: float
+    stopped_by_budget: bool
+
+
+def _callbacks(guard: LossGuard, settings: TrainSettings, tracker: Any, state: dict):
+    from transformers import TrainerCallback
+
+    class KoforgeCallback(TrainerCallback):
+        def on_train_begin(self, args, st, control, **kw):
+            state["start"] = time.perf_counter()
+
+        def on_step_end(self, args, st, control, **kw):
+            guard.step = st.global_step
+            if settings.max_minutes is not None and time.perf_counter() - state["start"] > settings.max_minutes * 60:
+                state["budget"] = True
+                control.should_training_stop = True
+
+        def on_log(self, args, st, control, logs=None, **kw):
+            if logs:
+                if "loss" in logs:
+                    state["loss"] = float(logs["loss"])
+                if tracker is not None:
+                    tracker.log_metrics({f"train/{k}": v for k, v in logs.items()}, step=st.global_step)
+
+    return [KoforgeCallback()]
+
+
+def train_stage(model: Any, loss: nn.Module, dataset: Any, settings: TrainSettings, *, stage: str, scratch_dir: str,
+                tracker: Any = None) -> StageRun:
+    """Train `model` in place on `dataset` with `loss`; returns steps, time and last loss."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    device = model.device
+    n = len(dataset)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = max(1, n // (settings.batch_size * world))
+    max_steps = settings.max_steps if settings.max_steps else max(1, math.ceil(steps_per_epoch * settings.epochs))
+    bf16 = fp16 = False
+    if device.type == "cuda" and settings.precision in ("auto", "bf16"):
+        bf16 = torch.cuda.is_bf16_supported()
+        fp16 = not bf16
+    elif device.type == "cuda" and settings.precision == "fp16":
+        fp16 = True
+    args = SentenceTransformerTrainingArguments(
+        output_dir=scratch_dir, per_device_train_batch_size=settings.batch_size, max_steps=max_steps,
+        learning_rate=settings.learning_rate, warmup_steps=int(settings.warmup_ratio * max_steps),
+        weight_decay=settings.weight_decay, lr_scheduler_type="linear", save_strategy="no", report_to="none",
+        logging_steps=settings.logging_steps, disable_tqdm=os.environ.get("KOFORGE_PROGRESS", "1") == "0",
+        seed=settings.seed, data_seed=settings.seed, use_cpu=device.type == "cpu", bf16=bf16, fp16=fp16,
+        dataloader_drop_last=n >= settings.batch_size * world, ddp_backend="gloo" if device.type == "cpu" and world > 1 else None,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if settings.no_duplicates else BatchSamplers.BATCH_SAMPLER,
+    )
+    guard = LossGuard(loss, stage)
+    state: dict = {"loss": float("nan"), "budget": False}
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=guard,
+                                         callbacks=_callbacks(guard, settings, tracker, state))
+    start = time.perf_counter()
+    out = trainer.train()
+    seconds = time.perf_counter() - start
+    last = float(out.training_loss) if math.isnan(state["loss"]) else state["loss"]
+    if not math.isfinite(last):
+        raise TrainingError(f"stage '{stage}' ended with a non-finite loss; its output was not written.")
+    return StageRun(steps=int(out.global_step), seconds=seconds, last_loss=last, stopped_by_budget=state["budget"])

@@ -1,0 +1,27 @@
+"""The one way evaluators call a model: any object with `.encode(list[str], ...) -> array`."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from koforge._utils.errors import ConfigError
+
+
+def encode(model: Any, texts: Sequence[str], batch_size: int = 64, prompt: str | None = None) -> np.ndarray:
+    """Embed `texts` with `model.encode` as a float32 (N, D) array.
+
+    Passes `batch_size`/`convert_to_numpy` when the encoder accepts them
+    (SentenceTransformer does); a plain `encode(texts)` works too.
+    """
+    if not hasattr(model, "encode"):
+        raise ConfigError(f"model of type {type(model).__name__} has no .encode(list[str]) method. "
+                          "Pass a SentenceTransformer or any object with encode().")
+    texts = [f"{prompt}{t}" for t in texts] if prompt else list(texts)
+    try:
+        out = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    except TypeError:
+        out = model.encode(texts)
+    if hasattr(out, "detach"):
+        out = out.detach().float().cpu().numpy()
+    return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,81 @@
+"""KorSTS: Spearman correlation of cosine similarity with the gold 0-5 scores.
+
+Reads the kakaobrain TSV layout (columns `score`, `sentence1`, `sentence2`,
+located by header name, never by position). `path_or_split` is a TSV path or
+a split name (`train`, `dev`, `test`) looked up under `data_dir`
+(default `$KOFORGE_SHARED/data/korsts`, else `../shared/data/korsts`).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+from koforge._utils.errors import DataError, InputPathError
+from koforge._utils.io import require_path
+from koforge.eval._encode import encode
+from koforge.eval.metrics import paired_cosine, spearman
+
+SPLITS = ("train", "dev", "test")
+REQUIRED = ("score", "sentence1", "sentence2")
+
+
+def default_korsts_dir() -> Path:
+    """Where split names are looked up when no `data_dir` is given."""
+    shared = os.environ.get("KOFORGE_SHARED")
+    return (Path(shared) if shared else Path.cwd().parent / "shared") / "data" / "korsts"
+
+
+def resolve_korsts(path_or_split: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """A split name or a path -> an existing TSV path."""
+    if str(path_or_split) in SPLITS:
+        folder = Path(data_dir) if data_dir else default_korsts_dir()
+        path = folder / f"sts-{path_or_split}.tsv"
+        if not path.exists():
+            raise InputPathError(f"KorSTS split '{path_or_split}' not found at '{path}'. "
+                                 "Pass data_dir=<folder with sts-*.tsv> or a TSV path.")
+        return path
+    return require_path(path_or_split, "KorSTS file")
+
+
+def read_sts_pairs(path: str | os.PathLike) -> tuple[list[str], list[str], list[float]]:
+    """(sentence1, sentence2, score) columns of a KorSTS-style TSV, located by header."""
+    p = require_path(path, "KorSTS file")
+    with p.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows:
+        raise DataError(f"'{p}' is empty; expected a TSV with a header row containing {', '.join(REQUIRED)}.")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise DataError(f"'{p}' lacks column(s) {', '.join(missing)} (found: {', '.join(header)}). "
+                        f"Expected a header with {', '.join(REQUIRED)}.")
+    idx = {c: header.index(c) for c in REQUIRED}
+    s1, s2, scores = [], [], []
+    for row in rows[1:]:
+        if len(row) <= max(idx.values()):
+            continue
+        try:
+            score = float(row[idx["score"]])
+        except ValueError:
+            continue
+        s1.append(row[idx["sentence1"]]), s2.append(row[idx["sentence2"]]), scores.append(score)
+    if not scores:
+        raise DataError(f"'{p}' has no usable (sentence1, sentence2, score) rows.")
+    return s1, s2, scores
+
+
+def evaluate_korsts(model: Any, path_or_split: str | os.PathLike = "test", *, data_dir: str | os.PathLike | None = None,
+                    batch_size: int = 64, max_pairs: int | None = None) -> dict[str, Any]:
+    """Spearman (primary) and Pearson of cosine similarity against the gold scores."""
+    s1, s2, scores = read_sts_pairs(resolve_korsts(path_or_split, data_dir))
+    if max_pairs:
+        s1, s2, scores = s1[:max_pairs], s2[:max_pairs], scores[:max_pairs]
+    emb = encode(model, s1 + s2, batch_size=batch_size)
+    cos = paired_cosine(emb[: len(s1)], emb[len(s1):])
+    import numpy as np
+
+    pearson = float(np.corrcoef(cos, scores)[0, 1]) if len(scores) > 1 else 0.0
+    rho = spearman(cos, scores)
+    return {"primary": rho, "spearman": rho, "pearson": pearson, "n_pairs": len(scores)}

