@@ -1,0 +1,103 @@
+"""Build the expanded tokenizer in either mode; old ids never move, new ids are appended.
+
+`added-tokens` adds each new text as a (non-special) added token: the
+tokenizer matches them in the text (leftmost-longest) before the base model
+runs on the gaps. Works for every tokenizer type.
+
+WordPiece bases such as all-MiniLM-L6-v2 normalise with BERT's accent
+stripping, which NFD-decomposes every Hangul syllable into jamo (`안` ->
+`ᄋ ᅡ ᆫ`). Added tokens that are matched on normalised text would then be
+matched on jamo and could cut through syllables (`안녀`+`ᆼ`); so for a base
+whose normaliser changes Hangul, the new tokens are marked `normalized=False`:
+they are matched on the raw text, with accent stripping off for them, while
+the rest of the text (English included) goes through the base normaliser
+exactly as before. Bases whose normaliser leaves Hangul alone (Qwen3's NFC)
+keep `normalized=True`, so NFD input still matches.
+
+`merge` (BPE bases only) is in `merge.py`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from koforge._utils.errors import NothingToDoError, TokenizerError
+from koforge.vocab.diff import NewToken
+from koforge.vocab.loading import tokenizer_spec
+from koforge.vocab.merge import plan_merges, verify_merges
+from koforge.vocab.text import Convention, decomposes_hangul
+
+
+@dataclass(kw_only=True)
+class ExpandedTokenizer:
+    """A base tokenizer with the new tokens, and what was added."""
+
+    tokenizer: Any
+    mode: str
+    added_texts: list[str]
+    added_ids: list[int]
+    unreachable: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    piece_ids: Optional[list[list[int]]] = None
+    """Base ids each new token splits into (merge mode; added-tokens mode encodes the text instead)."""
+    support: int = 0
+
+
+def _normalizer_changes_hangul(base_tok: Any) -> bool:
+    normalizer = base_tok.backend_tokenizer.normalizer
+    return normalizer is not None and decomposes_hangul(normalizer.normalize_str)
+
+
+def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken]) -> ExpandedTokenizer:
+    """`added-tokens` mode on a copy of `base_tok`."""
+    from tokenizers import AddedToken
+
+    tok = copy.deepcopy(base_tok)
+    start = len(tok)
+    raw_match = _normalizer_changes_hangul(base_tok)
+    new = [AddedToken(t.text, single_word=False, lstrip=False, rstrip=False, normalized=not raw_match, special=False)
+           for t in tokens]
+    n = tok.add_tokens(new)
+    texts = [t.text for t in tokens]
+    ids = tok.convert_tokens_to_ids(texts)
+    if n != len(tokens) or ids != list(range(start, start + len(tokens))):
+        raise TokenizerError(f"the base tokenizer did not append the {len(tokens)} new tokens at ids {start}.. "
+                             f"(added {n}). It may already hold some of them as added tokens; re-run `koforge expand diff`.")
+    notes = []
+    if raw_match:
+        notes.append("base normaliser decomposes Hangul (NFD accent stripping): new tokens are matched on the raw "
+                     "text (normalized=False), accent stripping stays on for everything else")
+    return ExpandedTokenizer(tokenizer=tok, mode="added-tokens", added_texts=texts, added_ids=ids, notes=notes)
+
+
+def add_as_merges(base_tok: Any, tokens: Sequence[NewToken], donor_tok: Any = None) -> ExpandedTokenizer:
+    """`merge` mode on a copy of `base_tok` (BPE bases)."""
+    from tokenizers import Tokenizer
+
+    spec = tokenizer_spec(base_tok)
+    plan = plan_merges(spec, tokens, donor_spec=tokenizer_spec(donor_tok) if donor_tok is not None else None)
+    if not plan.added:
+        raise NothingToDoError(f"mode 'merge' could not make any of the {len(tokens)} new tokens reachable with "
+                               "one appended merge each. Use mode=added-tokens.")
+    backend = Tokenizer.from_str(json.dumps(plan.spec))
+    bad = verify_merges(backend, plan, Convention.from_json(spec))
+    if bad:
+        raise TokenizerError(f"merge mode built a tokenizer that does not produce {len(bad)} planned tokens "
+                             f"(first: {bad[0]!r}). Use mode=added-tokens and report this base tokenizer.")
+    tok = copy.deepcopy(base_tok)
+    tok._tokenizer = backend
+    notes = [f"{len(plan.unreachable)} donor tokens not reachable by appended merges were left out"] if plan.unreachable else []
+    if plan.support:
+        notes.append(f"{plan.support} donor sub-tokens added as support to reach longer tokens")
+    return ExpandedTokenizer(tokenizer=tok, mode="merge", added_texts=[t for t, _ in plan.added],
+                             added_ids=[i for _, i in plan.added], unreachable=plan.unreachable, notes=notes,
+                             piece_ids=plan.pieces, support=plan.support)
+
+
+def build_expanded_tokenizer(base_tok: Any, tokens: Sequence[NewToken], mode: str, donor_tok: Any = None) -> ExpandedTokenizer:
+    """The expanded tokenizer for `mode` (`added-tokens` or `merge`; `donor_tok` lets merge follow the donor's merges)."""
+    if mode == "merge":
+        return add_as_merges(base_tok, tokens, donor_tok)
+    return add_as_added_tokens(base_tok, tokens)

@@ -1,0 +1,104 @@
+"""Load the base model and the base/donor tokenizers, with errors that name them.
+
+Tokenizers go through `koforge.tokenizers.io.load_tokenizer` when that module
+is present (it accepts folders, a `tokenizer.json`, folders holding only a
+`tokenizer.json`, and hub names); a small fallback does the same otherwise.
+Models load with `AutoModelForCausalLM` when their config names a causal-LM
+architecture, else `AutoModel` (encoders such as BERT), keeping the
+checkpoint's dtype.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from koforge._utils.errors import ModelLoadError, TokenizerError
+
+
+def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False, what: str = "tokenizer") -> Any:
+    """A `PreTrainedTokenizerFast` from a folder, a tokenizer.json or a hub name."""
+    try:
+        from koforge.tokenizers.io import load_tokenizer as _shared_loader
+    except ImportError:
+        _shared_loader = None
+    if _shared_loader is not None:
+        try:
+            return _shared_loader(name_or_path, trust_remote_code=trust_remote_code)
+        except TokenizerError as e:
+            raise TokenizerError(f"{what} '{name_or_path}' cannot be loaded: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a third-party loader can raise anything
+            raise TokenizerError(f"{what} '{name_or_path}' cannot be loaded ({type(e).__name__}: {e}). "
+                                 "Expected a tokenizer folder, a tokenizer.json or a hub name.") from None
+    return _fallback_load(name_or_path, trust_remote_code=trust_remote_code, what=what)
+
+
+def _fallback_load(name_or_path: str | Path, *, trust_remote_code: bool, what: str) -> Any:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(name_or_path).expanduser()
+    try:
+        if path.is_file():
+            if path.suffix != ".json":
+                raise TokenizerError(f"{what} '{path}' is a file but not a tokenizer.json. Pass its folder or its tokenizer.json.")
+            return PreTrainedTokenizerFast(tokenizer_file=str(path))
+        if path.is_dir():
+            try:
+                tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+            except Exception:
+                if (path / "tokenizer.json").exists():
+                    return PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
+                raise
+            if not getattr(tok, "is_fast", False):
+                raise TokenizerError(f"{what} '{path}' loaded as a slow (Python) tokenizer; expansion needs a fast "
+                                     "tokenizer (a tokenizer.json). Convert it with transformers first.")
+            return tok
+        if str(name_or_path).startswith((".", "/", "~")) or path.suffix == ".json":
+            raise TokenizerError(f"{what} '{path}' not found. Pass a tokenizer folder, a tokenizer.json or a hub name.")
+        return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    except TokenizerError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise TokenizerError(f"{what} '{name_or_path}' cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                             "Expected a tokenizer folder, a tokenizer.json or a hub name.") from None
+
+
+def tokenizer_spec(tokenizer: Any) -> dict:
+    """The parsed `tokenizer.json` of a fast tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TokenizerError(f"tokenizer of type {type(tokenizer).__name__} has no fast backend; expansion needs a "
+                             "`tokenizers`-based tokenizer (a tokenizer.json).")
+    return json.loads(backend.to_str())
+
+
+def is_causal_lm(config: Any) -> bool:
+    """Whether a model config names a causal-LM architecture."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    archs = getattr(config, "architectures", None) or []
+    if archs:
+        return any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs)
+    return getattr(config, "model_type", None) in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not getattr(config, "is_encoder_decoder", False) \
+        and getattr(config, "model_type", None) not in ("bert", "roberta", "xlm-roberta", "electra", "deberta-v2")
+
+
+def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False) -> Any:
+    """The base model in its checkpoint dtype (causal LM with its head, or a bare encoder)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded: no readable config.json "
+                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                             "Pass a Hugging Face model folder or hub name (analyze/diff also accept a bare tokenizer).") from None
+    cls = AutoModelForCausalLM if is_causal_lm(config) else AutoModel
+    try:
+        model = cls.from_pretrained(str(name_or_path), dtype="auto", trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded with {cls.__name__} "
+                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                             "Check that the folder holds config.json and model.safetensors.") from None
+    model.eval()
+    return model
