@@ -68,6 +68,10 @@ class CleanConfig:
     """Drop documents longer than this (None: no limit)."""
     min_hangul_ratio: float = 0.0
     """Drop documents whose share of Hangul among non-space characters is below this."""
+    dedup: str = "exact"
+    """Corpus-level de-duplication (`clean_corpus`): none, exact (content hash) or near (MinHash, also exact)."""
+    near_threshold: float = 0.8
+    """Estimated Jaccard similarity of character 5-grams at which `dedup="near"` drops a document."""
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
@@ -78,6 +82,10 @@ class CleanConfig:
             raise ConfigError(f"max_chars={self.max_chars} must be >= min_chars ({self.min_chars}) and >= 1.")
         if not 0.0 <= self.min_hangul_ratio <= 1.0:
             raise ConfigError(f"min_hangul_ratio={self.min_hangul_ratio} must be between 0 and 1.")
+        if self.dedup not in ("none", "exact", "near"):
+            raise ConfigError(f"dedup={self.dedup!r} is not one of none, exact, near.")
+        if not 0.0 < self.near_threshold <= 1.0:
+            raise ConfigError(f"near_threshold={self.near_threshold} must be in (0, 1].")
 
 
 def normalize(text: str, form: str = "nfc") -> str:

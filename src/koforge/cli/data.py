@@ -1,0 +1,121 @@
+"""`koforge data`: clean, split, describe and pack Korean corpora."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from koforge.cli._common import OverridesArg, cli_errors, console, err_console, rows_table
+
+app = typer.Typer(help="Read, clean (NFC), de-duplicate, split, describe and pack Korean corpora.", no_args_is_help=True)
+
+InputsOpt = typer.Option(..., "--input", "-i", help="File (.txt .jsonl .tsv .csv, or .gz), folder, or hf:NAME[:CONFIG][@SPLIT]. Repeatable.")
+FieldOpt = typer.Option("text", "--field", "-f", help="JSONL field or TSV/CSV column holding the text.")
+StrictOpt = typer.Option(False, "--strict", help="Fail on the first non-UTF-8 line instead of skipping it with a warning.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
+
+
+def _report_skips(skipped: int) -> None:
+    if skipped:
+        err_console.print(f"[yellow]warning:[/] skipped {skipped} unreadable (non-UTF-8) line(s); rerun with --strict to fail on them.")
+
+
+@app.command()
+@cli_errors
+def clean(inputs: List[str] = InputsOpt, output: Path = typer.Option(..., "--output", "-o", help="Output .jsonl or .txt (optionally .gz)."),
+          preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset (default, korean-web) or a YAML file."),
+          field: str = FieldOpt, strict: bool = StrictOpt, overwrite: bool = OverwriteOpt,
+          overrides: Optional[List[str]] = OverridesArg) -> None:
+    """Clean (NFC, HTML, control characters, whitespace), filter and de-duplicate documents.
+
+    Example: koforge data clean -i raw/ -o clean.jsonl -p korean-web min_chars=20
+    """
+    from koforge.config import load_config
+    from koforge.data.clean import CleanConfig
+    from koforge.data.corpus import clean_corpus
+
+    config = load_config(CleanConfig, preset, overrides or [], group="data")
+    report = clean_corpus(inputs, output, config=config, field=field, strict=strict, overwrite=overwrite)
+    console.print(rows_table(report.rows(), title="koforge data clean"))
+    _report_skips(report.skipped_lines)
+    console.print(f"wrote {report.output}")
+
+
+@app.command()
+@cli_errors
+def split(inputs: List[str] = InputsOpt, output: Path = typer.Option(..., "--output", "-o", help="Output folder (train/validation/test.jsonl)."),
+          field: str = FieldOpt, strict: bool = StrictOpt, overwrite: bool = OverwriteOpt,
+          overrides: Optional[List[str]] = OverridesArg) -> None:
+    """Split documents into train / validation / test by content hash (default 98/1/1; never moves a document).
+
+    Example: koforge data split -i clean.jsonl -o splits/ train=0.9 validation=0.05 test=0.05
+    """
+    from koforge.config import load_config
+    from koforge.data.corpus import split_corpus
+    from koforge.data.split import SplitConfig
+
+    config = load_config(SplitConfig, None, overrides or [])
+    counts = split_corpus(inputs, output, config=config, field=field, strict=strict, overwrite=overwrite)
+    console.print(rows_table([counts], title="documents per split"))
+    console.print(f"wrote {output}")
+
+
+@app.command()
+@cli_errors
+def stats(inputs: List[str] = typer.Argument(..., help="Files, folders or hf:NAME sources."), field: str = FieldOpt,
+          strict: bool = StrictOpt, plot: Optional[Path] = typer.Option(None, "--plot", help="Write a length histogram PNG here."),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here.")) -> None:
+    """Count documents, characters and the Hangul share; plot the length histogram.
+
+    Example: koforge data stats clean.jsonl --plot lengths.png
+    """
+    from koforge._utils.io import write_json
+    from koforge.data.corpus import corpus_stats
+
+    result = corpus_stats(inputs, field=field, strict=strict)
+    console.print(rows_table(result.rows(), title="koforge data stats"))
+    if plot:
+        console.print(f"wrote {result.plot(plot)}")
+    if json_out:
+        console.print(f"wrote {write_json(json_out, result.rows()[0])}")
+
+
+def _splits(inputs: List[str]) -> dict[str, list[str]]:
+    from koforge.data.split import SPLITS
+
+    splits: dict[str, list[str]] = {}
+    for item in inputs:
+        name, sep, path = item.partition("=")
+        if not sep:
+            folder = Path(item)
+            found = [s for s in SPLITS if (folder / f"{s}.jsonl").exists()] if folder.is_dir() else []
+            if found:
+                for s in found:
+                    splits.setdefault(s, []).append(str(folder / f"{s}.jsonl"))
+                continue
+            name, path = "train", item
+        splits.setdefault(name, []).append(path)
+    return splits
+
+
+@app.command()
+@cli_errors
+def pack(inputs: List[str] = typer.Argument(..., help="SPLIT=PATH, a `data split` folder, or a PATH (packed as train)."),
+         tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="Tokenizer folder, tokenizer.json or hub name."),
+         output: Path = typer.Option(..., "--output", "-o", help="Output shard folder."), field: str = FieldOpt,
+         workers: int = typer.Option(1, "--workers", "-w", help="Processes (1: one process, Rust threads)."),
+         strict: bool = StrictOpt, overwrite: bool = OverwriteOpt) -> None:
+    """Tokenize splits into uint16/uint32 token shards (EOS between documents) with a JSON manifest.
+
+    Example: koforge data pack splits/ -t out/tok -o shards/
+    """
+    from koforge.data.pack import PackConfig, pack_corpus
+
+    result = pack_corpus(_splits(inputs), tokenizer, output, config=PackConfig(field=field, workers=workers, strict=strict),
+                         overwrite=overwrite)
+    console.print(rows_table(result.rows(), title=f"koforge data pack ({result.manifest.dtype})"))
+    console.print(f"{result.tokens:,} tokens in {result.seconds:.1f}s: {result.tokens_per_second:,.0f} tokens/s, "
+                  f"{result.megabytes_per_second:.2f} MB/s of text")
+    _report_skips(result.skipped_lines)
+    console.print(f"wrote {result.path}")

@@ -1,0 +1,107 @@
+"""`koforge tokenizer`: train Korean tokenizers and compare their efficiency."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from koforge.cli._common import OverridesArg, cli_errors, console, err_console, rows_table
+
+app = typer.Typer(help="Train byte-level BPE / SuperBPE / SentencePiece tokenizers and compare their efficiency.",
+                  no_args_is_help=True)
+
+TextsOpt = typer.Option(..., "--texts", "-x", help="Text set as NAME=PATH (or PATH: named by its file). Repeatable.")
+FieldOpt = typer.Option("text", "--field", "-f", help="JSONL field or TSV/CSV column holding the text.")
+LimitOpt = typer.Option(2000, "--limit", "-n", help="At most this many documents per text set.")
+OutOpt = typer.Option(None, "--output", "-o", help="Folder for comparison.md, comparison.json and comparison.png.")
+
+
+@app.command()
+@cli_errors
+def train(inputs: List[str] = typer.Option(..., "--input", "-i", help="Training text: file, folder or hf:NAME. Repeatable."),
+          output: Path = typer.Option(..., "--output", "-o", help="Output tokenizer folder."),
+          preset: Optional[str] = typer.Option("bpe-32k", "--preset", "-p", help="Preset (bpe-32k, superbpe-32k, "
+                                               "sentencepiece-unigram-32k, sentencepiece-bpe-32k, bpe-32k-chat, code-bpe-32k) or a YAML file."),
+          field: str = FieldOpt, strict: bool = typer.Option(False, "--strict", help="Fail on non-UTF-8 lines instead of skipping them."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+          overrides: Optional[List[str]] = OverridesArg) -> None:
+    """Train a tokenizer and write a Hugging Face tokenizer folder.
+
+    Example: koforge tokenizer train -i corpus.txt -o out/tok -p bpe-32k vocab_size=16000 digits=keep
+    """
+    from koforge.config import load_config
+    from koforge.data.read import ReadStats, read_texts
+    from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
+
+    config = load_config(TokenizerTrainConfig, preset, overrides or [], group="tokenizer")
+    stats = ReadStats()
+    result = train_tokenizer(read_texts(inputs, field=field, strict=strict, stats=stats), config, output, overwrite=overwrite)
+    console.print(rows_table([result.as_row()], title=f"koforge tokenizer train ({config.kind})"))
+    if stats.skipped_lines:
+        err_console.print(f"[yellow]warning:[/] skipped {stats.skipped_lines} non-UTF-8 line(s) (first: {stats.skipped_where[0]}).")
+    console.print(f"wrote {result.path}")
+
+
+def _text_sets(specs: List[str], field: str, limit: int) -> dict[str, list[str]]:
+    import itertools
+
+    from koforge.data.read import read_texts
+
+    sets = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).name.split(".")[0], spec
+        sets[name] = list(itertools.islice(read_texts([path], field=field), limit))
+    return sets
+
+
+def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, reference: Optional[str], output: Optional[Path]):
+    from koforge.tokenizers.evaluate import default_names, evaluate_tokenizers
+
+    names = default_names(tokenizers)
+    if reference is not None and reference not in names:
+        matches = [n for n, spec in names.items() if str(spec) == reference]
+        reference = matches[0] if matches else reference
+    result = evaluate_tokenizers(names, _text_sets(texts, field, limit), reference=reference)
+    typer.echo(result.to_markdown())
+    if output:
+        from koforge._utils.io import write_text
+
+        output.mkdir(parents=True, exist_ok=True)
+        write_text(output / "comparison.md", result.to_markdown())
+        result.to_json(output / "comparison.json")
+        result.plot(output / "comparison.png")
+        console.print(f"wrote {output}/comparison.md, comparison.json, comparison.png")
+    return result
+
+
+@app.command("eval")
+@cli_errors
+def eval_(tokenizers: List[str] = typer.Argument(..., help="Tokenizer folders, tokenizer.json files or hub names."),
+          texts: List[str] = TextsOpt, field: str = FieldOpt, limit: int = LimitOpt,
+          reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Report token counts relative to this tokenizer."),
+          output: Optional[Path] = OutOpt) -> None:
+    """Measure tokenizers on named text sets: bytes/chars per token, round trip, Hangul vocabulary share, speed.
+
+    Example: koforge tokenizer eval out/tok ../shared/tokenizers/qwen3 -x nsmc=reviews.txt -r qwen3 -o out/eval
+    """
+    _run(tokenizers, texts, field, limit, reference, output)
+
+
+@app.command()
+@cli_errors
+def compare(tokenizers: List[str] = typer.Argument(..., help="Reference tokenizer first, then the others."),
+            texts: List[str] = TextsOpt, field: str = FieldOpt, limit: int = LimitOpt, output: Optional[Path] = OutOpt) -> None:
+    """Compare tokenizers against the first one: "-38% tokens vs qwen3" per text set.
+
+    Example: koforge tokenizer compare ../shared/tokenizers/qwen3 out/tok -x petitions=p.jsonl -f content
+    """
+    from koforge.tokenizers.evaluate import default_names
+
+    reference = next(iter(default_names(tokenizers)))
+    result = _run(tokenizers, texts, field, limit, reference, output)
+    for r in result.rows:
+        if r["tokenizer"] != reference:
+            console.print(f"{r['tokenizer']} on {r['text_set']}: {100 * r['tokens_vs_reference']:+.1f}% tokens vs {reference}")
