@@ -1,0 +1,60 @@
+"""`koforge eval TASK MODEL`: one entry point over koforge's evaluations, writing eval_<task>.json."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from koforge.cli._common import cli_errors, console, rows_table
+
+_TASK_HELP = ("korsts | retrieval | separation | bitext (sentence-embedding models); perplexity | speed "
+              "(causal LMs); tokenizer; harness (lm-evaluation-harness, e.g. --harness-task kobest).")
+
+
+@cli_errors
+def command(
+    task: str = typer.Argument(..., help=_TASK_HELP),
+    model: str = typer.Argument(..., help="Model folder or hub name (tokenizer task: tokenizer folder / tokenizer.json)."),
+    data: Optional[List[str]] = typer.Option(None, "--data", "-d", help="Data file(s); default: the task's bundled/default data."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for eval_<task>.json (default: evals/<model name>)."),
+    max_items: Optional[int] = typer.Option(None, "--max-items", "-n", help="Evaluate only the first N pairs/queries/documents/examples."),
+    batch_size: int = typer.Option(32, help="Batch size."),
+    context: int = typer.Option(256, help="perplexity: window length in tokens."),
+    stride: int = typer.Option(128, help="perplexity: stride between windows."),
+    new_tokens: int = typer.Option(32, help="speed: tokens generated per prompt."),
+    repeats: int = typer.Option(3, help="speed: timed passes (median reported)."),
+    compare: Optional[List[str]] = typer.Option(None, "--compare", "-c", help="tokenizer: other tokenizers to compare with."),
+    reference: Optional[str] = typer.Option(None, help="tokenizer: reference row for relative changes."),
+    harness_task: Optional[List[str]] = typer.Option(None, "--harness-task", "-t", help="harness: task/group names (kobest, kmmlu, haerae...)."),
+    include_path: Optional[str] = typer.Option(None, help="harness: folder of extra task YAML files."),
+    builtin_tasks: bool = typer.Option(True, "--builtin-tasks/--no-builtin-tasks", help="harness: index the built-in tasks."),
+    num_fewshot: Optional[int] = typer.Option(None, help="harness: few-shot examples."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | mps."),
+    dtype: str = typer.Option("float32", help="Causal LMs: float32 | bfloat16 | float16."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing eval_<task>.json."),
+) -> None:
+    """Evaluate MODEL on TASK and write eval_<task>.json (the schema `koforge report` reads).
+
+    Example: koforge eval korsts sentence-transformers/all-MiniLM-L6-v2 -o evals/minilm
+    Example: koforge eval perplexity runs/lm/hf --data heldout.txt --context 256
+    Example: koforge eval harness Qwen/Qwen3-0.6B -t kobest -t haerae --num-fewshot 5
+    """
+    from koforge.eval.runner import EvalConfig, run_eval
+    from koforge.tracking import mlflow_run
+
+    cfg = EvalConfig(task=task, model=model, data=list(data or []), max_items=max_items, batch_size=batch_size,
+                     context=context, stride=stride, new_tokens=new_tokens, repeats=repeats, device=device,
+                     dtype=dtype, compare=list(compare or []), reference=reference,
+                     harness_tasks=list(harness_task or []), include_path=include_path,
+                     harness_builtin=builtin_tasks, num_fewshot=num_fewshot, trust_remote_code=trust_remote_code)
+    out = output or Path("evals") / (Path(model).name or model.replace("/", "__"))
+    with mlflow_run.tracked_run("koforge-eval", run_name=f"{task}:{Path(model).name or model}",
+                                params={"task": task, "model": model, "data": cfg.data}) as run:
+        result, path = run_eval(cfg, out, overwrite=overwrite)
+        run.log_metrics(result.metrics)
+        run.log_artifact(path)
+    console.print(rows_table([{"metric": k + (" *" if k == result.primary_metric else ""), "value": v}
+                              for k, v in result.metrics.items()], title=f"{task} — {Path(model).name or model}", floatfmt=".4g"))
+    console.print(f"wrote [bold]{path}[/]")

@@ -1,0 +1,325 @@
+"""One entry point over koforge's evaluations: `run_eval(EvalConfig(task=..., model=...))`.
+
+Each task is a function of another module (`koforge.eval.korsts`,
+`...retrieval`, `...separation`, `...bitext`, `...perplexity`, `...speed`,
+`koforge.tokenizers.evaluate`, `koforge.eval.harness`); this module only
+loads the model the task needs, picks default data, calls the task and turns
+its dict into an `EvalResult` (the schema `koforge report` reads).
+
+Defaults need no network: KorSTS uses the test split bundled with koforge,
+perplexity the bundled NSMC sample's last lines, speed fixed Korean prompts.
+Models are anything `from_pretrained` accepts: a local folder or a hub name
+(the hub is only contacted for names, never for local folders). A koforge LM
+checkpoint folder (no `config.json`) is exported to Hugging Face form in a
+temporary folder first. Task modules are imported lazily so that
+`koforge eval --help` stays fast and a missing optional area fails only the
+task that needs it, with a clear message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from koforge._utils.errors import ConfigError, DataError, KoforgeError, ModelLoadError
+from koforge._utils.io import check_output, require_path
+from koforge.eval.schema import EvalResult, result_filename, write_result
+
+SPEED_PROMPTS = ("대한민국의 수도는", "오늘 날씨가 좋아서", "인공지능 기술은", "이 영화는 정말")
+
+
+class TaskUnavailableError(KoforgeError):
+    """The module a task needs is not part of this installation."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How one task is run: what it loads, its primary metric and its direction."""
+
+    kind: str  # "embedding" | "causal_lm" | "tokenizer" | "harness"
+    primary: str
+    higher_is_better: bool
+    doc: str
+
+
+TASKS: dict[str, TaskSpec] = {
+    "korsts": TaskSpec("embedding", "spearman", True, "KorSTS Spearman of cosine similarity (data: split name or TSV)"),
+    "retrieval": TaskSpec("embedding", "ndcg@10", True, "KorQuAD 1.0 question -> paragraph retrieval (data: KorQuAD JSON)"),
+    "separation": TaskSpec("embedding", "separation", True, "similar minus different pair cosine (data: pairs JSONL)"),
+    "bitext": TaskSpec("embedding", "accuracy", True, "Korean-English bitext retrieval (data: KO_FILE EN_FILE)"),
+    "perplexity": TaskSpec("causal_lm", "perplexity", False, "sliding-window perplexity (data: text files)"),
+    "speed": TaskSpec("causal_lm", "time_per_token_ms", False, "greedy decode time per token (data: prompt file)"),
+    "tokenizer": TaskSpec("tokenizer", "chars_per_token", True, "tokenizer efficiency (data: text files; --compare)"),
+    "harness": TaskSpec("harness", "score", True, "lm-evaluation-harness tasks (--harness-task kobest_boolq ...)"),
+}
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """What `run_eval` evaluates and how."""
+
+    task: str
+    """One of TASKS: korsts, retrieval, separation, bitext, perplexity, speed, tokenizer, harness."""
+    model: str
+    """A model folder or hub name (tokenizer task: a tokenizer folder / tokenizer.json / hub name)."""
+    data: list[str] = field(default_factory=list)
+    """Data files for the task (see TASKS); empty = the task's default."""
+    max_items: Optional[int] = None
+    """Evaluate only the first N pairs / queries / documents."""
+    batch_size: int = 32
+    context: int = 256
+    """perplexity: window length in tokens."""
+    stride: int = 128
+    """perplexity: step between windows."""
+    new_tokens: int = 32
+    """speed: tokens generated per prompt."""
+    repeats: int = 3
+    """speed: timed passes (the median is reported)."""
+    warmup: int = 1
+    device: str = "auto"
+    dtype: str = "float32"
+    compare: list[str] = field(default_factory=list)
+    """tokenizer: other tokenizers to compare with (folders, tokenizer.json files or hub names)."""
+    reference: Optional[str] = None
+    """tokenizer: the row the relative changes are computed against (default: the first --compare)."""
+    harness_tasks: list[str] = field(default_factory=list)
+    """harness: lm-evaluation-harness task names (e.g. kobest_boolq, kmmlu, haerae)."""
+    include_path: Optional[str] = None
+    """harness: a folder of extra task YAML files."""
+    harness_builtin: bool = True
+    """harness: also index the harness's built-in tasks (False: only include_path's, much faster)."""
+    num_fewshot: Optional[int] = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown evaluation task '{self.task}'. Known tasks: {', '.join(TASKS)}.")
+        if not str(self.model).strip():
+            raise ConfigError("model is empty; pass a model folder or a hub name.")
+        for name in ("batch_size", "context", "stride", "new_tokens", "repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.max_items is not None and self.max_items < 1:
+            raise ConfigError(f"max_items must be >= 1 (or unset), got {self.max_items}.")
+        if self.task == "bitext" and self.data and len(self.data) != 2:
+            raise ConfigError(f"bitext needs two files (Korean, English), got {len(self.data)}: {self.data}.")
+        if self.task == "harness" and not self.harness_tasks:
+            raise ConfigError("the harness task needs at least one lm-evaluation-harness task name "
+                              "(--harness-task kobest_boolq, kmmlu, haerae, ...).")
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TASKS[self.task]
+
+
+def sample_path(name: str) -> Path:
+    """A file of the sample data bundled with koforge (see assets/samples/README.md)."""
+    return Path(str(resources.files("koforge") / "assets" / "samples" / name))
+
+
+def _import(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == module or module.startswith(e.name + ".")):
+            raise TaskUnavailableError(f"{what} is not available in this koforge installation ({module} is missing). "
+                                       "Update koforge or pick another task.") from None
+        raise
+
+
+def _is_local(name: str) -> bool:
+    p = Path(name).expanduser()
+    return p.exists() or name.startswith((".", "/", "~")) or p.suffix in (".json", ".safetensors")
+
+
+# --- model loading -------------------------------------------------------------------------------------------
+
+def load_embedding_model(name: str, *, device: str = "auto", trust_remote_code: bool = False) -> Any:
+    """A SentenceTransformer for a folder (sentence-transformers or plain HF layout) or a hub name."""
+    from sentence_transformers import SentenceTransformer
+
+    from koforge._utils.device import resolve_device
+
+    if _is_local(name):
+        folder = require_path(name, "model folder")
+        if not ((folder / "modules.json").exists() or (folder / "config.json").exists()):
+            raise ModelLoadError(f"'{folder}' holds neither modules.json nor config.json: not a model folder. "
+                                 "Pass a folder saved by `koforge embed` / SentenceTransformer.save or save_pretrained.")
+    try:
+        return SentenceTransformer(str(name), device=str(resolve_device(device)), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"cannot load '{name}' as a sentence-embedding model: {str(e).splitlines()[0]}") from None
+
+
+def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "float32",
+                   trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) for an HF causal LM folder/hub name or a koforge LM checkpoint."""
+    if _is_local(name):
+        folder = require_path(name, "model folder")
+        if folder.is_dir() and not (folder / "config.json").exists():
+            hf = _import("koforge.lm.hf", "the koforge LM (koforge.lm)")
+            with tempfile.TemporaryDirectory(prefix="koforge-eval-") as tmp:
+                exported = hf.export_to_hf(folder, Path(tmp) / "hf")
+                return load_causal_lm(str(exported), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from koforge._utils.device import resolve_device, resolve_dtype
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name), trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(str(name), dtype=resolve_dtype(dtype),
+                                                     trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"cannot load '{name}' as a causal LM with its tokenizer: {str(e).splitlines()[0]}") from None
+    return model.to(resolve_device(device)).eval(), tokenizer
+
+
+# --- tasks -----------------------------------------------------------------------------------------------------
+
+def _read_lines(paths: Sequence[str], limit: Optional[int]) -> list[str]:
+    try:
+        from koforge.data.read import read_texts
+    except ModuleNotFoundError:
+        read_texts = None
+    texts: list[str] = []
+    if read_texts is not None:
+        for t in read_texts([str(p) for p in paths]):
+            if t.strip():
+                texts.append(t)
+    else:
+        for p in paths:
+            texts += [t for t in require_path(p, "text file").read_text(encoding="utf-8").splitlines() if t.strip()]
+    if not texts:
+        raise DataError(f"no non-empty text in {', '.join(map(str, paths))}.")
+    return texts[:limit] if limit else texts
+
+
+def _embedding_task(cfg: EvalConfig) -> tuple[dict, dict]:
+    model = load_embedding_model(cfg.model, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+    bs, n = cfg.batch_size, cfg.max_items
+    if cfg.task == "korsts":
+        data = cfg.data[0] if cfg.data else str(sample_path("korsts_test.tsv"))
+        out = _import("koforge.eval.korsts", "KorSTS evaluation").evaluate_korsts(model, data, batch_size=bs, max_pairs=n)
+    elif cfg.task == "retrieval":
+        if not cfg.data:
+            raise ConfigError("retrieval needs the KorQuAD 1.0 JSON: --data KorQuAD_v1.0_dev.json.")
+        data = cfg.data[0]
+        out = _import("koforge.eval.retrieval", "retrieval evaluation").evaluate_korquad_retrieval(
+            model, data, max_queries=n)
+    elif cfg.task == "separation":
+        data = cfg.data[0] if cfg.data else None
+        out = _import("koforge.eval.separation", "separation evaluation").evaluate_separation(model, data, batch_size=bs)
+    else:
+        if not cfg.data:
+            raise ConfigError("bitext needs two line-aligned files: --data ko.txt --data en.txt.")
+        data = cfg.data
+        out = _import("koforge.eval.bitext", "bitext evaluation").evaluate_bitext(
+            model, cfg.data[0], cfg.data[1], max_pairs=n, batch_size=bs)
+        out.setdefault("accuracy", out.get("primary"))
+    return out, {"data": data or "bundled default"}
+
+
+def _causal_task(cfg: EvalConfig) -> tuple[dict, dict]:
+    model, tokenizer = load_causal_lm(cfg.model, device=cfg.device, dtype=cfg.dtype,
+                                      trust_remote_code=cfg.trust_remote_code)
+    if cfg.task == "perplexity":
+        if cfg.data:
+            texts = _read_lines(cfg.data, cfg.max_items)
+        else:  # the bundled sample's tail: the demo trains on its head
+            texts = _read_lines([str(sample_path("nsmc_reviews_sample.txt"))], None)[-(cfg.max_items or 500):]
+        out = _import("koforge.eval.perplexity", "perplexity evaluation").evaluate_perplexity(
+            model, tokenizer, texts, context=cfg.context, stride=cfg.stride, batch_size=min(cfg.batch_size, 8))
+        return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt (last lines)", "documents": len(texts)}
+    prompts = _read_lines(cfg.data, cfg.max_items) if cfg.data else list(SPEED_PROMPTS)
+    out = _import("koforge.eval.speed", "speed measurement").measure_speed(
+        model, tokenizer, prompts, new_tokens=cfg.new_tokens, warmup=cfg.warmup, repeats=cfg.repeats)
+    return out, {"prompts": prompts}
+
+
+def _tokenizer_task(cfg: EvalConfig, out_dir: Optional[Path]) -> tuple[dict, dict, list[dict], list[str]]:
+    evaluate = _import("koforge.tokenizers.evaluate", "tokenizer evaluation (koforge.tokenizers)").evaluate_tokenizers
+    paths = cfg.data or [str(sample_path("nsmc_reviews_sample.txt"))]
+    texts = {Path(p).stem: _read_lines([p], cfg.max_items or 2000) for p in paths}
+    names = [Path(cfg.model).name or cfg.model] + [Path(c).name or c for c in cfg.compare]
+    if len(set(names)) < len(names):
+        names = [f"{n}#{i}" for i, n in enumerate(names)]
+    tokenizers = dict(zip(names, [cfg.model, *cfg.compare]))
+    reference = cfg.reference or (names[1] if len(names) > 1 else None)
+    comparison = evaluate(tokenizers, texts, reference=reference)
+    rows = [dict(r) if isinstance(r, Mapping) else dataclasses.asdict(r) for r in comparison.rows]
+    plots: list[str] = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        comparison.plot(out_dir / "tokenizer_comparison.png")
+        plots.append("tokenizer_comparison.png")
+    mine = [r for r in rows if r.get("tokenizer", r.get("name")) == names[0]] or rows[:1]
+    metrics: dict[str, Any] = {}
+    for r in mine:
+        set_name = r.get("text_set", r.get("texts", r.get("dataset", "")))
+        for k, v in r.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                metrics[f"{set_name}.{k}" if set_name and len(mine) > 1 else k] = v
+    cpt = [v for k, v in metrics.items() if k.endswith("chars_per_token")]
+    metrics["chars_per_token"] = sum(cpt) / len(cpt) if cpt else metrics.get("chars_per_token", float("nan"))
+    return metrics, {"texts": paths, "tokenizers": tokenizers, "reference": reference}, rows, plots
+
+
+def result_from_raw(task: str, model: str, raw: Mapping[str, Any], *, settings: Optional[Mapping[str, Any]] = None,
+                    plots: Sequence[str] = ()) -> EvalResult:
+    """A task function's dict -> EvalResult: numbers become metrics, dicts of numbers and lists of
+    row dicts become tables, anything else goes to settings. The primary metric is the task's."""
+    spec = TASKS.get(task)
+    metrics, extra, tables = {}, {}, {}
+    for k, v in raw.items():
+        if k == "primary":
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            metrics[k] = v
+        elif isinstance(v, Mapping) and v and all(isinstance(x, (int, float)) for x in v.values()):
+            tables[k] = [{"name": name, "value": x} for name, x in v.items()]
+        elif isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
+            tables[k] = [dict(x) for x in v]
+        else:
+            extra[k] = v
+    if not metrics:
+        raise DataError(f"task '{task}' returned no numeric metric; nothing to record.")
+    primary = spec.primary if spec is not None and spec.primary in metrics else next(iter(metrics))
+    return EvalResult(task=task, model=model, metrics=metrics, primary_metric=primary,
+                      higher_is_better=spec.higher_is_better if spec is not None else True,
+                      tables=tables, plots=list(plots), settings={**extra, **(settings or {})})
+
+
+def run_eval(cfg: EvalConfig, output_dir: Optional[str | Path] = None, *,
+             overwrite: bool = False) -> tuple[EvalResult, Optional[Path]]:
+    """Run one evaluation; write `eval_<task>.json` into `output_dir` when given. Returns (result, path)."""
+    spec = cfg.spec
+    out_dir = Path(output_dir) if output_dir is not None else None
+    target = out_dir / result_filename(cfg.task) if out_dir is not None else None
+    if target is not None:
+        check_output(target, overwrite)
+    plots: list[str] = []
+    if spec.kind == "embedding":
+        raw, settings = _embedding_task(cfg)
+    elif spec.kind == "causal_lm":
+        raw, settings = _causal_task(cfg)
+    elif spec.kind == "tokenizer":
+        metrics, settings, rows, plots = _tokenizer_task(cfg, out_dir)
+        raw = {**metrics, "comparison": rows}
+    else:
+        from koforge.eval.harness import HarnessConfig, run_harness
+
+        hres = run_harness(cfg.model, HarnessConfig(tasks=list(cfg.harness_tasks), num_fewshot=cfg.num_fewshot,
+                                                    limit=cfg.max_items, batch_size=cfg.batch_size,
+                                                    device=cfg.device, dtype=cfg.dtype,
+                                                    include_path=cfg.include_path,
+                                                    include_defaults=cfg.harness_builtin,
+                                                    trust_remote_code=cfg.trust_remote_code))
+        raw, settings = {**hres.metrics, "tasks": hres.rows}, hres.settings
+    result = result_from_raw(cfg.task, str(cfg.model), raw,
+                             settings={**settings, "max_items": cfg.max_items, "device": cfg.device}, plots=plots)
+    path = write_result(result, target) if target is not None else None
+    return result, path

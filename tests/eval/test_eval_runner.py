@@ -1,0 +1,135 @@
+"""koforge eval: the runner gives the task functions' own figures, in the schema reports read."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from koforge._utils.errors import CheckpointError, ConfigError, DataError, InputPathError, ModelLoadError, OutputExistsError
+from koforge.eval.runner import EvalConfig, run_eval, sample_path
+from koforge.eval.schema import SCHEMA, EvalResult, read_result, write_result
+
+KO_TEXTS = ["영화가 정말 재미있었어요", "배우들의 연기가 훌륭했다", "다시 보고 싶은 작품입니다", "지루하고 길었다"] * 4
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with a byte-level BPE trained on a few Korean lines (fixed seed)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(KO_TEXTS, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"],
+                                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="</s>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=128, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_schema_round_trip_and_refusals(tmp_path):
+    r = EvalResult(task="perplexity", model="m", metrics={"perplexity": 12.5, "nan": float("nan"), "n": 3},
+                   primary_metric="perplexity", higher_is_better=False, tables={"t": [{"a": 1}]})
+    path = write_result(r, tmp_path)
+    assert path.name == "eval_perplexity.json"
+    raw = json.loads(path.read_text())
+    assert raw["schema"] == SCHEMA and raw["metrics"] == {"perplexity": 12.5, "nan": None, "n": 3.0}
+    back = read_result(path)
+    assert back == EvalResult(**{**r.__dict__, "metrics": {"perplexity": 12.5, "nan": None, "n": 3.0}})
+    with pytest.raises(DataError, match="primary_metric 'acc'"):
+        EvalResult(task="x", model="m", metrics={"f1": 1.0}, primary_metric="acc")
+    with pytest.raises(DataError, match="expected a number"):
+        EvalResult(task="x", model="m", metrics={"f1": "high"}, primary_metric="f1")
+    (tmp_path / "other.json").write_text(json.dumps({**raw, "schema": "koforge-eval-v0"}))
+    with pytest.raises(DataError, match="koforge-eval-v0"):
+        read_result(tmp_path / "other.json")
+
+
+class CharBagEncoder:
+    """A deterministic stand-in for a sentence encoder: hashed character bigram counts."""
+
+    def encode(self, texts, **_):
+        import numpy as np
+
+        out = np.zeros((len(texts), 256), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for a, b in zip(t, t[1:]):
+                out[i, (ord(a) * 31 + ord(b)) % 256] += 1.0
+        return out
+
+
+def test_korsts_matches_the_task_function_and_is_written(tmp_path, monkeypatch):
+    # The runner's glue (default data, metrics, schema) with a cheap encoder; importing
+    # sentence-transformers alone costs 10-35 s here, and the demo test loads the real MiniLM.
+    from koforge.eval import runner
+    from koforge.eval.korsts import evaluate_korsts
+
+    model = CharBagEncoder()
+    monkeypatch.setattr(runner, "load_embedding_model", lambda name, **kw: model)
+    result, path = run_eval(EvalConfig(task="korsts", model="char-bag", max_items=300), tmp_path)
+    direct = evaluate_korsts(model, sample_path("korsts_test.tsv"), max_pairs=300)
+    assert result.primary_metric == "spearman" and result.metrics["spearman"] == pytest.approx(direct["spearman"], abs=1e-9)
+    assert 0.2 < result.metrics["spearman"] < 0.9  # character overlap does track KorSTS similarity
+    assert result.metrics["n_pairs"] == 300
+    assert read_result(path) == result
+    sep, _ = run_eval(EvalConfig(task="separation", model="char-bag"), tmp_path)
+    assert sep.primary_metric == "separation" and "per_domain" in sep.tables
+
+
+def test_perplexity_and_speed_on_a_tiny_llama(tiny_llama, tmp_path):
+    from koforge.eval.perplexity import evaluate_perplexity
+    from koforge.eval.runner import load_causal_lm
+
+    data = tmp_path / "heldout.txt"
+    data.write_text("\n".join(KO_TEXTS) + "\n", encoding="utf-8")
+    cfg = EvalConfig(task="perplexity", model=str(tiny_llama), data=[str(data)], context=16, stride=8, device="cpu")
+    result, _ = run_eval(cfg, tmp_path / "out")
+    model, tok = load_causal_lm(str(tiny_llama), device="cpu")
+    direct = evaluate_perplexity(model, tok, KO_TEXTS, context=16, stride=8)
+    assert result.higher_is_better is False
+    assert result.metrics["perplexity"] == pytest.approx(direct["perplexity"], rel=1e-6)
+    assert result.metrics["perplexity"] > 1.0 and result.metrics["tokens"] == direct["tokens"]
+    speed, _ = run_eval(EvalConfig(task="speed", model=str(tiny_llama), new_tokens=4, repeats=1, warmup=0,
+                                   device="cpu"), tmp_path / "out")
+    assert speed.primary_metric == "time_per_token_ms" and speed.metrics["time_per_token_ms"] > 0
+    assert speed.metrics["new_tokens"] == 4
+
+
+def test_bad_inputs(tmp_path, tiny_llama):
+    with pytest.raises(ConfigError, match="unknown evaluation task 'korsst'.*korsts"):
+        EvalConfig(task="korsst", model="m")
+    with pytest.raises(ConfigError, match="two files"):
+        EvalConfig(task="bitext", model="m", data=["ko.txt"])
+    with pytest.raises(ConfigError, match="harness task"):
+        EvalConfig(task="harness", model="m")
+    with pytest.raises(InputPathError, match="not found"):
+        run_eval(EvalConfig(task="perplexity", model=str(tmp_path / "missing")), tmp_path / "o")
+    (tmp_path / "notamodel").mkdir()
+    with pytest.raises((ModelLoadError, CheckpointError), match="no checkpoint|cannot load"):
+        run_eval(EvalConfig(task="perplexity", model=str(tmp_path / "notamodel")), tmp_path / "o")
+    out = tmp_path / "o2"
+    run_eval(EvalConfig(task="speed", model=str(tiny_llama), new_tokens=2, repeats=1, warmup=0), out)
+    with pytest.raises(OutputExistsError):
+        run_eval(EvalConfig(task="speed", model=str(tiny_llama), new_tokens=2, repeats=1, warmup=0), out)
+
+
+def test_eval_cli(tiny_llama, tmp_path):
+    from koforge.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["eval", "speed", str(tiny_llama), "--new-tokens", "3", "--repeats", "1",
+                              "-o", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    assert read_result(tmp_path / "e" / "eval_speed.json").metrics["new_tokens"] == 3
+    res = runner.invoke(app, ["eval", "bleu", str(tiny_llama)])
+    assert res.exit_code == 1 and "unknown evaluation task 'bleu'" in res.output and "Traceback" not in res.output
