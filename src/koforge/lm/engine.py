@@ -1,0 +1,162 @@
+"""Fast generation: KV-cache prefill + decode loop over token ids.
+
+The engine knows nothing about tokenization: prompts are lists of ids, stop
+conditions are ids, id sequences or a callback (the CLI turns stop strings
+into one). Batched prompts of different lengths are left-padded; an attention
+mask hides the padding and per-row positions keep RoPE exact, so every row
+generates what it would alone. Sampling is shared with the model's naive
+`generate` (`koforge.lm.sampling`), which the tests compare token for token.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from koforge._utils.errors import ConfigError
+from koforge.lm.kv_cache import KVCache
+from koforge.lm.model import KoLM
+from koforge.lm.sampling import SamplingConfig, sample_next
+
+TRUNCATE = ("error", "left")
+
+
+@dataclasses.dataclass(kw_only=True)
+class GenerationConfig(SamplingConfig):
+    """Sampling plus length, stop conditions, seed and over-long prompt policy."""
+
+    max_new_tokens: int = 64
+    """Most tokens generated per prompt (fewer when the context fills up or a stop condition hits)."""
+    stop_tokens: list[int] = dataclasses.field(default_factory=list)
+    """Token ids that end a row (e.g. EOS); not included in the output."""
+    stop_sequences: list[list[int]] = dataclasses.field(default_factory=list)
+    """Id sequences that end a row when generated; not included in the output."""
+    seed: Optional[int] = None
+    """Seed of the sampling generator (same seed, same output)."""
+    truncate: str = "error"
+    """A prompt that does not fit the context: error, or left (keep its last tokens)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        if self.truncate not in TRUNCATE:
+            raise ConfigError(f"truncate='{self.truncate}' is unknown; use error or left.")
+
+
+@dataclasses.dataclass
+class Generation:
+    """One row's output: generated ids (stop condition excluded) and why it ended."""
+
+    tokens: list[int]
+    finish_reason: str  # "stop", "length" or "context"
+
+
+class GenerationEngine:
+    """Prefill + decode with a pre-allocated KV cache, reused across calls."""
+
+    def __init__(self, model: KoLM, *, max_batch: int = 8, max_len: int | None = None) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
+        self.cache = KVCache(self.config, max_batch, self.max_len, dtype=self.dtype, device=self.device)
+
+    def _prepare(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
+        if not prompts:
+            raise ConfigError("no prompts given; pass at least one prompt of token ids.")
+        if len(prompts) > self.cache.max_batch:
+            raise ConfigError(f"{len(prompts)} prompts exceed the engine's max_batch={self.cache.max_batch}; "
+                              "create the engine with a larger max_batch or split the prompts.")
+        out = []
+        for i, p in enumerate(prompts):
+            p = [int(t) for t in p]
+            if not p:
+                raise ConfigError(f"prompt {i} is empty; a prompt needs at least one token (e.g. BOS/EOS).")
+            if any(t < 0 or t >= self.config.vocab_size for t in p):
+                raise ConfigError(f"prompt {i} has ids outside [0, {self.config.vocab_size}); use the model's tokenizer.")
+            if len(p) >= self.max_len:
+                if config.truncate == "error":
+                    raise ConfigError(f"prompt {i} has {len(p)} tokens but the context holds {self.max_len} "
+                                      "(prompt + at least one new token). Shorten it or pass truncate='left' (--truncate left).")
+                p = p[-max(1, self.max_len - config.max_new_tokens):]
+            out.append(p)
+        return out
+
+    @torch.inference_mode()
+    def stream(self, prompts: list[list[int]], config: GenerationConfig | None = None,
+               should_stop: Callable[[int, list[int]], bool] | None = None) -> Iterator[list[Optional[int]]]:
+        """Yield, per decoding step, the new id of each row (None for rows already finished).
+
+        `should_stop(row, generated_ids)` is asked after each new id (stop strings).
+        Finished rows' outputs are available in `self.results` when the iterator ends.
+        """
+        config = config or GenerationConfig()
+        prompts = self._prepare(prompts, config)
+        B, lengths = len(prompts), [len(p) for p in prompts]
+        T = max(lengths)
+        dev = self.device
+        ids = torch.zeros(B, T, dtype=torch.long, device=dev)
+        valid = torch.zeros(B, T, dtype=torch.bool, device=dev)
+        for i, p in enumerate(prompts):
+            ids[i, T - len(p):] = torch.tensor(p, device=dev)
+            valid[i, T - len(p):] = True
+        padded = min(lengths) != T
+        seen = torch.zeros(B, self.config.vocab_size, dtype=torch.bool, device=dev)
+        seen.scatter_(1, ids, valid)
+        gen = torch.Generator(device=dev).manual_seed(config.seed) if config.seed is not None else None
+        self.cache.reset(B)
+        budget = min(config.max_new_tokens, self.max_len - T)
+        if padded:
+            positions = (valid.cumsum(1) - 1).clamp(min=0)  # [B, T]
+            causal = torch.tril(torch.ones(T, T, dtype=torch.bool, device=dev))
+            mask = (causal[None] & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=dev)[None]
+            logits = self.model(ids, positions=positions, attn_mask=mask[:, None], cache=self.cache, last_only=True)[:, -1]
+            key_valid = torch.ones(B, self.max_len, dtype=torch.bool, device=dev)
+            key_valid[:, :T] = valid
+            next_pos = torch.tensor(lengths, device=dev)
+        else:
+            logits = self.model(ids, cache=self.cache, last_only=True)[:, -1]
+        stop_ids = set(config.stop_tokens)
+        outputs: list[list[int]] = [[] for _ in range(B)]
+        reasons: list[Optional[str]] = [None] * B
+        for step in range(budget):
+            nxt = sample_next(logits, config, gen, seen)
+            seen.scatter_(1, nxt[:, None], True)
+            emitted: list[Optional[int]] = [None] * B
+            for i, t in enumerate(nxt.tolist()):
+                if reasons[i] is not None:
+                    continue
+                if t in stop_ids:
+                    reasons[i] = "stop"
+                    continue
+                outputs[i].append(t)
+                emitted[i] = t
+                for seq in config.stop_sequences:
+                    if seq and outputs[i][-len(seq):] == list(seq):
+                        del outputs[i][-len(seq):]
+                        reasons[i] = "stop"
+                        break
+                if reasons[i] is None and should_stop is not None and should_stop(i, outputs[i]):
+                    reasons[i] = "stop"
+            yield emitted
+            if all(r is not None for r in reasons) or step == budget - 1:
+                break
+            if padded:
+                S = self.cache.length + 1
+                logits = self.model(nxt[:, None], positions=next_pos[:, None], attn_mask=key_valid[:, None, None, :S],
+                                    cache=self.cache, last_only=True)[:, -1]
+                next_pos = next_pos + 1
+            else:
+                logits = self.model(nxt[:, None], cache=self.cache, last_only=True)[:, -1]
+        length_reason = "length" if budget == config.max_new_tokens else "context"
+        self.results = [Generation(tokens=o, finish_reason=r or length_reason) for o, r in zip(outputs, reasons)]
+
+    def generate(self, prompts: list[list[int]], config: GenerationConfig | None = None,
+                 should_stop: Callable[[int, list[int]], bool] | None = None) -> list[Generation]:
+        """Generate for every prompt; returns one `Generation` per prompt."""
+        for _ in self.stream(prompts, config, should_stop):
+            pass
+        return self.results

@@ -1,0 +1,151 @@
+"""Export a dense KoLM to Hugging Face `LlamaForCausalLM` and import one back.
+
+The parameter names already match, so export is: map the config, copy the
+tensors into `model.safetensors`, write `config.json` (+ tokenizer files when
+given). MoE models have no Llama layout and are refused; MTP heads are
+training-time extras and are dropped (the next-token model is unchanged).
+Static-NTK RoPE exports as plain RoPE with its adjusted theta.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from koforge._utils.errors import ConfigError, ModelLoadError
+from koforge._utils.io import atomic_dir, require_path, write_json
+from koforge.lm.config import LMConfig
+from koforge.lm.model import KoLM
+from koforge.lm.rope import effective_theta
+
+
+def to_llama_config_dict(config: LMConfig, *, bos_id: int | None = None, eos_id: int | None = None,
+                         pad_id: int | None = None) -> dict:
+    """The `config.json` of the equivalent LlamaForCausalLM."""
+    if not config.is_dense:
+        raise ModelLoadError(f"a mixture-of-experts model (moe_experts={config.moe_experts}) has no LlamaForCausalLM "
+                             "layout; export a dense model (moe_experts=0).")
+    rope: dict = {"rope_type": "default", "rope_theta": effective_theta(config)}
+    if config.rope_scaling == "linear":
+        rope = {"rope_type": "linear", "rope_theta": config.rope_theta, "factor": config.rope_factor}
+    elif config.rope_scaling == "yarn":
+        rope = {"rope_type": "yarn", "rope_theta": config.rope_theta, "factor": config.rope_factor,
+                "original_max_position_embeddings": config.rope_original_max_seq_len
+                or int(config.max_seq_len / config.rope_factor)}
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model, "intermediate_size": config.d_ff, "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads, "num_key_value_heads": config.n_kv_heads, "head_dim": config.head_dim,
+        "max_position_embeddings": config.max_seq_len, "rms_norm_eps": config.norm_eps, "hidden_act": "silu",
+        "tie_word_embeddings": config.tie_embeddings, "rope_parameters": rope, "rope_theta": rope["rope_theta"],
+        "attention_bias": False, "mlp_bias": False, "initializer_range": config.init_std, "torch_dtype": "float32",
+        "bos_token_id": bos_id, "eos_token_id": eos_id, "pad_token_id": pad_id, "use_cache": True,
+    }
+
+
+def from_llama_config_dict(raw: dict) -> LMConfig:
+    """An LMConfig from a Llama `config.json` dict."""
+    if raw.get("model_type") != "llama":
+        raise ModelLoadError(f"config.json has model_type={raw.get('model_type')!r}; only 'llama' imports into KoLM.")
+    rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
+    kind = rope.get("rope_type") or rope.get("type") or "default"
+    theta = float(rope.get("rope_theta", raw.get("rope_theta", 10000.0)))
+    n_heads = raw["num_attention_heads"]
+    if raw.get("head_dim") not in (None, raw["hidden_size"] // n_heads):
+        raise ModelLoadError(f"head_dim={raw['head_dim']} != hidden_size / num_attention_heads; KoLM needs that layout.")
+    if raw.get("attention_bias") or raw.get("mlp_bias"):
+        raise ModelLoadError("Llama models with attention/MLP biases are not supported by KoLM.")
+    scaling = {"default": "none", "linear": "linear", "yarn": "yarn"}.get(kind)
+    if scaling is None:
+        raise ModelLoadError(f"RoPE type {kind!r} is not supported (default, linear, yarn).")
+    try:
+        return LMConfig(vocab_size=raw["vocab_size"], d_model=raw["hidden_size"], n_layers=raw["num_hidden_layers"],
+                        n_heads=n_heads, n_kv_heads=raw.get("num_key_value_heads") or n_heads,
+                        d_ff=raw["intermediate_size"], max_seq_len=raw.get("max_position_embeddings", 2048),
+                        rope_theta=theta, rope_scaling=scaling, rope_factor=float(rope.get("factor", 1.0)),
+                        rope_original_max_seq_len=rope.get("original_max_position_embeddings"),
+                        norm_eps=raw.get("rms_norm_eps", 1e-6), tie_embeddings=bool(raw.get("tie_word_embeddings", False)),
+                        init_std=raw.get("initializer_range", 0.02))
+    except KeyError as e:
+        raise ModelLoadError(f"config.json lacks the Llama key {e}.") from None
+    except ConfigError as e:
+        raise ModelLoadError(f"config.json does not describe a valid KoLM: {e}") from None
+
+
+def dense_state_dict(model: KoLM) -> dict[str, torch.Tensor]:
+    """The Llama tensors of `model` (MTP heads dropped, tied lm_head written once)."""
+    out = {}
+    for name, t in model.state_dict().items():
+        if name.startswith("mtp.") or (model.config.tie_embeddings and name == "lm_head.weight"):
+            continue
+        out[name] = t.detach().to("cpu").contiguous().clone()
+    return out
+
+
+def save_tokenizer_files(tokenizer: str | Path, output_dir: Path, eos_id: int | None) -> None:
+    """Copy a tokenizer (a folder with tokenizer.json, or the file) as HF fast-tokenizer files."""
+    src = require_path(tokenizer, "tokenizer")
+    file = src / "tokenizer.json" if src.is_dir() else src
+    if not file.exists():
+        raise ModelLoadError(f"no tokenizer.json in '{src}'. Pass the folder written by `koforge tokenizer train`.")
+    from transformers import PreTrainedTokenizerFast
+
+    kwargs = {}
+    if src.is_dir() and (src / "tokenizer_config.json").exists():
+        shutil.copy(src / "tokenizer_config.json", output_dir / "tokenizer_config.json")
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(file), **kwargs)
+    if eos_id is not None and tok.eos_token is None:
+        tok.eos_token = tok.convert_ids_to_tokens(eos_id)
+    tok.save_pretrained(str(output_dir))
+
+
+def export_model(model: KoLM, output_dir: str | Path, *, tokenizer: str | Path | None = None,
+                 eos_id: int | None = None, overwrite: bool = False) -> Path:
+    """Write `model` as a LlamaForCausalLM folder."""
+    config = to_llama_config_dict(model.config, eos_id=eos_id)
+    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+        save_file(dense_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        write_json(tmp / "config.json", config)
+        write_json(tmp / "generation_config.json", {"eos_token_id": eos_id, "do_sample": False})
+        if tokenizer is not None:
+            save_tokenizer_files(tokenizer, tmp, eos_id)
+    return Path(output_dir)
+
+
+def export_to_hf(checkpoint_dir: str | Path, output_dir: str | Path, *, tokenizer: str | Path | None = None,
+                 overwrite: bool = False) -> Path:
+    """Export a koforge checkpoint folder to a folder `AutoModelForCausalLM.from_pretrained` loads."""
+    from koforge.lm.checkpoint import load_model
+
+    model, _, meta = load_model(checkpoint_dir)
+    if tokenizer is None and meta.get("tokenizer"):
+        tokenizer = meta["tokenizer"] if Path(meta["tokenizer"]).exists() else None
+    return export_model(model, output_dir, tokenizer=tokenizer, eos_id=meta.get("eos_id"), overwrite=overwrite)
+
+
+def import_from_hf(folder: str | Path) -> tuple[KoLM, LMConfig]:
+    """Load a local LlamaForCausalLM folder (config.json + safetensors) as a KoLM."""
+    folder = require_path(folder, "Hugging Face model folder")
+    cfg_path = folder / "config.json"
+    if not cfg_path.exists():
+        raise ModelLoadError(f"'{folder}' has no config.json; pass a folder saved by save_pretrained / `koforge lm export`.")
+    config = from_llama_config_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ModelLoadError(f"'{folder}' has no *.safetensors weights (only safetensors are loaded, never pickles).")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    model = KoLM(config)
+    if config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    expected = {k for k in model.state_dict() if not (config.tie_embeddings and k == "lm_head.weight")}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ModelLoadError(f"weights in '{folder}' do not match the Llama layout: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}.")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    return model.eval(), config

@@ -1,0 +1,247 @@
+"""KoLM: a small decoder-only transformer in the Llama layout.
+
+RoPE, grouped-query attention through `scaled_dot_product_attention`, SwiGLU
+(or a mixture-of-experts MLP), RMSNorm, optional tied embeddings and optional
+multi-token-prediction heads. Parameter names are those of Hugging Face's
+`LlamaForCausalLM` (`model.layers.N.self_attn.q_proj.weight`, ...), so a dense
+model exports by copying tensors. The model is single-device and knows
+nothing about tokenization; `generate` here is the naive reference (full
+recompute each step) that the KV-cache engine (`koforge.lm.engine`) is tested
+against. Parallelism, compilation and checkpointing are applied from outside
+(`koforge.lm.train`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from koforge.lm.config import LMConfig
+from koforge.lm.moe import MoE, SwiGLU
+from koforge.lm.rope import apply_rope, rope_tables
+from koforge.lm.sampling import SamplingConfig, sample_next
+
+
+class LayerCache(Protocol):
+    """What attention needs from a KV cache (see `koforge.lm.kv_cache.KVCache`)."""
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in float32, like Llama."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention with RoPE."""
+
+    def __init__(self, config: LMConfig, layer: int) -> None:
+        super().__init__()
+        self.layer, self.n_heads, self.n_kv_heads, self.head_dim = layer, config.n_heads, config.n_kv_heads, config.head_dim
+        d = config.d_model
+        self.q_proj = nn.Linear(d, config.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(d, config.n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(d, config.n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_heads * self.head_dim, d, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+                cache: LayerCache | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # [B, Hkv, S, D], S = cached + T
+        if self.n_kv_heads != self.n_heads:
+            # Expanding K/V is faster on CPU than SDPA's enable_gqa path, which falls back to the math kernel.
+            groups = self.n_heads // self.n_kv_heads
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        causal = mask is None and T > 1
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # [B, H, T, D]
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (Llama's `LlamaDecoderLayer`)."""
+
+    def __init__(self, config: LMConfig, layer: int) -> None:
+        super().__init__()
+        self.self_attn = Attention(config, layer)
+        self.mlp = MoE(config) if config.moe_experts else SwiGLU(config.d_model, config.d_ff)
+        self.input_layernorm = RMSNorm(config.d_model, config.norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.d_model, config.norm_eps)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
+                cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class MTPHead(nn.Module):
+    """One multi-token-prediction head: hidden of token t -> hidden predicting token t+1+k."""
+
+    def __init__(self, config: LMConfig, index: int) -> None:
+        super().__init__()
+        self.norm_in = RMSNorm(config.d_model, config.norm_eps)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.block = Block(config, config.n_layers + index)
+        self.norm_out = RMSNorm(config.d_model, config.norm_eps)
+
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        return self.block(self.proj(self.norm_in(h)), cos, sin)
+
+
+class Backbone(nn.Module):
+    """Embedding, blocks and final norm (Llama's `LlamaModel`)."""
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+
+
+@dataclasses.dataclass
+class LossOutput:
+    """The training loss and its parts (detached floats are for logging)."""
+
+    loss: torch.Tensor
+    lm_loss: torch.Tensor
+    aux_loss: torch.Tensor | None = None
+    mtp_loss: torch.Tensor | None = None
+
+
+class KoLM(nn.Module):
+    """Decoder-only LM; `forward(input_ids) -> logits [B, T, V]`."""
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = Backbone(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.mtp = nn.ModuleList(MTPHead(config, k) for k in range(config.mtp_heads))
+        if config.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        cos, sin = rope_tables(config)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.gradient_checkpointing = False
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) weights; residual output projections scaled by 1/sqrt(2 * n_layers) (GPT-2)."""
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                continue
+            scale = (2 * self.config.n_layers) ** -0.5 if name.endswith(("o_proj.weight", "down_proj.weight")) else 1.0
+            nn.init.normal_(p, mean=0.0, std=std * scale)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _rope(self, positions: torch.Tensor | None, start: int, T: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if positions is None:
+            cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # [T, D]
+        else:
+            cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]  # [B, 1, T, D]
+        return cos.to(dtype), sin.to(dtype)
+
+    def hidden_states(self, input_ids: torch.Tensor, *, positions: torch.Tensor | None = None,
+                      attn_mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
+        """Final normed hidden states [B, T, d_model]; `cache` makes this a prefill/decode step."""
+        B, T = input_ids.shape
+        start = cache.length if cache is not None else 0
+        if positions is None and start + T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+        x = self.model.embed_tokens(input_ids)
+        cos, sin = self._rope(positions, start, T, x.dtype)
+        for block in self.model.layers:
+            if self.gradient_checkpointing and self.training:
+                x = checkpoint(block, x, cos, sin, attn_mask, None, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, attn_mask, cache)
+        if cache is not None:
+            cache.advance(T)
+        return self.model.norm(x)
+
+    def forward(self, input_ids: torch.Tensor, *, positions: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None, cache=None, last_only: bool = False) -> torch.Tensor:
+        """Logits [B, T, V] (or [B, 1, V] with `last_only`)."""
+        h = self.hidden_states(input_ids, positions=positions, attn_mask=attn_mask, cache=cache)
+        if last_only:
+            h = h[:, -1:]
+        return self.lm_head(h)
+
+    def compute_loss(self, input_ids: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        """Next-token cross-entropy (+ MoE balancing loss, + weighted MTP loss) for [B, T] inputs/targets."""
+        h = self.hidden_states(input_ids)
+        V = self.config.vocab_size
+        lm_loss = F.cross_entropy(self.lm_head(h).view(-1, V).float(), targets.reshape(-1))
+        loss, aux, mtp = lm_loss, None, None
+        if self.config.moe_experts and self.config.moe_balancing == "aux_loss":
+            aux = torch.stack([b.mlp.last_aux_loss for b in self.model.layers]).mean()
+            loss = loss + self.config.moe_aux_weight * aux
+        if self.mtp:
+            T = input_ids.shape[1]
+            cos, sin = self._rope(None, 0, T, h.dtype)
+            losses, hk = [], h
+            for k, head in enumerate(self.mtp):
+                hk = head(hk, cos, sin)
+                shift = k + 1  # head k at position t predicts targets[t + shift] = token t + 2 + k
+                if T - shift <= 0:
+                    break
+                logits = self.lm_head(hk[:, :T - shift])
+                losses.append(F.cross_entropy(logits.reshape(-1, V).float(), targets[:, shift:].reshape(-1)))
+            if losses:
+                mtp = torch.stack(losses).mean()
+                loss = loss + self.config.mtp_weight * mtp
+        return LossOutput(loss=loss, lm_loss=lm_loss.detach(), aux_loss=None if aux is None else aux.detach(),
+                          mtp_loss=None if mtp is None else mtp.detach())
+
+    def moe_layers(self) -> list[MoE]:
+        return [b.mlp for b in self.model.layers if isinstance(b.mlp, MoE)]
+
+    def expert_usage(self) -> torch.Tensor | None:
+        """[n_layers, n_experts] token counts routed to each expert since the counts were last reset."""
+        layers = self.moe_layers()
+        return torch.stack([m.expert_counts for m in layers]) if layers else None
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, sampling: SamplingConfig | None = None, *,
+                 seed: int | None = None, eos_id: int | None = None) -> torch.Tensor:
+        """Naive reference decoding of one unpadded batch [B, T]: recompute the whole sequence each step."""
+        sampling = sampling or SamplingConfig()
+        gen = torch.Generator(device=input_ids.device).manual_seed(seed) if seed is not None else None
+        ids = input_ids
+        seen = torch.zeros(ids.shape[0], self.config.vocab_size, dtype=torch.bool, device=ids.device)
+        seen.scatter_(1, ids, True)
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        for _ in range(max_new_tokens):
+            logits = self(ids[:, -self.config.max_seq_len:], last_only=True)[:, -1]
+            nxt = sample_next(logits, sampling, gen, seen)
+            if eos_id is not None:
+                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+                done |= nxt == eos_id
+            seen.scatter_(1, nxt[:, None], True)
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            if eos_id is not None and bool(done.all()):
+                break
+        return ids

@@ -1,0 +1,467 @@
+"""Pretraining a KoLM on token shards: `train_lm(model_config, train_config)`.
+
+One loop for 1 process or DDP (`torchrun`, detected from WORLD_SIZE): every
+rank draws the same global batch of random windows and keeps its slice, so 2
+processes compute the same loss as 1 on the same global batch. AdamW (fused
+where available) with warmup + cosine decay, gradient clipping and
+accumulation, autocast on cuda/mps, optional gradient checkpointing and
+`torch.compile`. Every `eval_every` steps: validation loss, perplexity and
+bits per byte, sample generations (when a tokenizer is given), early stopping;
+every `ckpt_every` steps an atomic checkpoint holding everything needed to
+continue exactly (`resume=True` ends with the same weights as an
+uninterrupted run). A non-finite loss or gradient is skipped or stops the run
+by policy; a checkpoint is never written from non-finite weights.
+Parallelism and compilation are applied here, never inside the model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+
+from koforge._utils.device import autocast_dtype, resolve_device
+from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
+from koforge._utils.io import write_json
+from koforge._utils.logging import get_logger
+from koforge._utils.progress import progress
+from koforge._utils.seed import seed_everything
+from koforge.config import config_to_dict
+from koforge.lm.checkpoint import (best_checkpoint, list_checkpoints, load_weights, prune_checkpoints, read_state,
+                                   save_checkpoint, verify_checkpoint)
+from koforge.lm.config import LMConfig
+from koforge.lm.data import TokenWindows, tokens_per_byte
+from koforge.lm.model import KoLM
+from koforge.tracking.mlflow_run import tracked_run
+
+log = get_logger(__name__)
+
+NAN_POLICIES = ("skip", "stop")
+DEFAULT_PROMPTS = ["오늘 영화", "이 영화는 정말", "청와대 국민청원", "저는", "대한민국의 미래는"]
+# Train-config fields a resumed run must share with the checkpoint (others, e.g. steps or eval_every, may change).
+RESUME_FIELDS = ("batch", "seq_len", "grad_accum", "seed")
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainConfig:
+    """How to pretrain: data, schedule, checkpoints, precision, device."""
+
+    data_dir: str = ""
+    """Shard folder written by `koforge data pack` (splits train and val)."""
+    out_dir: str = "runs/lm"
+    """Run folder: checkpoints/, history.json, samples.jsonl, config.json."""
+    steps: int = 1000
+    """Optimiser steps."""
+    batch: int = 16
+    """Sequences per micro-batch, summed over DDP ranks (each rank gets batch / world_size)."""
+    seq_len: int = 256
+    """Tokens per training window."""
+    lr: float = 3e-4
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay floor, as a fraction of lr."""
+    warmup: int = 100
+    """Linear warmup steps."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay (matrices only, not norms)."""
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_accum: int = 1
+    """Micro-batches per optimiser step."""
+    clip: float = 1.0
+    """Gradient-norm clip (0 = off)."""
+    eval_every: int = 100
+    """Steps between validations (0 = only at the end)."""
+    eval_batches: int = 10
+    """Validation batches (fixed windows of the val split)."""
+    ckpt_every: int = 200
+    """Steps between checkpoints (the last step is always saved)."""
+    keep_last: int = 3
+    """Complete checkpoints kept besides the best."""
+    early_stop_patience: int = 0
+    """Stop after this many validations without improvement (0 = off)."""
+    precision: str = "auto"
+    """auto (bf16/fp16 autocast on cuda/mps, fp32 on cpu), fp32, bf16 or fp16."""
+    compile: bool = False
+    """torch.compile the model."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to save memory."""
+    seed: int = 0
+    """Seeds the weights, the data windows and every RNG."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    nan_policy: str = "skip"
+    """On a non-finite loss or gradient: skip the step, or stop the run."""
+    max_skips: int = 20
+    """Stop after this many consecutive skipped steps."""
+    spike_factor: float = 0.0
+    """Skip a step whose loss exceeds spike_factor x the running mean (0 = off)."""
+    tokenizer: Optional[str] = None
+    """Tokenizer (folder or tokenizer.json) for sample generations at each validation."""
+    sample_tokens: int = 32
+    """Tokens generated per sample prompt."""
+    max_minutes: Optional[float] = None
+    """Wall-clock budget: stop (and checkpoint) after this many minutes."""
+    log_every: int = 10
+    """Steps between train-loss records in the history and MLflow."""
+    overwrite: bool = False
+    """Start afresh in an out_dir that already has checkpoints (they are deleted)."""
+    resume_from: Optional[str] = None
+    """A specific checkpoint folder to resume from (default: the latest in out_dir)."""
+    experiment: str = "koforge-lm"
+    """MLflow experiment name."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "seq_len", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("warmup", "eval_every", "ckpt_every", "keep_last", "early_stop_patience", "max_skips", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}.")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"TrainConfig.lr must be > 0 and min_lr_ratio in [0, 1], got {self.lr}, {self.min_lr_ratio}.")
+        if self.nan_policy not in NAN_POLICIES:
+            raise ConfigError(f"TrainConfig.nan_policy='{self.nan_policy}' is unknown; use skip or stop.")
+        if self.precision not in ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16"):
+            raise ConfigError(f"TrainConfig.precision='{self.precision}' is unknown; use auto, fp32, bf16 or fp16.")
+        if not self.data_dir:
+            raise ConfigError("TrainConfig.data_dir is empty; pass the shard folder of `koforge data pack` (data_dir=...).")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a run produced."""
+
+    checkpoint_dir: Path
+    """The best checkpoint (lowest validation loss), else the final one."""
+    history: list[dict]
+    """Records with step, train_loss and, at validations, val_loss, val_ppl, val_bpb."""
+    out_dir: Path
+    final_step: int
+    stopped_early: bool = False
+    skipped_steps: int = 0
+
+
+class _LossModule(torch.nn.Module):
+    """forward(x, y) -> loss, so DDP and torch.compile wrap the whole training computation."""
+
+    def __init__(self, model: KoLM) -> None:
+        super().__init__()
+        self.model = model
+        self.parts: dict = {}
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.model.compute_loss(x, y)
+        self.parts = {k: v for k, v in (("aux_loss", out.aux_loss), ("mtp_loss", out.mtp_loss)) if v is not None}
+        return out.loss
+
+
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to min_ratio at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress_ = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress_))
+
+
+def build_optimizer(model: KoLM, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    if device.type in ("cuda", "cpu"):
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except (RuntimeError, TypeError):
+            pass
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _check_resume(meta: dict, model_config: LMConfig, cfg: TrainConfig, ckpt: Path) -> None:
+    saved = meta.get("model_config", {})
+    diff = {k: (saved.get(k), v) for k, v in model_config.to_dict().items() if saved.get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in list(diff.items())[:4])
+        raise CheckpointError(f"cannot resume from '{ckpt}': it was trained with another model config ({shown}). "
+                              "Use the same model config, or a new out_dir to start afresh.")
+    saved_train = meta.get("train_config", {})
+    tdiff = [k for k in RESUME_FIELDS if saved_train.get(k) != getattr(cfg, k)]
+    if tdiff:
+        shown = ", ".join(f"{k}: checkpoint {saved_train.get(k)!r} vs now {getattr(cfg, k)!r}" for k in tdiff)
+        raise CheckpointError(f"cannot resume from '{ckpt}': the data stream differs ({shown}). Use the same values.")
+
+
+def _prepare_out_dir(cfg: TrainConfig, resume: bool, rank: int) -> tuple[Path, Path | None]:
+    out = Path(cfg.out_dir)
+    root = out / "checkpoints"
+    existing = list_checkpoints(root)
+    if resume:
+        ckpt = Path(cfg.resume_from) if cfg.resume_from else (existing[-1] if existing else None)
+        if ckpt is None:
+            raise CheckpointError(f"nothing to resume: '{root}' holds no checkpoint. Run without --resume to start.")
+        return out, ckpt
+    if existing and not cfg.overwrite:
+        raise OutputExistsError(f"'{out}' already holds {len(existing)} checkpoint(s). Pass --resume to continue, "
+                                "--overwrite to start afresh (deletes them), or another out_dir.")
+    if existing and rank == 0:
+        import shutil
+
+        for p in existing:
+            shutil.rmtree(p, ignore_errors=True)
+    return out, None
+
+
+def _load_tokenizer(path: str):
+    try:
+        from koforge.tokenizers.io import load_tokenizer
+
+        return load_tokenizer(path)
+    except ImportError:
+        from tokenizers import Tokenizer
+
+        p = Path(path)
+        return Tokenizer.from_file(str(p / "tokenizer.json" if p.is_dir() else p))
+
+
+def _encode(tok, text: str) -> list[int]:
+    enc = tok.encode(text)
+    return list(getattr(enc, "ids", enc))
+
+
+@torch.no_grad()
+def evaluate(model: KoLM, batches: list, device: torch.device, amp: torch.dtype | None, tpb: float) -> dict:
+    """Mean validation loss over fixed batches, perplexity and bits per byte."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    for x, y in batches:
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out = model.compute_loss(x.to(device), y.to(device))
+        total += float(out.lm_loss) * x.numel()
+        n += x.numel()
+    model.train(was_training)
+    loss = total / n
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_bpb": loss / math.log(2) * tpb}
+
+
+def sample_generations(model: KoLM, tokenizer, prompts: list[str], n_tokens: int, eos_id: int | None,
+                       seed: int = 0) -> list[dict]:
+    """Sampled continuations (temperature 0.8, top-k 50, fixed seed) of fixed prompts."""
+    from koforge.lm.engine import GenerationConfig, GenerationEngine
+
+    was_training = model.training
+    engine = GenerationEngine(model, max_batch=1)
+    cfg = GenerationConfig(max_new_tokens=n_tokens, temperature=0.8, top_k=50, seed=seed,
+                           stop_tokens=[eos_id] if eos_id is not None else [], truncate="left")
+    rows = []
+    for prompt in prompts:
+        ids = _encode(tokenizer, prompt)
+        out = engine.generate([ids or [eos_id or 0]], cfg)[0]
+        rows.append({"prompt": prompt, "completion": tokenizer.decode(out.tokens)})
+    model.train(was_training)
+    return rows
+
+
+def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool = False,
+             on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Pretrain (or resume) a KoLM; returns the best/final checkpoint and the history.
+
+    `on_step(step, record)` is called after every optimiser step (progress hooks, tests).
+    """
+    cfg = train_config
+    rank, world = _dist_info()
+    if cfg.batch % world:
+        raise ConfigError(f"TrainConfig.batch={cfg.batch} does not divide by the {world} DDP processes.")
+    device = resolve_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    amp = autocast_dtype(device, cfg.precision)
+    out, resume_ckpt = _prepare_out_dir(cfg, resume, rank)
+    root = out / "checkpoints"
+
+    train_data = TokenWindows(cfg.data_dir, "train", cfg.seq_len, cfg.seed)
+    val_data = TokenWindows(cfg.data_dir, "val", cfg.seq_len, cfg.seed)
+    manifest = train_data.manifest
+    if manifest.vocab_size > model_config.vocab_size:
+        raise ConfigError(f"the shards use a vocabulary of {manifest.vocab_size} ids but LMConfig.vocab_size="
+                          f"{model_config.vocab_size}. Set vocab_size={manifest.vocab_size}.")
+    tpb = tokens_per_byte(val_data.manifest, "val")
+    val_batches = val_data.fixed_batches(cfg.eval_batches, max(1, cfg.batch // world))
+
+    seed_everything(cfg.seed)
+    model = KoLM(model_config)
+    model.gradient_checkpointing = cfg.gradient_checkpointing
+    model.to(device).train()
+    optimizer = build_optimizer(model, cfg, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+
+    step, history, best_val, bad_evals, skipped_total = 0, [], math.inf, 0, 0
+    if resume_ckpt is not None:
+        meta = verify_checkpoint(resume_ckpt)
+        _check_resume(meta, model_config, cfg, resume_ckpt)
+        load_weights(model, resume_ckpt)
+        state = read_state(resume_ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
+        train_data.load_state_dict(state["data"])
+        _set_rng_state(state["rng"])
+        step, history = meta["step"], meta.get("history", [])
+        best_val, bad_evals = meta.get("best_val", math.inf) or math.inf, meta.get("bad_evals", 0)
+        if step >= cfg.steps:
+            raise CheckpointError(f"checkpoint '{resume_ckpt}' is at step {step}, already >= steps={cfg.steps}. "
+                                  "Raise steps to train further.")
+
+    loss_module = _LossModule(model)
+    runner: torch.nn.Module = loss_module
+    if cfg.compile:
+        runner = torch.compile(runner)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None)
+
+    tokenizer = _load_tokenizer(cfg.tokenizer) if cfg.tokenizer and rank == 0 else None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", {"model": model_config.to_dict(), "train": config_to_dict(cfg),
+                                         "parameters": model.num_parameters(), "world_size": world})
+
+    def save(step_: int, val_loss: float | None) -> None:
+        if rank != 0:
+            return
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise TrainingError(f"weights became non-finite at step {step_}; no checkpoint was written. "
+                                f"The last good checkpoint is kept in '{root}'. Lower lr or use nan_policy=skip.")
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "data": train_data.state_dict(),
+                 "rng": _rng_state()}
+        meta = {"model_config": model_config.to_dict(), "train_config": config_to_dict(cfg), "val_loss": val_loss,
+                "best_val": best_val if math.isfinite(best_val) else None, "bad_evals": bad_evals, "history": history,
+                "eos_id": manifest.eos_id, "tokenizer": cfg.tokenizer, "world_size": world}
+        save_checkpoint(root, step_, model, state, meta)
+        prune_checkpoints(root, cfg.keep_last)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    start_time, running, consecutive_skips, stopped_early = time.monotonic(), None, 0, False
+    micro = cfg.batch
+    bar = progress(total=cfg.steps, initial=step, desc="train", disable=None if rank == 0 else True) \
+        if rank == 0 else None
+    run_params = {**{f"model.{k}": v for k, v in model_config.to_dict().items()},
+                  **{f"train.{k}": v for k, v in config_to_dict(cfg).items()}}
+    with tracked_run(cfg.experiment, run_name=out.name, params=run_params if rank == 0 else None) as tracker:
+        while step < cfg.steps:
+            total = torch.zeros((), device=device)
+            for m in range(cfg.grad_accum):
+                x, y = train_data.next_batch(micro, rank, world)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                sync = world == 1 or m == cfg.grad_accum - 1
+                ctx = runner.no_sync() if not sync else _nullcontext()
+                with ctx, torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    loss = runner(x, y) / cfg.grad_accum
+                scaler.scale(loss).backward()
+                total += loss.detach()
+            if world > 1:
+                dist.all_reduce(total)
+                total /= world
+            loss_value = float(total)
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
+            spike = cfg.spike_factor > 0 and running is not None and loss_value > cfg.spike_factor * running
+            bad = not math.isfinite(loss_value) or not torch.isfinite(grad_norm) or spike
+            if bad:
+                if cfg.nan_policy == "stop" and not spike:
+                    raise TrainingError(f"non-finite loss ({loss_value}) or gradient at step {step + 1}; stopped "
+                                        f"(nan_policy=stop). The last good checkpoint is kept in '{root}'. Lower lr or raise warmup.")
+                consecutive_skips += 1
+                skipped_total += 1
+                optimizer.zero_grad(set_to_none=True)
+                scaler.update() if scaler.is_enabled() else None
+                if consecutive_skips > cfg.max_skips:
+                    raise TrainingError(f"{consecutive_skips} consecutive steps skipped for non-finite or spiking loss "
+                                        f"(last {loss_value}) at step {step + 1}; stopped. The last good checkpoint is in '{root}'.")
+            else:
+                consecutive_skips = 0
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                for moe in model.moe_layers():
+                    moe.update_bias()
+                running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
+            scheduler.step()
+            step += 1
+            record: dict = {"step": step, "train_loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                            **{k: float(v) for k, v in loss_module.parts.items()}}
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}")
+            out_of_time = cfg.max_minutes is not None and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
+            last = step == cfg.steps or out_of_time
+            evaluate_now = (cfg.eval_every and step % cfg.eval_every == 0) or last
+            if evaluate_now:
+                record.update(evaluate(model, val_batches, device, amp, tpb))
+                if rank == 0 and tokenizer is not None and cfg.sample_tokens:
+                    samples = sample_generations(model, tokenizer, DEFAULT_PROMPTS, cfg.sample_tokens, manifest.eos_id)
+                    record["samples"] = samples
+                if record["val_loss"] < best_val:
+                    best_val, bad_evals = record["val_loss"], 0
+                else:
+                    bad_evals += 1
+                stopped_early = bool(cfg.early_stop_patience and bad_evals >= cfg.early_stop_patience)
+            if evaluate_now or step % max(1, cfg.log_every) == 0 or step == 1:
+                history.append(record)
+                tracker.log_metrics({k: v for k, v in record.items() if k != "step"}, step=step)
+            if on_step is not None:
+                on_step(step, record)
+            if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last or stopped_early:
+                save(step, record.get("val_loss"))
+            if world > 1:
+                dist.barrier()
+            if last or stopped_early:
+                break
+        if bar is not None:
+            bar.close()
+        if rank == 0:
+            write_json(out / "history.json", history)
+            tracker.log_artifact(out / "history.json")
+    best = best_checkpoint(root) or (list_checkpoints(root) or [root])[-1]
+    return TrainResult(checkpoint_dir=best, history=history, out_dir=out, final_step=step,
+                       stopped_early=stopped_early, skipped_steps=skipped_total)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
