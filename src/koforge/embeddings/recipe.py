@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError
+from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
 from koforge._utils.io import atomic_dir, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.config import config_to_dict, load_config, save_config
@@ -54,6 +55,8 @@ class StageConfig:
     """GradCache mini-batch for simcse/infonce (effective batch = batch_size)."""
     max_length: Optional[int] = None
     warmup_ratio: float = 0.1
+    schedule: str = "steps"
+    """Learning-rate schedule: steps (linear over max_steps) or time (linear over the stage's time budget)."""
     temperature: float = 0.05
     teacher: Optional[str] = None
     """distill: the teacher model (path/hub name) whose embeddings the student learns."""
@@ -71,10 +74,10 @@ class StageConfig:
             raise ConfigError(f"stage '{self.name}': objective '{self.objective}' is unknown; use one of {', '.join(OBJECTIVES)}.")
         if not self.data:
             raise ConfigError(f"stage '{self.name}' has no data sources; add at least one under data:.")
+        if self.schedule not in ("steps", "time"):
+            raise ConfigError(f"stage '{self.name}': schedule '{self.schedule}' is unknown; use steps or time.")
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0:
             raise ConfigError(f"stage '{self.name}': learning_rate, batch_size and epochs must be positive.")
-        if self.objective == "distill" and not self.teacher:
-            raise ConfigError(f"stage '{self.name}': objective 'distill' needs teacher: <model path or name>.")
 
 
 @dataclass(kw_only=True)
@@ -92,10 +95,19 @@ class Recipe:
     precision: str = "auto"
     seed: int = 0
     experiment: str = "koforge-embed"
+    budget_minutes: Optional[float] = None
+    """Total wall-clock budget of all stages' training (teacher encoding included): a stage without
+    max_minutes gets what is left; one with it gets the smaller of the two. Compares runs at equal time."""
+    teacher: Optional[str] = None
+    """Default teacher of `distill` stages that name none (e.g. the model before vocabulary expansion)."""
 
     def __post_init__(self) -> None:
         if not self.stages:
             raise ConfigError(f"recipe '{self.name}' has no stages.")
+        for stage in self.stages:
+            if stage.objective == "distill" and not (stage.teacher or self.teacher):
+                raise ConfigError(f"stage '{stage.name}': objective 'distill' needs a teacher; set teacher=<model path or "
+                                  f"hub name> on the recipe or stages.<i>.teacher.")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ConfigError(f"recipe '{self.name}' repeats a stage name: {names}.")
@@ -137,7 +149,7 @@ def _stage_dataset(stage: StageConfig, recipe: Recipe, model, cache_dir: Path):
 
     columns = build_examples(stage.data, stage.objective, data_root=recipe.resolved_data_root(), seed=recipe.seed)
     if stage.objective == "distill":
-        labels = teacher_embeddings(stage.teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
+        labels = teacher_embeddings(stage.teacher or recipe.teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
                                     device=str(model.device), max_length=stage.max_length)
         columns["label"] = [row.tolist() for row in labels]
     return datasets.Dataset.from_dict(columns)
@@ -183,6 +195,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
     if main and recipe.evaluate_base and start == 0:
         history = [_evaluate(build_embedding_model(base_model, recipe.model, device), recipe, "base", {})]
         write_json(history_path, history)
+    spent = 0.0  # minutes of the recipe's budget used so far
     for stage in recipe.stages[start:]:
         seed_everything(recipe.seed)
         model = build_embedding_model(source, recipe.model, device)
@@ -190,10 +203,20 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
             model.max_seq_length = stage.max_length
         handle = apply_scope(model, stage.scope, model_path=source, top_blocks=stage.top_blocks,
                              adapter=stage.adapter, lora=stage.lora)
+        t_data = time.perf_counter()
         dataset = _stage_dataset(stage, recipe, model, out / "cache")
+        spent += (time.perf_counter() - t_data) / 60
+        max_minutes = stage.max_minutes
+        if recipe.budget_minutes is not None:
+            left = recipe.budget_minutes - spent
+            if left <= 0:
+                raise TrainingError(f"the recipe's budget of {recipe.budget_minutes} min is spent before stage '{stage.name}' "
+                                    f"({spent:.1f} min used). Raise budget_minutes or give earlier stages a max_minutes.")
+            max_minutes = left if max_minutes is None else min(max_minutes, left)
         loss = build_loss(stage.objective, model, temperature=stage.temperature, mini_batch_size=stage.mini_batch_size)
         settings = TrainSettings(learning_rate=stage.learning_rate, batch_size=stage.batch_size, epochs=stage.epochs,
-                                 max_steps=stage.max_steps, max_minutes=stage.max_minutes, warmup_ratio=stage.warmup_ratio,
+                                 max_steps=stage.max_steps, max_minutes=max_minutes, warmup_ratio=stage.warmup_ratio,
+                                 schedule=stage.schedule,
                                  seed=recipe.seed, precision=recipe.precision,
                                  no_duplicates=stage.objective in ("simcse", "infonce"))
         params = {"stage": stage.name, "scope": stage.scope, "objective": stage.objective, "source": source,
@@ -203,6 +226,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
             scratch = out / ".scratch" / stage.name
             run_info = train_stage(model, loss, dataset, settings, stage=stage.name, scratch_dir=str(scratch),
                                    tracker=run if main else None)
+            spent += run_info.seconds / 60
             handle.finalize()
             final = out / "checkpoints" / stage.name / "final"
             extra = {"train/steps": float(run_info.steps), "train/seconds": run_info.seconds, "train/last_loss": run_info.last_loss,

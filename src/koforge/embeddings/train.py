@@ -36,6 +36,8 @@ class TrainSettings:
     precision: str = "auto"
     no_duplicates: bool = False
     logging_steps: int = 10
+    schedule: str = "steps"
+    """steps: linear warmup/decay over max_steps; time: the same shape over the `max_minutes` wall clock."""
 
 
 class LossGuard(nn.Module):
@@ -78,6 +80,16 @@ def _callbacks(guard: LossGuard, settings: TrainSettings, tracker: Any, state: d
     class KoforgeCallback(TrainerCallback):
         def on_train_begin(self, args, st, control, **kw):
             state["start"] = time.perf_counter()
+
+        def on_step_begin(self, args, st, control, optimizer=None, **kw):
+            # A time budget cuts a step-based linear schedule mid-way (lr never decays);
+            # the time schedule warms up and decays over the wall clock instead.
+            if settings.schedule == "time" and settings.max_minutes and optimizer is not None:
+                frac = (time.perf_counter() - state["start"]) / (settings.max_minutes * 60)
+                warm = max(settings.warmup_ratio, 1e-6)
+                scale = min(frac / warm, 1.0) if frac < warm else max(0.0, (1 - frac) / (1 - warm))
+                for group in optimizer.param_groups:
+                    group["lr"] = settings.learning_rate * max(scale, 0.01)
 
         def on_step_end(self, args, st, control, **kw):
             guard.step = st.global_step

@@ -1,0 +1,61 @@
+"""`koforge embed`: train a Korean sentence-embedding model in stages, evaluate any embedding model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from koforge.cli._common import OverridesArg, cli_errors, console, rows_table
+
+app = typer.Typer(help="Korean sentence embeddings: staged contrastive training (recipes) and evaluation.\n\n"
+                       "Example: koforge embed train eeve-3stage ./minilm-expanded ./runs/emb stages.0.max_steps=100",
+                  no_args_is_help=True)
+
+
+@app.command()
+@cli_errors
+def train(recipe: str = typer.Argument(..., help="Recipe YAML path or shipped preset (eeve-3stage, thunder-6stage, ...)."),
+          base_model: str = typer.Argument(..., help="Base model folder or hub name (plain or expanded by `koforge expand`)."),
+          output_dir: Path = typer.Argument(..., help="Run folder: checkpoints/<stage>/final, comparison.md/json, metrics.png."),
+          overrides: Optional[List[str]] = OverridesArg,
+          from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Resume at this stage (earlier checkpoints are reused)."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder.")) -> None:
+    """Run every stage of a recipe and print the per-stage comparison.
+
+    Example: koforge embed train thunder-6stage ./expanded ./runs/thunder data_root=../shared/data --from-stage lora64
+    """
+    from koforge.embeddings.recipe import load_recipe, run_recipe
+    from koforge.embeddings.report import comparison_rows
+
+    result = run_recipe(load_recipe(recipe, list(overrides or [])), base_model, output_dir,
+                        from_stage=from_stage, overwrite=overwrite)
+    console.print(rows_table(comparison_rows(result.stages), title="per-stage evaluation", floatfmt=".4f"))
+    console.print(f"final model: {result.final_model}\ntable: {result.comparison.get('markdown')}  plot: {result.comparison.get('plot')}")
+
+
+@app.command("eval")
+@cli_errors
+def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-transformers layout or plain HF) or hub name."),
+             overrides: Optional[List[str]] = OverridesArg,
+             data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder relative eval paths resolve against."),
+             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
+             pooling: str = typer.Option("mean", help="Pooling for a plain HF backbone: mean, cls or lasttoken."),
+             trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code.")) -> None:
+    """Evaluate a model: KorSTS Spearman, KorQuAD NDCG/MAP/Recall/P@10, separation, bitext.
+
+    Example: koforge embed eval ./runs/emb/checkpoints/cosent/final korsts=korsts/sts-test.tsv korquad_max_queries=500
+    """
+    from koforge._utils.io import write_json
+    from koforge.config import load_config
+    from koforge.embeddings.evaluate import EvalSuite, flatten, run_suite
+    from koforge.embeddings.model import EmbeddingModelConfig, build_embedding_model
+
+    suite = load_config(EvalSuite, None, list(overrides or []))
+    encoder = build_embedding_model(model, EmbeddingModelConfig(pooling=pooling, trust_remote_code=trust_remote_code))
+    results = run_suite(encoder, suite, data_root or Path.cwd().parent / "shared" / "data")
+    flat = flatten(results)
+    console.print(rows_table([{"metric": k, "value": v} for k, v in flat.items() if "/per_domain/" not in k], floatfmt=".4f"))
+    if output:
+        write_json(output, {"model": model, "results": results, "metrics": flat})
+        console.print(f"wrote {output}")

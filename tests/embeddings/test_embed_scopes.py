@@ -1,0 +1,118 @@
+"""Trainable scopes: new rows only (old rows bit-identical), adapters identity at init, LoRA merge, top blocks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from koforge.embeddings.adapters import ADAPTER_KINDS, AdapterConfig, load_adapters, save_adapters
+from koforge.embeddings.model import EmbeddingModelConfig, backbone, build_embedding_model, transformer_module
+from koforge.embeddings.scopes import LoraSettings, NotExpandedError, apply_scope
+
+TEXTS = ["한 남자가 기타를 치고 있다.", "여자가 요리를 한다.", "고양이가 잔다."]
+
+
+def _features(model):
+    return model.preprocess(TEXTS)
+
+
+def _embed(model):
+    model.eval()
+    with torch.no_grad():
+        return model(_features(model))["sentence_embedding"].clone()
+
+
+def _step(model, lr=1e-2, weight_decay=0.1, steps=2):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    model.train()
+    for _ in range(steps):
+        loss = model(_features(model))["sentence_embedding"].pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_new_embeddings_trains_only_new_rows_bit_identical(tiny_expanded):
+    import json
+
+    n_old = json.loads((tiny_expanded / "expansion_report.json").read_text())["base_vocab_size"]
+    model = build_embedding_model(tiny_expanded)
+    before = backbone(model).get_input_embeddings().weight.detach().clone()
+    others = {n: p.detach().clone() for n, p in backbone(model).named_parameters() if "word_embeddings" not in n}
+    handle = apply_scope(model, "new_embeddings", model_path=tiny_expanded)
+    assert handle.trainable_parameters() == (before.shape[0] - n_old) * before.shape[1]
+    feats = model.preprocess(["한국어0 한국어1 사람", "한국어2"])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1, weight_decay=0.5)
+    for _ in range(2):  # weight decay would move masked rows: the split table must not let it
+        loss = model(feats)["sentence_embedding"].sum()
+        opt.zero_grad(), loss.backward(), opt.step()
+    handle.finalize()
+    after = backbone(model).get_input_embeddings().weight.detach()
+    assert torch.equal(after[:n_old], before[:n_old]), "old rows changed"
+    assert not torch.equal(after[n_old:], before[n_old:]), "new rows did not learn"
+    for n, p in backbone(model).named_parameters():
+        if n in others:
+            assert torch.equal(p, others[n]), f"{n} changed"
+
+
+def test_new_embeddings_on_plain_model_is_a_clear_error(tiny_bert):
+    model = build_embedding_model(tiny_bert)
+    with pytest.raises(NotExpandedError, match="koforge expand"):
+        apply_scope(model, "new_embeddings", model_path=tiny_bert)
+
+
+@pytest.mark.parametrize("kind", ADAPTER_KINDS)
+def test_adapters_identity_at_init_then_learn_and_round_trip(tiny_bert, tmp_path, kind):
+    model = build_embedding_model(tiny_bert)
+    ref = _embed(model)
+    handle = apply_scope(model, "adapters", adapter=AdapterConfig(kind=kind, r=8, dropout=0.0))
+    out = _embed(model)
+    assert torch.equal(out, ref), f"max diff {(out - ref).abs().max()}"
+    assert all(("koforge_adapters" in n) == p.requires_grad for n, p in model.named_parameters())
+    _step(model, weight_decay=0.0)
+    trained = _embed(model)
+    assert not torch.allclose(trained, ref)
+    save_adapters(transformer_module(model), tmp_path / "ad")
+    fresh = build_embedding_model(tiny_bert)
+    load_adapters(transformer_module(fresh), tmp_path / "ad")
+    assert torch.allclose(_embed(fresh), trained, atol=1e-6)
+    handle.finalize()
+    model.save(str(tmp_path / "full"))  # merged: adapters ship inside the folder
+    again = build_embedding_model(tmp_path / "full")
+    assert torch.allclose(_embed(again), trained, atol=1e-6)
+
+
+def test_lora_merges_back_to_plain_weights(tiny_bert):
+    model = build_embedding_model(tiny_bert)
+    handle = apply_scope(model, "lora", lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["query", "value"]))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    _step(model, weight_decay=0.0)
+    with_lora = _embed(model)
+    handle.finalize()
+    assert type(backbone(model)).__name__ == "BertModel"
+    assert torch.allclose(_embed(model), with_lora, atol=1e-5)
+
+
+def test_top_blocks_unfreezes_only_the_last_n(tiny_bert):
+    model = build_embedding_model(tiny_bert)
+    apply_scope(model, "top_blocks", top_blocks=1)
+    trainable = {n for n, p in backbone(model).named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("encoder.layer.1.") for n in trainable)
+    model = build_embedding_model(tiny_bert)
+    apply_scope(model, "embeddings")
+    assert [n for n, p in backbone(model).named_parameters() if p.requires_grad] == ["embeddings.word_embeddings.weight"]
+
+
+def test_unknown_scope_names_the_choices(tiny_bert):
+    from koforge._utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="new_embeddings"):
+        apply_scope(build_embedding_model(tiny_bert), "everything")
+
+
+def test_model_config_validates():
+    from koforge._utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pooling"):
+        EmbeddingModelConfig(pooling="max")

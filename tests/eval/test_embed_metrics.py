@@ -1,0 +1,99 @@
+"""Ranking metrics by hand, and the evaluators on a deterministic fake encoder."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from koforge._utils.errors import DataError
+from koforge.eval import metrics as M
+from koforge.eval.bitext import evaluate_bitext
+from koforge.eval.korsts import evaluate_korsts, read_sts_pairs
+from koforge.eval.retrieval import evaluate_korquad_retrieval, evaluate_mteb
+from koforge.eval.separation import evaluate_separation
+
+
+class CharEncoder:
+    """Bag of characters: texts sharing characters are similar. Deterministic and model-free."""
+
+    def encode(self, texts, **_):
+        out = np.zeros((len(texts), 4096), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for ch in t:
+                out[i, ord(ch) % 4096] += 1.0
+        return out
+
+
+def test_ndcg_map_recall_precision_by_hand():
+    ranked, rel = [5, 2, 7, 1], {2, 1}
+    ideal = 1 + 1 / math.log2(3)
+    assert M.ndcg_at_k(ranked, rel, 10) == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / ideal)
+    assert M.average_precision_at_k(ranked, rel, 10) == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert M.recall_at_k(ranked, rel, 3) == pytest.approx(0.5)
+    assert M.precision_at_k(ranked, rel, 10) == pytest.approx(0.2)
+    assert M.ndcg_at_k([3, 4], {3}, 10) == 1.0 and M.ndcg_at_k([4, 3], set(), 10) == 0.0
+    agg = M.retrieval_metrics([[0, 1], [1, 0]], [{0}, {0}], k=10)
+    assert agg["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
+    assert agg["map@10"] == pytest.approx(0.75)
+
+
+def test_top_k_ties_keep_lower_index():
+    assert M.top_k(np.array([[0.5, 0.9, 0.9, 0.1]]), 3).tolist() == [[1, 2, 0]]
+
+
+def test_korsts_matches_scipy(assets):
+    enc = CharEncoder()
+    s1, s2, gold = read_sts_pairs(assets / "embed_sts.tsv")
+    got = evaluate_korsts(enc, assets / "embed_sts.tsv")
+    cos = M.paired_cosine(enc.encode(s1), enc.encode(s2))
+    assert got["primary"] == pytest.approx(spearmanr(cos, gold).statistic, abs=1e-6)
+    assert got["n_pairs"] == 40
+
+
+def test_korsts_missing_column(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence1\tsentence2\n가\t나\n", encoding="utf-8")
+    with pytest.raises(DataError, match="score"):
+        evaluate_korsts(CharEncoder(), bad)
+
+
+def test_retrieval_on_mini_korquad(assets):
+    got = evaluate_korquad_retrieval(CharEncoder(), assets / "embed_korquad.json")
+    assert got["n_docs"] == 2 and got["n_queries"] == 4
+    assert 0.0 < got["primary"] <= 1.0 and got["recall@10"] == 1.0  # 2 docs: all are in the top 10
+    assert got["p@10"] == pytest.approx(0.1) and got["primary"] >= 1 / math.log2(3)
+
+
+def test_separation_default_set_and_exact_gap(tmp_path):
+    got = evaluate_separation(CharEncoder())
+    assert got["n_pairs"] == 60 and len(got["per_domain"]) == 10
+    assert got["primary"] == pytest.approx(got["similar_cos"] - got["different_cos"])
+    assert got["primary"] > 0  # paraphrases share characters
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"domain": "a", "text1": "x", "label": 1}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="text2"):
+        evaluate_separation(CharEncoder(), bad)
+
+
+def test_bitext_identity_is_perfect(assets, tmp_path):
+    got = evaluate_bitext(CharEncoder(), assets / "embed_ko.txt", assets / "embed_ko.txt")
+    assert got["primary"] == 1.0 and got["n_pairs"] == 12
+    short = tmp_path / "short.en"
+    short.write_text("one\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line-aligned"):
+        evaluate_bitext(CharEncoder(), assets / "embed_ko.txt", short)
+
+
+def test_mteb_absent_is_a_clear_error():
+    pytest.importorskip("sentence_transformers")
+    try:
+        import mteb  # noqa: F401
+        pytest.skip("mteb is installed here")
+    except ImportError:
+        pass
+    from koforge._utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="koforge\\[mteb\\]"):
+        evaluate_mteb(CharEncoder(), ["Ko-StrategyQA"])
