@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import torch
 
-from koforge._utils.errors import ModelLoadError
+from koforge._utils.errors import ConfigError, ModelLoadError
 from koforge._utils.io import atomic_dir
 from koforge.compress.analyze import analyze_model
 from koforge.compress.calibration import load_texts, token_sequences
@@ -29,9 +29,6 @@ from koforge.compress.layout import load_model, model_fingerprint, save_model
 from koforge.compress.quantize import convert_dtype, quantize_int8
 from koforge.compress.width import reduce_width
 from koforge.config import config_to_dict
-
-_NEEDS_TEXT = {"heal"}
-
 
 def calibration_sequences(tokenizer: Any, config: CompressionConfig, measure: Optional[MeasureConfig],
                           max_sequences: Optional[int] = None) -> torch.Tensor:
@@ -45,8 +42,6 @@ def calibration_sequences(tokenizer: Any, config: CompressionConfig, measure: Op
         texts = load_texts(measure.texts, text_field=measure.text_field, max_docs=config.calibration_docs,
                            max_chars=10 ** 9, skip=used)
     else:
-        from koforge._utils.errors import ConfigError
-
         raise ConfigError("this recipe needs calibration text: set compression.calibration_texts or measure.texts.")
     return token_sequences(tokenizer, texts, length=config.calibration_context, max_sequences=max_sequences)
 

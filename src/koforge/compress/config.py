@@ -63,7 +63,7 @@ class MeasureConfig:
 class CompressionConfig:
     """A compression recipe: the steps in `methods`, in order, and each step's settings."""
 
-    methods: List[str] = field(default_factory=lambda: ["drop_layers"])
+    methods: List[str] = field(default_factory=lambda: ["convert_dtype"])
     """Steps in order, from: drop_layers, prune_heads, reduce_width, heal, convert_dtype, quantize_int8."""
     keep_layers: Optional[int] = None
     """drop_layers: number of decoder layers to keep (top/bottom/importance)."""
@@ -81,7 +81,7 @@ class CompressionConfig:
     """reduce_width: new hidden size (None: unchanged)."""
     width_importance: str = "activation"
     """reduce_width: magnitude or activation."""
-    dtype: str = "bf16"
+    dtype: str = "fp16"
     """convert_dtype: fp16 or bf16 (fp32 to undo)."""
     int8_skip_lm_head: bool = True
     """quantize_int8: keep lm_head and embeddings in float."""

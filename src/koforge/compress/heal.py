@@ -57,7 +57,7 @@ def heal(student: nn.Module, teacher: nn.Module, sequences: torch.Tensor, *, ste
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     student.eval()
     return {"steps": steps, "first_loss": losses[0], "last_loss": losses[-1],
             "mean_last_10": sum(losses[-10:]) / len(losses[-10:]), "losses": losses}

@@ -10,7 +10,7 @@ blocks, so the saved folder reloads as the same network.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,13 +79,29 @@ def layers_to_keep(n_layers: int, *, strategy: str, keep_layers: int | None = No
     raise ConfigError(f"drop strategy '{strategy}' unknown; use top, bottom, explicit or importance.")
 
 
-def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
-    """Keep only the decoder layers `keep` (in order), in place; config updated. Returns the model."""
+def drop_layers(model: nn.Module, keep: Optional[Sequence[int]] = None, *, strategy: str = "explicit",
+                keep_layers: Optional[int] = None, drop_indices: Sequence[int] = (),
+                sequences: Optional[torch.Tensor] = None) -> nn.Module:
+    """Drop decoder layers in place (config updated) and return the model.
+
+    Either `keep` (the indices to keep), or a `strategy`: top / bottom with
+    `keep_layers`, explicit with `drop_indices`, importance with `keep_layers`
+    and calibration `sequences` (N, T) for Block Influence.
+    """
     layout_of(model)
     layers = decoder_layers(model)
+    if keep is None:
+        influence = None
+        if strategy == "importance":
+            layers_to_keep(len(layers), strategy="top", keep_layers=keep_layers)  # range check before the slow part
+            if sequences is None:
+                raise ConfigError("drop strategy 'importance' needs calibration token sequences.")
+            influence = block_influence(model, sequences)
+        keep = layers_to_keep(len(layers), strategy=strategy, keep_layers=keep_layers, drop_indices=drop_indices,
+                              influence=influence)
     keep = sorted(int(i) for i in keep)
     if not keep or keep[0] < 0 or keep[-1] >= len(layers) or len(set(keep)) != len(keep):
-        raise ConfigError(f"layers to keep {keep} invalid for a model of {len(layers)} layers.")
+        raise ConfigError(f"layers to keep {keep} invalid for a model of {len(layers)} layers (indices 0..{len(layers) - 1}).")
     kept = nn.ModuleList([layers[i] for i in keep])
     for new_index, layer in enumerate(kept):
         layer.self_attn.layer_idx = new_index

@@ -38,7 +38,10 @@ def convert_dtype(model: nn.Module, dtype: str) -> nn.Module:
     if getattr(model.config, "koforge_quantization", None):
         raise ConfigError("convert_dtype after quantize_int8 would move weights off the int8 grid; convert first.")
     torch_dtype = resolve_dtype(dtype)
-    model.to(torch_dtype)
+    # Parameters only: `model.to()` would also cast the rotary `inv_freq` buffer, which
+    # from_pretrained keeps in float32, so the reloaded model would differ from this one.
+    for p in model.parameters():
+        p.data = p.data.to(torch_dtype)
     model.config.dtype = torch_dtype
     return model
 

@@ -2,9 +2,10 @@
 
 The texts are joined with blank lines into one token stream (a BOS token in
 front when the tokenizer has one, so the first text token is scored too). A
-window of `context` tokens moves by `stride`; each token is scored exactly
-once, by the window that first covers it, with up to `context - stride` tokens
-of left context. NLL is summed in float64 from log-softmax of float32 logits,
+window of `context` tokens moves by `stride`; each token is scored at most
+once, by the window that first covers it, with at least `context - stride`
+tokens of left context (with stride == context, a window's first token has no
+context in it and, as in the HF recipe, is not scored). NLL is summed in float64 from log-softmax of float32 logits,
 so the figure does not depend on batch size. Bits per byte = total NLL /
 (ln 2 * UTF-8 bytes of the joined text): comparable across tokenizers, unlike
 perplexity. It does not pad, sample, or truncate documents on its own.

@@ -1,0 +1,201 @@
+"""Hydra experiments: compose, sweep, run, and write each run's folder and report.
+
+An experiment is a YAML file (`configs/experiments/{mm-dd}_{strategy}.yaml`
+shipped with koforge, or any path) whose defaults list starts from the
+`koforge_compress_experiment` schema, i.e. `ExperimentConfig`: every key of the
+dataclass is known to Hydra, so `compression.hidden_size=48` is a plain
+override and a typo is an error. Hydra's compose API does the composition;
+sweeps (`compression.keep_layers=22,24,26`, `range(...)`, `choice(...)`) are
+expanded with Hydra's own override parser into the cartesian product of jobs.
+
+Layout of the outputs:
+    outputs/{yyyy-mm-dd}_{name}/            one run (or the root of a sweep)
+        config.json, overrides.txt, baseline_result.json (when measured here),
+        model/ (the compressed HF folder, eval_result.json inside),
+        eval_result.json, {yyyy-mm-dd}_report.md
+    outputs/{yyyy-mm-dd}_{name}/{key=value,...}/   one job of a sweep
+Each run folder is written atomically: a run that fails leaves nothing; a
+failed job of a sweep is listed, with its error, in the sweep's report.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import shutil
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from omegaconf import OmegaConf
+
+from koforge._utils.errors import ConfigError, KoforgeError
+from koforge._utils.io import atomic_dir, write_json, write_text
+from koforge._utils.logging import get_logger
+from koforge.compress.apply import apply_compression
+from koforge.compress.config import ExperimentConfig
+from koforge.compress.layout import load_model, model_fingerprint
+from koforge.compress.run_report import run_report_md, sweep_report_md
+from koforge.compress.score import MLFLOW_PARAMS, evaluate_compressed, log_to_mlflow, read_baseline, run_baseline
+from koforge.config import config_to_dict, configs_dir, load_config
+
+log = get_logger(__name__)
+SCHEMA_NAME = "koforge_compress_experiment"
+
+
+def experiment_path(experiment: str) -> Path:
+    """A shipped experiment name (`11-23_drop_layers`) or a YAML path."""
+    candidate = Path(experiment).expanduser()
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.exists():
+            raise ConfigError(f"experiment file '{candidate}' not found. Check the path.")
+        return candidate.resolve()
+    shipped = configs_dir() / "experiments" / f"{experiment}.yaml"
+    if not shipped.exists():
+        known = sorted(p.stem for p in (configs_dir() / "experiments").glob("*.yaml"))
+        raise ConfigError(f"no experiment named '{experiment}'. Shipped experiments: {', '.join(known) or 'none'}; "
+                          "or pass a YAML path.")
+    return shipped
+
+
+def _register_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
+
+
+def compose_experiment(experiment: str, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Compose one experiment with Hydra (no sweep values) and validate it into `ExperimentConfig`."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = experiment_path(experiment)
+    _register_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
+            cfg = compose(config_name=path.stem, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"experiment '{experiment}' with overrides {list(overrides)}: {str(e).splitlines()[0]}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    return load_config(ExperimentConfig, OmegaConf.to_container(cfg, resolve=True))
+
+
+def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
+    """The jobs of a multirun: cartesian product of the sweep overrides, fixed ones repeated."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as e:
+        raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(e).splitlines()[0]}") from None
+    axes = []
+    for o in parsed:
+        if o.is_sweep_override():
+            axes.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes.append([o.input_line])
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def job_name(job: Sequence[str], fixed: Sequence[str]) -> str:
+    """A folder name from the overrides that vary across the sweep (`keep_layers=22`)."""
+    parts = [o.split(".")[-1] for o in job if o not in fixed]
+    return ",".join(parts).replace("/", "_")[:120] or "job"
+
+
+def _unique(path: Path) -> Path:
+    return path if not path.exists() else path.with_name(f"{path.name}-{dt.datetime.now():%H%M%S}")
+
+
+def _flat(prefix: str, d: dict) -> dict:
+    return {f"{prefix}.{k}": v for k, v in d.items()}
+
+
+def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[str] = (),
+                   baseline: Optional[dict] = None, today: Optional[dt.date] = None) -> dict:
+    """One run: baseline (unless given), compress, evaluate, report, MLflow; all atomic under `run_dir`."""
+    today = today or dt.date.today()
+    if baseline is None and cfg.baseline:
+        baseline = dict(read_baseline(cfg.baseline), path=cfg.baseline)
+    if baseline is not None:
+        model, tokenizer = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, apply_runtime=False)
+        fp = model_fingerprint(model, tokenizer)
+        del model
+        if fp != baseline["fingerprint"]:
+            raise ConfigError(f"baseline '{baseline.get('path', baseline['model'])}' was measured on another model than "
+                              f"'{cfg.model}' (fingerprint {baseline['fingerprint']} vs {fp}). Drop `baseline=` to "
+                              "measure it in the run, or point it at this model's baseline_result.json.")
+    with atomic_dir(run_dir) as tmp:
+        write_json(tmp / "config.json", config_to_dict(cfg))
+        write_text(tmp / "overrides.txt", "\n".join(overrides) + ("\n" if overrides else ""))
+        if baseline is None:
+            baseline = run_baseline(cfg.model, cfg.measure, output=tmp / "baseline_result.json",
+                                    trust_remote_code=cfg.trust_remote_code)
+            baseline["path"] = str(run_dir / "baseline_result.json")
+        applied = apply_compression(cfg.model, cfg.compression, tmp / "model", measure=cfg.measure,
+                                    trust_remote_code=cfg.trust_remote_code)
+        result = evaluate_compressed(tmp / "model", baseline, output=tmp / "model" / "eval_result.json",
+                                     trust_remote_code=cfg.trust_remote_code)
+        result.update({"name": cfg.name, "run_dir": str(run_dir), "steps": applied["steps"],
+                       "overrides": list(overrides), "model": str(run_dir / "model")})
+        result.pop("path", None)
+        write_json(tmp / "eval_result.json", result)
+        if not cfg.save_model:
+            shutil.rmtree(tmp / "model")
+        write_text(tmp / f"{today:%Y-%m-%d}_report.md", run_report_md(cfg, result, baseline))
+        run_id = log_to_mlflow(dict(result, path=str(tmp / "eval_result.json")), experiment=cfg.mlflow_experiment,
+                               run_name=run_dir.name,
+                               extra_params=_flat("compression", config_to_dict(cfg.compression)))
+        result["mlflow_run_id"] = run_id
+        if run_id:
+            write_json(tmp / "eval_result.json", result)
+    return result
+
+
+def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = False,
+        output_root: Optional[str] = None, today: Optional[dt.date] = None) -> dict:
+    """Compose and run an experiment (or a sweep with `multirun`); returns the runs and the report paths."""
+    today = today or dt.date.today()
+    jobs = expand_sweep(overrides) if multirun else [list(overrides)]
+    if not multirun and any("," in o.split("=", 1)[-1] and not o.split("=", 1)[-1].startswith("[") for o in overrides):
+        log.warning("an override has a comma but multirun is off: pass -m to sweep")
+    configs = [compose_experiment(experiment, job) for job in jobs]  # every job validated before any runs
+    first = configs[0]
+    root = _unique(Path(output_root or first.output_root) / f"{today:%Y-%m-%d}_{first.name}")
+    if not multirun:
+        result = run_experiment(first, root, overrides=jobs[0], today=today)
+        return {"root": str(root), "runs": [result], "failed": [],
+                "report": str(root / f"{today:%Y-%m-%d}_report.md")}
+    fixed = [o for o in jobs[0] if all(o in j for j in jobs)]
+    root.mkdir(parents=True, exist_ok=True)
+    baseline = None
+    if first.baseline:
+        baseline = dict(read_baseline(first.baseline), path=first.baseline)
+    else:
+        baseline = run_baseline(first.model, first.measure, output=root / "baseline_result.json",
+                                trust_remote_code=first.trust_remote_code)
+    runs, failed = [], []
+    for job, cfg in zip(jobs, configs):
+        try:
+            runs.append(run_experiment(cfg, root / job_name(job, fixed), overrides=job, baseline=baseline, today=today))
+        except KoforgeError as e:
+            log.warning("job %s failed: %s", job, e)
+            failed.append({"overrides": job, "error": str(e)})
+    write_json(root / "sweep.json", {"experiment": experiment, "jobs": jobs, "failed": failed,
+                                     "runs": [{k: r[k] for k in ("run_dir", "overrides", "perf_norm", "speed_norm", "score")}
+                                              for r in runs]})
+    report = root / f"{today:%Y-%m-%d}_report.md"
+    write_text(report, sweep_report_md(experiment, first, runs, failed, baseline))
+    return {"root": str(root), "runs": runs, "failed": failed, "report": str(report)}
+
+
+def summary_row(result: dict) -> dict[str, Any]:
+    """One table row of a run: recipe, shape and metrics."""
+    a = result["analysis"]
+    return {"run": Path(result.get("run_dir") or result["model"]).name, **{k: a[k] for k in MLFLOW_PARAMS[:3]},
+            "params_M": a["total_parameters"] / 1e6, "ppl": result["perplexity"]["perplexity"],
+            "ms/token": result["speed"]["time_per_token_ms"], "PerfNorm": result["perf_norm"],
+            "SpeedNorm": result["speed_norm"], "Score": result["score"]}
