@@ -269,9 +269,10 @@ def _tokenizer_task(cfg: EvalConfig, out_dir: Optional[Path]) -> tuple[dict, dic
 
 
 def result_from_raw(task: str, model: str, raw: Mapping[str, Any], *, settings: Optional[Mapping[str, Any]] = None,
-                    plots: Sequence[str] = ()) -> EvalResult:
+                    plots: Sequence[str] = (), primary: Optional[str] = None,
+                    higher_is_better: Optional[bool] = None) -> EvalResult:
     """A task function's dict -> EvalResult: numbers become metrics, dicts of numbers and lists of
-    row dicts become tables, anything else goes to settings. The primary metric is the task's."""
+    row dicts become tables, anything else goes to settings. The primary metric is `primary`, else the task's."""
     spec = TASKS.get(task)
     metrics, extra, tables = {}, {}, {}
     for k, v in raw.items():
@@ -287,9 +288,11 @@ def result_from_raw(task: str, model: str, raw: Mapping[str, Any], *, settings: 
             extra[k] = v
     if not metrics:
         raise DataError(f"task '{task}' returned no numeric metric; nothing to record.")
-    primary = spec.primary if spec is not None and spec.primary in metrics else next(iter(metrics))
-    return EvalResult(task=task, model=model, metrics=metrics, primary_metric=primary,
-                      higher_is_better=spec.higher_is_better if spec is not None else True,
+    if primary is None:
+        primary = spec.primary if spec is not None and spec.primary in metrics else next(iter(metrics))
+    if higher_is_better is None:
+        higher_is_better = spec.higher_is_better if spec is not None else True
+    return EvalResult(task=task, model=model, metrics=metrics, primary_metric=primary, higher_is_better=higher_is_better,
                       tables=tables, plots=list(plots), settings={**extra, **(settings or {})})
 
 

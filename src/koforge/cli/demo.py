@@ -1,0 +1,56 @@
+"""`koforge demo`: the whole koforge loop on bundled data, in about 10 minutes (`--quick`: about 2)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from koforge.cli._common import OverridesArg, cli_errors, console, err_console, rows_table
+
+
+def _split(values: Optional[List[str]]) -> list[str]:
+    return [s.strip() for v in values or [] for s in v.split(",") if s.strip()]
+
+
+@cli_errors
+def command(
+    quick: bool = typer.Option(False, "--quick", help="Small sizes: about 2 minutes on a 2-core CPU."),
+    steps: Optional[List[str]] = typer.Option(None, "--steps", help="Steps to run (comma-separated): tokenizer,expand,embed,lm,compress."),
+    skip: Optional[List[str]] = typer.Option(None, "--skip", help="Steps to skip (comma-separated)."),
+    output: Path = typer.Option(Path("runs/demo"), "-o", "--output", help="Demo folder (its step sub-folders are replaced)."),
+    overrides: Optional[List[str]] = OverridesArg,
+) -> None:
+    """Train a Korean tokenizer, teach all-MiniLM-L6-v2 Korean, pretrain and compress a small LM; write a report.
+
+    Example: koforge demo --quick -o runs/demo-quick
+    Example: koforge demo --steps lm,compress lm_minutes=5
+    """
+    from koforge.config import load_config
+    from koforge.demo import DemoConfig, demo_config, run_demo
+    from koforge.config import config_to_dict
+
+    base = demo_config(quick=quick, steps=_split(steps) or None, skip=_split(skip))
+    config = load_config(DemoConfig, config_to_dict(base), list(overrides or [])) if overrides else base
+    start = time.perf_counter()
+
+    def on_step(result) -> None:
+        colour = "green" if result.status == "ok" else "yellow" if result.status.startswith("skipped") else "red"
+        console.print(f"[bold]{result.name}[/] [{colour}]{result.status}[/] ({result.seconds:.1f} s) {result.headline}",
+                      highlight=False)
+        for title, rows in result.tables.items():
+            if rows and result.name != "tokenizer":
+                console.print(rows_table(rows, title=title, floatfmt=".3f"))
+        for line in result.lines if result.name == "lm" else []:
+            console.print(f"  {line}", highlight=False)
+        if result.name == "tokenizer" and result.lines:
+            console.print(result.lines[0], highlight=False)
+
+    demo = run_demo(config, output, on_event=lambda m: err_console.print(f"[dim]{m}[/]"), on_step=on_step)
+    console.print(rows_table(demo.summary_rows(), title=f"koforge demo: {time.perf_counter() - start:.0f} s in all"))
+    if demo.report:
+        console.print(f"report: [bold]{demo.report}[/] (and report.md); MLflow: experiment koforge-demo "
+                      "(mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
+    if any(s.status.startswith("failed") for s in demo.steps):
+        raise typer.Exit(1)
