@@ -98,7 +98,8 @@ def clean_text(text: str, config: CleanConfig | None = None) -> str | None:
     config = config or CleanConfig()
     text = normalize(text, config.normalization)
     if config.strip_html:
-        text = _TAG.sub(" ", html.unescape(text))
+        # tags first: an escaped "&lt;b&gt;" is literal text, not markup
+        text = html.unescape(_TAG.sub(" ", text))
         text = normalize(text, config.normalization)  # entities may expand to decomposed jamo
     if config.strip_control:
         text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))

@@ -11,6 +11,7 @@ Remote code runs only when the caller passes `trust_remote_code=True`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -41,9 +42,17 @@ def _from_file(path: Path) -> Any:
     return _fast_class()(tokenizer_file=str(path))
 
 
-def _from_folder(path: Path, trust_remote_code: bool) -> Any:
-    from transformers import AutoTokenizer
+_GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
 
+
+def _declared_class(path: Path) -> str | None:
+    try:
+        return json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8")).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+
+
+def _from_folder(path: Path, trust_remote_code: bool) -> Any:
     has_json = (path / "tokenizer.json").exists()
     has_config = (path / "tokenizer_config.json").exists()
     if not has_json and not has_config and not any(path.glob("*.model")):
@@ -51,7 +60,13 @@ def _from_folder(path: Path, trust_remote_code: bool) -> Any:
                              "Pass a folder written by `koforge tokenizer train` or `save_pretrained`.")
     if has_json and not has_config:
         return _from_file(path / "tokenizer.json")
+    declared = _declared_class(path) if has_config else None
     try:
+        if has_json and declared in _GENERIC_CLASSES:
+            # the generic class loads tokenizer.json as is, without importing torch through AutoTokenizer
+            return _fast_class().from_pretrained(str(path))
+        from transformers import AutoTokenizer
+
         tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as e:
         if has_json:

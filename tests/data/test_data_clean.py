@@ -1,0 +1,50 @@
+"""Korean cleaning (NFC!), filters and de-duplication."""
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+
+from koforge._utils.errors import ConfigError
+from koforge.data.clean import CleanConfig, clean_text, exact_dedup, hangul_ratio, near_dedup
+
+
+def test_decomposed_hangul_becomes_syllables():
+    composed = "한국어 텍스트 정규화"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed and len(decomposed) > len(composed)
+    assert clean_text(decomposed) == composed
+    assert clean_text(decomposed, CleanConfig(normalization="none", normalize_whitespace=False)) == decomposed
+
+
+def test_html_control_and_whitespace():
+    raw = "<p>안녕&nbsp;하세요</p>\x00\x07  <br/>반갑\u200b습니다 &amp; 좋아요\r\n\r\n\r\n\t끝  "
+    assert clean_text(raw) == "안녕 하세요 반갑습니다 & 좋아요\n\n끝"
+    assert clean_text(raw, CleanConfig(single_line=True)) == "안녕 하세요 반갑습니다 & 좋아요 끝"
+    assert clean_text("a < b 그리고 c > d") == "a < b 그리고 c > d"  # not a tag
+
+
+def test_filters():
+    cfg = CleanConfig(min_chars=5, max_chars=20, min_hangul_ratio=0.5)
+    assert clean_text("짧다", cfg) is None
+    assert clean_text("가" * 21, cfg) is None
+    assert clean_text("mostly English text 한", cfg) is None
+    assert clean_text("대부분 한국어 text", cfg) == "대부분 한국어 text"
+    assert clean_text("   \n\t ") is None
+    assert hangul_ratio("한국 ab") == 0.5
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="normalization"):
+        CleanConfig(normalization="nfd")
+    with pytest.raises(ConfigError, match="min_hangul_ratio"):
+        CleanConfig(min_hangul_ratio=1.5)
+
+
+def test_exact_and_near_dedup():
+    docs = ["같은 문서입니다", "다른 문서", "같은 문서입니다", "다른 문서"]
+    assert list(exact_dedup(docs)) == ["같은 문서입니다", "다른 문서"]
+    base = "이 영화는 정말 재미있었고 배우들의 연기도 훌륭했습니다. 다시 보고 싶은 영화입니다. " * 3
+    near = base.replace("훌륭했습니다", "훌륭했어요")
+    other = "완전히 다른 내용의 리뷰입니다. 지루하고 긴 영화였어요. 추천하지 않습니다. " * 3
+    assert list(near_dedup([base, near, other], threshold=0.7)) == [base, other]

@@ -1,0 +1,48 @@
+"""`koforge data ...` through Typer's runner: the whole chain and one-line errors."""
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from koforge.cli.main import app
+from koforge.data.shards import ShardManifest
+
+runner = CliRunner()
+
+
+def test_clean_split_stats_pack_chain(assets, tmp_path):
+    r = runner.invoke(app, ["data", "clean", "-i", str(assets / "data_petitions_12.jsonl"), "-f", "content",
+                            "-o", str(tmp_path / "c.jsonl"), "-p", "korean-web", "min_chars=20"])
+    assert r.exit_code == 0, r.output
+    assert sum(1 for _ in (tmp_path / "c.jsonl").open()) == 12
+    r = runner.invoke(app, ["data", "split", "-i", str(tmp_path / "c.jsonl"), "-o", str(tmp_path / "sp"),
+                            "train=0.5", "validation=0.25", "test=0.25"])
+    assert r.exit_code == 0, r.output
+    counts = json.loads((tmp_path / "sp" / "split_config.json").read_text())["documents"]
+    assert sum(counts.values()) == 12
+    r = runner.invoke(app, ["data", "stats", str(tmp_path / "c.jsonl"), "--plot", str(tmp_path / "h.png"), "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s.json").read_text())["documents"] == 12
+    r = runner.invoke(app, ["tokenizer", "train", "-i", str(assets / "tok_nsmc_400.txt"), "-o", str(tmp_path / "tok"), "vocab_size=500"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["data", "pack", str(tmp_path / "sp"), "-t", str(tmp_path / "tok"), "-o", str(tmp_path / "sh")])
+    assert r.exit_code == 0, r.output
+    m = ShardManifest.read(tmp_path / "sh")
+    assert {k: v.documents for k, v in m.splits.items() if v.documents} == {k: v for k, v in counts.items() if v}
+    assert "tokens/s" in r.output
+
+
+def test_cli_bad_inputs_are_one_line(tmp_path):
+    r = runner.invoke(app, ["data", "stats", str(tmp_path / "missing.txt")])
+    assert r.exit_code == 1 and "input not found" in r.output and "Traceback" not in r.output
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok\n\xff\xfe\n")
+    r = runner.invoke(app, ["data", "clean", "-i", str(bad), "-o", str(tmp_path / "o.txt"), "--strict"])
+    assert r.exit_code == 1 and f"{bad}:2" in r.output and not (tmp_path / "o.txt").exists()
+    r = runner.invoke(app, ["data", "clean", "-i", str(bad), "-o", str(tmp_path / "o.txt")])
+    assert r.exit_code == 0 and "skipped 1" in r.output
+    r = runner.invoke(app, ["data", "clean", "-i", str(bad), "-o", str(tmp_path / "o.txt")])
+    assert r.exit_code == 1 and "already exists" in r.output
+    r = runner.invoke(app, ["data", "clean", "-i", str(bad), "-o", str(tmp_path / "o2.txt"), "min_hangul_ratio=2"])
+    assert r.exit_code == 1 and "min_hangul_ratio" in r.output

@@ -1,0 +1,91 @@
+"""Packed token shards decode back to the cleaned text; corpus jobs refuse bad input."""
+from __future__ import annotations
+
+import json
+import unicodedata
+
+import numpy as np
+import pytest
+
+from koforge._utils.errors import DataError, OutputExistsError, TokenizerError
+from koforge.data.clean import CleanConfig
+from koforge.data.corpus import clean_corpus, corpus_stats
+from koforge.data.pack import PackConfig, pack_corpus
+from koforge.data.shards import ShardManifest, iter_documents, open_split
+from koforge.tokenizers.io import load_tokenizer, tokenizer_fingerprint
+from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok_dir(assets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok") / "bpe"
+    texts = (assets / "tok_nsmc_400.txt").read_text(encoding="utf-8").splitlines()
+    train_tokenizer(texts, TokenizerTrainConfig(vocab_size=600), out)
+    return out
+
+
+def test_clean_then_pack_decodes_to_the_cleaned_text(assets, tok_dir, tmp_path):
+    raw = tmp_path / "raw.jsonl"
+    docs = [unicodedata.normalize("NFD", "<b>첫 문서</b>  입니다"), "둘째 문서 &lt;/s&gt; 가짜 경계", "둘째 문서 &lt;/s&gt; 가짜 경계",
+            "셋째\x00 문서\n\n\n줄"]
+    raw.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    report = clean_corpus([raw], tmp_path / "clean.jsonl", config=CleanConfig())
+    assert (report.read, report.kept, report.duplicates) == (4, 3, 1)
+    cleaned = [json.loads(line)["text"] for line in (tmp_path / "clean.jsonl").open(encoding="utf-8")]
+    assert cleaned == ["첫 문서 입니다", "둘째 문서 </s> 가짜 경계", "셋째 문서\n\n줄"]
+
+    result = pack_corpus({"train": [tmp_path / "clean.jsonl"], "validation": [assets / "tok_nsmc_400.txt"]}, tok_dir,
+                         tmp_path / "shards", config=PackConfig(batch_size=2, shard_tokens=25))
+    manifest = ShardManifest.read(tmp_path / "shards")
+    tok = load_tokenizer(tok_dir)
+    assert manifest.dtype == "uint16" and manifest.eos_id == tok.eos_token_id
+    assert manifest.tokenizer_fingerprint == tokenizer_fingerprint(tok_dir)
+    assert len(manifest.splits["train"].files) >= 2  # several shards: documents never straddle one
+    decoded = [tok.decode(ids.tolist()) for ids in iter_documents(tmp_path / "shards", "train")]
+    assert decoded == cleaned  # "</s>" inside a text is text, not a document boundary
+    _, maps = open_split(tmp_path / "shards", "train")
+    assert int(sum((m == manifest.eos_id).sum() for m in maps)) == 3
+    assert manifest.splits["train"].bytes == sum(len(d.encode()) for d in cleaned)
+    assert manifest.splits["validation"].documents == 400 and result.tokens_per_second > 0
+
+
+def test_pack_with_a_process_pool_is_identical(assets, tok_dir, tmp_path):
+    src = {"train": [assets / "tok_nsmc_400.txt"]}
+    pack_corpus(src, tok_dir, tmp_path / "one", config=PackConfig(batch_size=64))
+    pack_corpus(src, tok_dir, tmp_path / "two", config=PackConfig(batch_size=64, workers=2))
+    a = np.fromfile(tmp_path / "one" / "train_00000.bin", dtype=np.uint16)
+    b = np.fromfile(tmp_path / "two" / "train_00000.bin", dtype=np.uint16)
+    assert np.array_equal(a, b)
+
+
+def test_pack_bad_inputs_leave_nothing_behind(assets, tok_dir, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty"):
+        pack_corpus({"train": [empty]}, tok_dir, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+    with pytest.raises(TokenizerError, match="not found"):
+        pack_corpus({"train": [assets / "tok_nsmc_400.txt"]}, tmp_path / "no_tokenizer", tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OutputExistsError):
+        pack_corpus({"train": [assets / "tok_nsmc_400.txt"]}, tok_dir, tmp_path / "out")
+
+
+def test_clean_bad_inputs(tmp_path):
+    with pytest.raises(DataError, match="empty corpus"):
+        (tmp_path / "e.txt").write_text("", encoding="utf-8")
+        clean_corpus([tmp_path / "e.txt"], tmp_path / "o.jsonl")
+    (tmp_path / "x.txt").write_text("english only\n", encoding="utf-8")
+    with pytest.raises(DataError, match="nothing left"):
+        clean_corpus([tmp_path / "x.txt"], tmp_path / "o.jsonl", config=CleanConfig(min_hangul_ratio=0.5))
+    assert not (tmp_path / "o.jsonl").exists()
+    with pytest.raises(DataError, match=".jsonl or .txt"):
+        clean_corpus([tmp_path / "x.txt"], tmp_path / "o.parquet")
+
+
+def test_stats_counts_and_plot(tmp_path):
+    (tmp_path / "s.txt").write_text("가나다 ab\n한국어\n", encoding="utf-8")
+    s = corpus_stats([tmp_path / "s.txt"])
+    assert (s.documents, s.characters, s.hangul_characters) == (2, 9, 6)
+    assert s.hangul_share == pytest.approx(6 / 8)
+    assert s.plot(tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,67 @@
+"""Streaming readers: every format, gzip, folders, non-UTF-8 lines, bad inputs."""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+
+import pytest
+
+from koforge._utils.errors import DataError, InputPathError
+from koforge.data.read import ReadStats, parse_hf_source, read_texts
+
+
+def test_formats_and_gzip(tmp_path):
+    (tmp_path / "a.txt").write_text("첫째 문서\n\n둘째 문서\r\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "셋째\n줄바꿈"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "c.tsv").write_text('id\ttext\n1\t"따옴표" 넷째\n', encoding="utf-8")
+    (tmp_path / "d.csv").write_text('id,text\n1,"다섯째, 쉼표"\n', encoding="utf-8")
+    with gzip.open(tmp_path / "e.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("여섯째\n")
+    got = list(read_texts([tmp_path]))  # a folder: files in sorted order
+    assert got == ["첫째 문서", "둘째 문서", "셋째\n줄바꿈", '"따옴표" 넷째', "다섯째, 쉼표", "여섯째"]
+
+
+def test_named_field_and_column(assets, tmp_path):
+    docs = list(read_texts([assets / "data_petitions_12.jsonl"], field="content"))
+    assert len(docs) == 12 and all(len(d) > 100 for d in docs)
+    with pytest.raises(DataError, match="no field 'text'.*content"):
+        list(read_texts([assets / "data_petitions_12.jsonl"]))
+    (tmp_path / "x.tsv").write_text("a\tb\n1\t2\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no column 'text'"):
+        list(read_texts([tmp_path / "x.tsv"]))
+
+
+def test_non_utf8_lines_skipped_with_warning_or_strict(tmp_path, caplog):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("좋은 줄\n".encode() + b"\xff\xfe broken\n" + "마지막\n".encode())
+    stats = ReadStats()
+    with caplog.at_level(logging.WARNING):
+        assert list(read_texts([bad], stats=stats)) == ["좋은 줄", "마지막"]
+    assert stats.skipped_lines == 1 and stats.skipped_where == [f"{bad}:2"]
+    assert f"{bad}:2" in caplog.text
+    with pytest.raises(DataError, match=f"{bad}:2.*not valid UTF-8"):
+        list(read_texts([bad], strict=True))
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(InputPathError, match="not found"):
+        read_texts([tmp_path / "missing.txt"])  # fails at once, before iteration
+    (tmp_path / "x.parquet").write_bytes(b"x")
+    with pytest.raises(DataError, match="unsupported format"):
+        read_texts([tmp_path / "x.parquet"])
+    (tmp_path / "broken.txt.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="corrupted"):
+        list(read_texts([tmp_path / "broken.txt.gz"]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no readable text files"):
+        read_texts([tmp_path / "empty"])
+    with pytest.raises(DataError, match="no input"):
+        read_texts([])
+
+
+def test_hf_source_syntax():
+    assert parse_hf_source("hf:e9t/nsmc") == ("e9t/nsmc", None, "train")
+    assert parse_hf_source("hf:wikimedia/wikipedia:20231101.ko@train[:100]") == ("wikimedia/wikipedia", "20231101.ko", "train[:100]")
+    with pytest.raises(DataError, match="names no dataset"):
+        read_texts(["hf:"])
