@@ -1,0 +1,98 @@
+"""Hydra experiments end to end on a tiny model: runs, sweeps, MLflow, report, package."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zipfile
+
+import pytest
+from typer.testing import CliRunner
+
+from koforge._utils.errors import ConfigError
+from koforge.compress.experiment import compose_experiment, expand_sweep, run
+
+DAY = dt.date(2026, 11, 23)
+
+
+def fast(model, heldout, root) -> list[str]:
+    return [f"model={model}", f"measure.texts={heldout}", "measure.max_docs=3", "measure.context=32",
+            "measure.stride=16", "measure.new_tokens=3", "measure.repeats=1", "measure.warmup=0",
+            "measure.prompts=['가나다']", "compression.calibration_docs=8", "compression.calibration_context=16",
+            f"output_root={root}"]
+
+
+def test_compose_applies_overrides_and_rejects_typos():
+    cfg = compose_experiment("11-23_drop_layers", ["compression.keep_layers=22", "measure.texts=x.txt"])
+    assert (cfg.name, cfg.compression.keep_layers, cfg.compression.methods) == ("drop_layers", 22, ["drop_layers", "heal"])
+    cfg = compose_experiment("11-23_fp16", ["measure.texts=x.txt", "compression.hidden_size=48"])  # not in the YAML
+    assert cfg.compression.hidden_size == 48
+    with pytest.raises(ConfigError, match="keep_layer"):
+        compose_experiment("11-23_drop_layers", ["compression.keep_layer=22"])
+    with pytest.raises(ConfigError, match="no experiment named 'nope'.*11-23_drop_layers"):
+        compose_experiment("nope")
+    assert expand_sweep(["a.b=1,2", "c=x", "d=3,4"]) == [["a.b=1", "c=x", "d=3"], ["a.b=1", "c=x", "d=4"],
+                                                          ["a.b=2", "c=x", "d=3"], ["a.b=2", "c=x", "d=4"]]
+
+
+def test_single_run_is_tracked_in_mlflow_and_packaged(tiny_models, heldout, tmp_path, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    overrides = fast(tiny_models["llama"], heldout, tmp_path / "outputs") + [
+        "compression.methods=[drop_layers,convert_dtype]", "compression.drop_strategy=top",
+        "compression.keep_layers=2", "compression.dtype=bf16"]
+    result = run("11-23_fp16", overrides, today=DAY)
+    root = tmp_path / "outputs" / "2026-11-23_fp16"
+    assert result["root"] == str(root)
+    for name in ("config.json", "overrides.txt", "baseline_result.json", "eval_result.json", "2026-11-23_report.md",
+                 "model/config.json", "model/model.safetensors", "model/tokenizer.json"):
+        assert (root / name).exists(), name
+    saved = json.loads((root / "eval_result.json").read_text())
+    assert saved["analysis"]["number_of_layers"] == 2 and saved["analysis"]["dtype"] == "bfloat16"
+    assert saved["score"] == pytest.approx(max(0.5 * saved["perf_norm"] + 0.5 * saved["speed_norm"], 0))
+    report = (root / "2026-11-23_report.md").read_text()
+    assert "Metrics vs baseline" in report and "What failed" in report and "compression.keep_layers=2" in report
+
+    run_data = MlflowClient(tracking_uri=mlflow_store).get_run(saved["mlflow_run_id"]).data
+    assert run_data.params["number_of_layers"] == "2" and run_data.params["number_of_heads"] == "8"
+    assert run_data.params["hidden_dim"] == "64" and int(run_data.params["total_parameters"]) > 0
+    assert float(run_data.params["model_size_mb"]) > 0
+    for key in ("tokens_per_sec", "time_per_token_ms", "perplexity", "perf_norm", "speed_norm", "score"):
+        assert key in run_data.metrics, key
+    assert run_data.metrics["score"] == pytest.approx(saved["score"])
+
+    from koforge.compress import package_submission
+    from transformers import AutoModelForCausalLM
+
+    info = package_submission(root / "model", tmp_path / "submit.zip", transformers_version="4.54.0")
+    with zipfile.ZipFile(tmp_path / "submit.zip") as zf:
+        names = set(zf.namelist())
+        config = json.loads(zf.read("model/config.json"))
+        zf.extractall(tmp_path / "unzipped")
+    assert {"model/config.json", "model/model.safetensors", "model/tokenizer.json"} <= names
+    assert not any("eval_result" in n or "koforge_compression" in n for n in names)
+    assert config["transformers_version"] == "4.54.0" and config["torch_dtype"] == "bfloat16"
+    assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "unzipped" / "model")).config.num_hidden_layers == 2
+    assert info["model_type"] == "llama"
+
+
+def test_multirun_sweep_via_cli_then_report(tiny_models, heldout, tmp_path):
+    from koforge.cli.main import app
+
+    args = ["compress", "run", "11-23_drop_layers", "-m", "compression.keep_layers=1,3,9",
+            "compression.heal_steps=2", "compression.heal_batch_size=2"] + fast(tiny_models["exaone4"], heldout, tmp_path / "o")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    root = next((tmp_path / "o").iterdir())
+    assert root.name.endswith("_drop_layers")
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["keep_layers=1", "keep_layers=3"]
+    sweep = json.loads((root / "sweep.json").read_text())
+    assert len(sweep["runs"]) == 2 and "keep_layers=9 out of range" in sweep["failed"][0]["error"]
+    summary = next(root.glob("*_report.md")).read_text()
+    assert "What failed" in summary and "keep_layers=9" in summary
+
+    result = CliRunner().invoke(app, ["compress", "report", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "o" / "compression_report.json").read_text())
+    assert [r["layers"] for r in rows] and rows == sorted(rows, key=lambda r: -r["Score"])
+    png = (tmp_path / "o" / "compression_scores.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
