@@ -48,7 +48,7 @@ def command(
             console.print(result.lines[0], highlight=False)
 
     demo = run_demo(config, output, on_event=lambda m: err_console.print(f"[dim]{m}[/]"), on_step=on_step)
-    console.print(rows_table(demo.summary_rows(), title=f"koforge demo: {time.perf_counter() - start:.0f} s in all"))
+    console.print(rows_table(demo.summary_rows(), title=f"koforge demo: {time.perf_counter() - start:.0f} s in all", floatfmt=".1f"))
     if demo.report:
         console.print(f"report: [bold]{demo.report}[/] (and report.md); MLflow: experiment koforge-demo "
                       "(mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")

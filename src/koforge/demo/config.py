@@ -79,8 +79,8 @@ class DemoConfig:
             raise ConfigError(f"DemoConfig.vocab_size must be >= 512, got {self.vocab_size}.")
 
 
-QUICK = dict(heldout_docs=300, tokenizer_docs=4000, vocab_size=2048, max_new_tokens=1000, distill_texts=256,
-             distill_steps=15, sts_pairs=256, embed_minutes=0.5, korsts_eval_pairs=300, lm_d_model=96, lm_layers=2,
+QUICK = dict(heldout_docs=300, tokenizer_docs=4000, vocab_size=2048, max_new_tokens=1000, distill_texts=192,
+             distill_steps=8, sts_pairs=128, embed_minutes=0.3, korsts_eval_pairs=150, lm_d_model=96, lm_layers=2,
              lm_heads=4, lm_kv_heads=2, lm_d_ff=256, lm_seq_len=64, lm_batch=8, lm_steps=60, lm_minutes=0.4,
              generation_tokens=12, compress_docs=40, speed_repeats=2)
 """Sizes of `koforge demo --quick` (about 2 minutes on a 2-core CPU)."""

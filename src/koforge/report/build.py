@@ -49,7 +49,9 @@ def build_report(run_dirs: Sequence[str | Path], output_dir: str | Path, *, titl
     with atomic_dir(out, overwrite=overwrite) as tmp:
         images = tmp / "images"
         images.mkdir()
-        summary = Section(title="Results", tables=[summary_table(runs)] if any(r.results for r in runs) else [])
+        summary = Section(title="Results", tables=[t for r in runs for t in r.summary])
+        if any(r.results for r in runs):
+            summary.tables.append(summary_table(runs))
         for task, table, metric, higher in task_comparisons(runs):
             summary.tables.append(table)
             png = comparison_plot(table, metric, higher, images / f"compare_{task}.png")

@@ -13,6 +13,7 @@ and earlier report folders (marked by `.koforge-report`) are skipped.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,29 +49,38 @@ class RunContents:
     """(path relative to the run, result)"""
     sections: list[Section] = field(default_factory=list)
     settings: list[Table] = field(default_factory=list)
+    summary: list[Table] = field(default_factory=list)
+    """Tables of `*summary*.json` files at the run's top level, shown first."""
 
     @property
     def is_empty(self) -> bool:
-        return not (self.results or self.settings or any(s.tables or s.plots or s.texts for s in self.sections))
+        return not (self.results or self.settings or self.summary or any(s.tables or s.plots or s.texts for s in self.sections))
 
 
 def _walk(root: Path):
-    """Folders under root (root first), skipping hidden, mlruns and report folders."""
-    stack = [root]
+    """(folder, inside a model folder) under root, root first; skips hidden, mlruns and report folders.
+
+    A folder is a model folder when it or a parent holds weights (sentence-transformers keep module
+    configs such as 1_Pooling/config.json in sub-folders of the model)."""
+    stack = [(root, False)]
     while stack:
-        d = stack.pop(0)
+        d, parent_model = stack.pop(0)
         if (d / REPORT_MARKER).exists() and d != root:
             continue
-        yield d
+        in_model = parent_model or _holds_weights(d)
+        yield d, in_model
         try:
             children = sorted(p for p in d.iterdir() if p.is_dir())
         except OSError:
             continue
-        stack[:0] = [c for c in children if not c.name.startswith(".") and c.name not in SKIP_DIRS]
+        stack[:0] = [(c, in_model) for c in children if not c.name.startswith(".") and c.name not in SKIP_DIRS]
 
 
 def _holds_weights(d: Path) -> bool:
-    return any(p.suffix in WEIGHT_SUFFIXES for p in d.iterdir() if p.is_file())
+    try:
+        return any(p.suffix in WEIGHT_SUFFIXES for p in d.iterdir() if p.is_file())
+    except OSError:
+        return False
 
 
 def _read_json(p: Path):
@@ -96,10 +106,10 @@ def collect_run(path: str | Path, name: str | None = None) -> RunContents:
     if not root.is_dir():
         raise InputPathError(f"run folder '{root}' is a file; pass the folder that holds the run's outputs.")
     run = RunContents(name=name or root.resolve().name, path=root)
-    for d in _walk(root):
+    seen: set[str] = set()  # content hashes: a report copied beside every checkpoint is shown once
+    for d, in_model in _walk(root):
         rel_dir = d.relative_to(root).as_posix()
         section = Section(title=rel_dir if rel_dir != "." else run.name)
-        in_model = _holds_weights(d)
         for p in sorted(f for f in d.iterdir() if f.is_file()):
             rel = p.relative_to(root).as_posix()
             low = p.name.lower()
@@ -109,8 +119,10 @@ def collect_run(path: str | Path, name: str | None = None) -> RunContents:
                 if in_model and not any(h in low for h in RESULT_HINTS):
                     continue
                 data = _read_json(p)
-                if data is None:
+                digest = hashlib.sha1(p.read_bytes()).hexdigest()
+                if data is None or digest in seen:
                     continue
+                seen.add(digest)
                 if is_result(data):
                     try:
                         result = EvalResult.from_dict(data, source=rel)
@@ -123,6 +135,8 @@ def collect_run(path: str | Path, name: str | None = None) -> RunContents:
                 elif any(h in low for h in SETTINGS_HINTS) and not any(h in low for h in RESULT_HINTS):
                     if not in_model:
                         run.settings.extend(json_tables(data, f"settings · {rel}", rel))
+                elif d == root and "summary" in low:
+                    run.summary.extend(json_tables(data, rel, rel))
                 else:
                     section.tables.extend(json_tables(data, rel, rel))
             elif p.suffix in (".txt", ".log") and not in_model and p.stat().st_size <= MAX_TEXT_BYTES \
