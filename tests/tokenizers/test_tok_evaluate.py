@@ -1,0 +1,60 @@
+"""Tokenizer comparison: exact figures on a tiny case, reference deltas, markdown / JSON / PNG outputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from koforge._utils.errors import DataError, TokenizerError
+from koforge.tokenizers.evaluate import evaluate_tokenizers
+from koforge.tokenizers.io import load_tokenizer
+from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def pair(assets, tmp_path_factory):
+    texts = (assets / "tok_nsmc_400.txt").read_text(encoding="utf-8").splitlines()
+    out = tmp_path_factory.mktemp("ev")
+    small = train_tokenizer(texts, TokenizerTrainConfig(vocab_size=300), out / "small").path
+    large = train_tokenizer(texts, TokenizerTrainConfig(vocab_size=1200), out / "large").path
+    return {"small": small, "large": large}, texts
+
+
+def test_figures_are_exact(pair):
+    tokenizers, texts = pair
+    sets = {"reviews": texts[:50], "short": ["한국어 문장", "둘째 문장입니다"]}
+    cmp = evaluate_tokenizers(tokenizers, sets, reference="small")
+    assert [(r["tokenizer"], r["text_set"]) for r in cmp.rows] == [
+        ("small", "reviews"), ("small", "short"), ("large", "reviews"), ("large", "short")]
+    tok = load_tokenizer(tokenizers["large"])
+    n = sum(len(tok.encode(t, add_special_tokens=False)) for t in sets["short"])
+    row = cmp.rows[3]
+    assert row["tokens"] == n
+    assert row["chars_per_token"] == pytest.approx(sum(map(len, sets["short"])) / n)
+    assert row["bytes_per_token"] == pytest.approx(sum(len(t.encode()) for t in sets["short"]) / n)
+    assert row["tokens_per_text"] == pytest.approx(n / 2)
+    assert row["tokens_per_1k_syllables"] == pytest.approx(1000 * n / 12)
+    assert row["round_trip_rate"] == 1.0 and row["unk_rate"] == 0.0
+    small_short = cmp.rows[1]["tokens"]
+    assert row["tokens_vs_reference"] == pytest.approx(n / small_short - 1) and cmp.rows[1]["tokens_vs_reference"] == 0
+    assert cmp.rows[2]["hangul_vocab_share"] > cmp.rows[0]["hangul_vocab_share"] > 0
+
+
+def test_outputs(pair, tmp_path):
+    tokenizers, texts = pair
+    cmp = evaluate_tokenizers(tokenizers, {"reviews": texts[:20]}, reference="small")
+    md = cmp.to_markdown()
+    assert md.splitlines()[0].startswith("| tokenizer | text set |") and "tokens vs ref (small)" in md and "+0.0%" in md
+    data = json.loads(cmp.to_json(tmp_path / "c.json").read_text())
+    assert data["reference"] == "small" and len(data["rows"]) == 2
+    assert cmp.plot(tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_inputs(pair, tmp_path):
+    tokenizers, texts = pair
+    with pytest.raises(DataError, match="text set 'none' is empty"):
+        evaluate_tokenizers(tokenizers, {"none": []})
+    with pytest.raises(TokenizerError, match="reference 'qwen3'"):
+        evaluate_tokenizers(tokenizers, {"a": texts[:2]}, reference="qwen3")
+    with pytest.raises(TokenizerError, match="not found"):
+        evaluate_tokenizers({"x": tmp_path / "missing"}, {"a": texts[:2]})
