@@ -33,7 +33,9 @@ BUILTIN_ENGLISH = [
 
 def encode_ids(tok: Any, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text without special tokens."""
-    return [list(e.ids) for e in tok.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+    # Through the transformers wrapper: it switches off the padding/truncation a tokenizer.json may carry
+    # (all-MiniLM-L6-v2's pads every encoding to 128).
+    return tok(list(texts), add_special_tokens=False, padding=False, truncation=False)["input_ids"] if texts else []
 
 
 def single_syllables(tok: Any) -> set[str]:

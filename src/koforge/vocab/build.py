@@ -18,14 +18,13 @@ keep `normalized=True`, so NFD input still matches.
 """
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from koforge._utils.errors import NothingToDoError, TokenizerError
 from koforge.vocab.diff import NewToken
-from koforge.vocab.loading import tokenizer_spec
+from koforge.vocab.loading import clone_tokenizer, tokenizer_spec
 from koforge.vocab.merge import plan_merges, verify_merges
 from koforge.vocab.text import Convention, decomposes_hangul
 
@@ -54,7 +53,7 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken]) -> ExpandedTo
     """`added-tokens` mode on a copy of `base_tok`."""
     from tokenizers import AddedToken
 
-    tok = copy.deepcopy(base_tok)
+    tok = clone_tokenizer(base_tok)
     start = len(tok)
     raw_match = _normalizer_changes_hangul(base_tok)
     new = [AddedToken(t.text, single_word=False, lstrip=False, rstrip=False, normalized=not raw_match, special=False)
@@ -77,7 +76,8 @@ def add_as_merges(base_tok: Any, tokens: Sequence[NewToken], donor_tok: Any = No
     from tokenizers import Tokenizer
 
     spec = tokenizer_spec(base_tok)
-    plan = plan_merges(spec, tokens, donor_spec=tokenizer_spec(donor_tok) if donor_tok is not None else None)
+    plan = plan_merges(spec, tokens, donor_spec=tokenizer_spec(donor_tok) if donor_tok is not None else None,
+                       base_model=base_tok.backend_tokenizer.model)
     if not plan.added:
         raise NothingToDoError(f"mode 'merge' could not make any of the {len(tokens)} new tokens reachable with "
                                "one appended merge each. Use mode=added-tokens.")
@@ -86,8 +86,7 @@ def add_as_merges(base_tok: Any, tokens: Sequence[NewToken], donor_tok: Any = No
     if bad:
         raise TokenizerError(f"merge mode built a tokenizer that does not produce {len(bad)} planned tokens "
                              f"(first: {bad[0]!r}). Use mode=added-tokens and report this base tokenizer.")
-    tok = copy.deepcopy(base_tok)
-    tok._tokenizer = backend
+    tok = clone_tokenizer(base_tok, backend)
     notes = [f"{len(plan.unreachable)} donor tokens not reachable by appended merges were left out"] if plan.unreachable else []
     if plan.support:
         notes.append(f"{plan.support} donor sub-tokens added as support to reach longer tokens")

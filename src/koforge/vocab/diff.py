@@ -93,10 +93,10 @@ def _key(text: str, base_conv: Convention) -> str:
 def donor_frequencies(donor_tok: Any, texts: Sequence[str]) -> Counter:
     """How often each donor id occurs in the donor tokenization of `texts`."""
     counts: Counter = Counter()
-    backend = donor_tok.backend_tokenizer
     for start in range(0, len(texts), 1024):
-        for enc in backend.encode_batch(list(texts[start:start + 1024]), add_special_tokens=False):
-            counts.update(enc.ids)
+        batch = donor_tok(list(texts[start:start + 1024]), add_special_tokens=False, padding=False, truncation=False)
+        for ids in batch["input_ids"]:
+            counts.update(ids)
     return counts
 
 

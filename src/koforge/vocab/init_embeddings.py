@@ -28,11 +28,10 @@ from koforge.vocab.text import Convention, is_hangul, passes_filter
 
 def piece_ids(base_tok: Any, texts: Sequence[str]) -> list[list[int]]:
     """Ids the base tokenizer gives for each text (no specials), unknown pieces dropped when others exist."""
-    backend = base_tok.backend_tokenizer
     unk = getattr(base_tok, "unk_token_id", None)
     out = []
-    for enc in backend.encode_batch(list(texts), add_special_tokens=False):
-        ids = list(enc.ids)
+    encoded = base_tok(list(texts), add_special_tokens=False, padding=False, truncation=False)["input_ids"] if texts else []
+    for ids in encoded:
         known = [i for i in ids if i != unk]
         out.append(known or ids)
     return out
@@ -95,10 +94,10 @@ def focus_rows(weight: torch.Tensor, new_texts: Sequence[str], old_ids: Sequence
     index: dict[str, int] = {}
     r, c, v = _sparse(old_texts, index, grow=True)
     old = torch.sparse_coo_tensor(torch.tensor([r, c], dtype=torch.long).reshape(2, -1), torch.tensor(v, dtype=torch.float32),
-                                  (len(old_texts), len(index))).coalesce()
+                                  (len(old_texts), len(index)), check_invariants=True).coalesce()
     r, c, v = _sparse(new_texts, index, grow=False)
     new = torch.sparse_coo_tensor(torch.tensor([r, c], dtype=torch.long).reshape(2, -1), torch.tensor(v, dtype=torch.float32),
-                                  (len(new_texts), len(index))).coalesce()
+                                  (len(new_texts), len(index)), check_invariants=True).coalesce()
     old_ids_t = torch.tensor(list(old_ids), dtype=torch.long)
     out = fallback.clone()
     fell_back = 0

@@ -10,6 +10,7 @@ checkpoint's dtype.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,49 @@ def _fallback_load(name_or_path: str | Path, *, trust_remote_code: bool, what: s
                              "Expected a tokenizer folder, a tokenizer.json or a hub name.") from None
 
 
+# Parsing a 151K-token tokenizer.json costs seconds: keep the last few, keyed by the backend object
+# (held in the cache, so its id cannot be reused). Callers must not mutate a returned spec.
+_SPEC_CACHE: "OrderedDict[int, tuple[Any, dict, int]]" = OrderedDict()
+
+
 def tokenizer_spec(tokenizer: Any) -> dict:
-    """The parsed `tokenizer.json` of a fast tokenizer."""
+    """The parsed `tokenizer.json` of a fast tokenizer (cached; treat as read-only)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise TokenizerError(f"tokenizer of type {type(tokenizer).__name__} has no fast backend; expansion needs a "
                              "`tokenizers`-based tokenizer (a tokenizer.json).")
-    return json.loads(backend.to_str())
+    key = id(backend)
+    hit = _SPEC_CACHE.get(key)
+    if hit is not None and hit[0] is backend and hit[2] == backend.get_vocab_size(with_added_tokens=True):
+        return hit[1]
+    spec = json.loads(backend.to_str())
+    _SPEC_CACHE[key] = (backend, spec, backend.get_vocab_size(with_added_tokens=True))
+    while len(_SPEC_CACHE) > 4:
+        _SPEC_CACHE.popitem(last=False)
+    return spec
+
+
+def clone_tokenizer(tokenizer: Any, backend: Any = None) -> Any:
+    """A copy of a fast tokenizer with its own backend (`backend`, or a copy of the original's).
+
+    Large read-only Python tables some classes keep from their construction (Qwen2Tokenizer's `_vocab`,
+    `_merges`) are shared instead of deep-copied: copying them costs seconds and nothing reads them later.
+    """
+    import copy
+
+    from tokenizers import Tokenizer
+
+    state = tokenizer.__dict__
+    big = {k: v for k, v in state.items() if k == "_tokenizer" or (isinstance(v, (dict, list)) and len(v) > 10000)}
+    for k in big:
+        del state[k]
+    try:
+        clone = copy.deepcopy(tokenizer)
+    finally:
+        state.update(big)
+    clone.__dict__.update({k: v for k, v in big.items() if k != "_tokenizer"})
+    clone._tokenizer = backend if backend is not None else Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    return clone
 
 
 def is_causal_lm(config: Any) -> bool:

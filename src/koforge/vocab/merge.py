@@ -100,7 +100,7 @@ def _touches_hangul(token: str, conv: Convention) -> bool:
 
 
 def plan_merges(spec: dict[str, Any], tokens: Sequence[NewToken], *, donor_spec: dict[str, Any] | None = None,
-                max_depth: int = 8) -> MergePlan:
+                base_model: Any = None, max_depth: int = 8) -> MergePlan:
     """Append vocabulary entries and merges for `tokens` to a BPE tokenizer.json (`spec` is not modified).
 
     A token the base splits into more than two pieces is built along the donor's own merge tree when donor
@@ -110,15 +110,16 @@ def plan_merges(spec: dict[str, Any], tokens: Sequence[NewToken], *, donor_spec:
     from tokenizers import Tokenizer
 
     conv = check_merge_supported(spec)
-    spec = json.loads(json.dumps(spec))
-    model = spec["model"]
+    model = {**spec["model"], "vocab": dict(spec["model"]["vocab"]), "merges": list(spec["model"]["merges"])}
+    spec = {**spec, "model": model}
     vocab: dict[str, int] = model["vocab"]
     merges: list = model["merges"]
     as_strings = bool(merges) and isinstance(merges[0], str)
     for added in spec.get("added_tokens", []):
         vocab.setdefault(added["content"], added["id"])
     next_id = [max(list(vocab.values()) + [a["id"] for a in spec.get("added_tokens", [])] + [-1]) + 1]
-    base_model = Tokenizer.from_str(json.dumps({**spec, "added_tokens": []})).model
+    if base_model is None:
+        base_model = Tokenizer.from_str(json.dumps({**spec, "added_tokens": []})).model
     tree = donor_merge_tree(donor_spec, conv)
 
     ranks: dict[tuple[str, str], int] = {}

@@ -55,6 +55,12 @@ def unicode_to_bytes() -> dict[str, int]:
     return {c: b for b, c in bytes_to_unicode().items()}
 
 
+@functools.lru_cache(maxsize=1)
+def _to_latin1() -> dict[int, int]:
+    # str.translate table: byte-level stand-in -> the latin-1 character of its byte (C-speed decoding).
+    return {ord(c): b for b, c in bytes_to_unicode().items()}
+
+
 @dataclass(frozen=True)
 class TokenText:
     """The text a vocabulary entry stands for."""
@@ -113,11 +119,9 @@ class Convention:
     def to_text(self, token: str) -> TokenText:
         """The text a token string stands for."""
         if self.style == "byte-level":
-            table = unicode_to_bytes()
             try:
-                raw = bytes(table[c] for c in token)
-                return TokenText(text=raw.decode("utf-8"))
-            except (KeyError, UnicodeDecodeError):
+                return TokenText(text=token.translate(_to_latin1()).encode("latin-1").decode("utf-8"))
+            except (UnicodeEncodeError, UnicodeDecodeError):
                 return TokenText(text=token, decodable=False)
         if self.style == "metaspace":
             text = token.replace(self.metaspace, " ")

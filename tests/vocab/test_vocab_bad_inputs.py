@@ -1,0 +1,89 @@
+"""Bad inputs: one clear KoforgeError, nothing written, no existing output touched."""
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from koforge._utils.errors import (ConfigError, ModelLoadError, NothingToDoError, OutputExistsError,
+                                   TokenizerError)
+from koforge.vocab.config import ExpansionConfig
+from koforge.vocab.diff import diff_vocabularies
+from koforge.vocab.expand import EmbeddingResizeError, expand_vocabulary, resize_embeddings
+
+
+def test_donor_equal_to_base_writes_nothing(model_dirs, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(NothingToDoError, match="no token to add"):
+        expand_vocabulary(model_dirs["qwen3"], model_dirs["qwen3"], ExpansionConfig(), out)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_nothing_left_after_filter(model_dirs, tok_dirs, tmp_path):
+    with pytest.raises(NothingToDoError, match="Nothing was written"):
+        diff_vocabularies(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(pattern="x{50}"), output=tmp_path / "d.json")
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_unloadable_base_and_donor_are_named(tok_dirs, model_dirs, tmp_path):
+    with pytest.raises(TokenizerError, match="nope"):
+        expand_vocabulary(tmp_path / "nope", tok_dirs["donor"], ExpansionConfig(), tmp_path / "out")
+    with pytest.raises(TokenizerError, match="donor tokenizer"):
+        expand_vocabulary(model_dirs["qwen3"], tmp_path / "missing-donor", ExpansionConfig(), tmp_path / "out")
+    # a tokenizer folder is not a model: named, with the reason
+    with pytest.raises(ModelLoadError, match="base model"):
+        expand_vocabulary(tok_dirs["base"], tok_dirs["donor"], ExpansionConfig(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_mode_rejects_wordpiece_and_names_the_alternative(model_dirs, tok_dirs, tmp_path):
+    with pytest.raises(TokenizerError, match="supports BPE.*added-tokens"):
+        expand_vocabulary(model_dirs["bert"], tok_dirs["donor"], ExpansionConfig(mode="merge"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_embeddings_that_cannot_be_resized():
+    class NoEmbeddings(torch.nn.Module):
+        def get_input_embeddings(self):
+            raise NotImplementedError("custom model")
+
+    class Quantized(torch.nn.Module):
+        def get_input_embeddings(self):
+            return torch.nn.Linear(2, 2)
+
+    with pytest.raises(EmbeddingResizeError, match="cannot be resized"):
+        resize_embeddings(NoEmbeddings(), 10, None)
+    with pytest.raises(EmbeddingResizeError, match="Linear"):
+        resize_embeddings(Quantized(), 10, None)
+
+
+def test_existing_output_is_kept_without_overwrite(model_dirs, tok_dirs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(), out)
+    assert (out / "keep.txt").read_text() == "precious"
+    with pytest.raises(ConfigError, match="base model folder itself"):
+        expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(), model_dirs["qwen3"], overwrite=True)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"mode": "bpe"}, "mode must be"), ({"init": "zeros"}, "init must be"),
+                                          ({"min_frequency": 3}, "needs a reference"), ({"pattern": "("}, "not a valid regex"),
+                                          ({"script": "latin"}, "script must be"), ({"max_new_tokens": 0}, "max_new_tokens")])
+def test_config_validation(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ExpansionConfig(**kwargs)
+
+
+def test_cli_bad_inputs_are_one_red_line(model_dirs, tok_dirs, tmp_path):
+    from koforge.cli.main import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["expand", "apply", str(model_dirs["qwen3"]), str(model_dirs["qwen3"]), str(tmp_path / "o")])
+    assert result.exit_code == 1 and "no token to add" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["expand", "apply", str(model_dirs["bert"]), str(tok_dirs["donor"]), str(tmp_path / "o"), "mode=merge"])
+    assert result.exit_code == 1 and "added-tokens" in result.output
+    result = runner.invoke(app, ["expand", "diff", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), "-o", str(tmp_path / "d.json"), "bogus=1"])
+    assert result.exit_code == 1 and "bogus" in result.output
+    assert not (tmp_path / "o").exists()

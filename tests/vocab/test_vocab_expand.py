@@ -1,0 +1,134 @@
+"""expand_vocabulary guarantees: old rows bit-identical, outputs unchanged without new tokens, save/reload."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+from koforge.vocab.build import build_expanded_tokenizer
+from koforge.vocab.config import ExpansionConfig
+from koforge.vocab.diff import diff_tokenizers
+from koforge.vocab.expand import expand_vocabulary
+
+CAUSAL = {"qwen3", "llama", "exaone4"}
+
+
+def _load(arch, path):
+    cls = AutoModelForCausalLM if arch in CAUSAL else AutoModel
+    return cls.from_pretrained(path).eval()
+
+
+def _first_mismatch(a: torch.Tensor, b: torch.Tensor) -> str:
+    diff = (a.float() - b.float()).abs()
+    return f"max diff {diff.max().item():.3g}, mean {diff.mean().item():.3g}"
+
+
+@pytest.fixture(scope="module")
+def expanded(model_dirs, tok_dirs, assets, tmp_path_factory):
+    """Every (arch, mode) expansion the module checks, done once."""
+    root = tmp_path_factory.mktemp("expanded")
+    out = {}
+    cases = [("qwen3", "added-tokens"), ("qwen3", "merge"), ("llama", "merge"), ("exaone4", "added-tokens"), ("bert", "added-tokens")]
+    for arch, mode in cases:
+        cfg = ExpansionConfig(mode=mode, english_eval=str(assets / "vocab_en.txt"), korean_eval=str(assets / "vocab_ko.txt"))
+        out[arch, mode] = expand_vocabulary(model_dirs[arch], tok_dirs["donor"], cfg, root / f"{arch}-{mode}")
+    return out
+
+
+@pytest.mark.parametrize("arch,mode", [("qwen3", "added-tokens"), ("qwen3", "merge"), ("llama", "merge"),
+                                       ("exaone4", "added-tokens"), ("bert", "added-tokens")])
+def test_old_rows_bit_identical_and_report_ids(expanded, model_dirs, arch, mode):
+    result = expanded[arch, mode]
+    base, new = _load(arch, model_dirs[arch]), _load(arch, result.path)
+    n = base.get_input_embeddings().weight.shape[0]
+    report = json.loads((result.path / "expansion_report.json").read_text())
+    assert report["base_vocab_size"] == n
+    assert report["added_token_ids"] == result.added_token_ids == list(range(n, report["expanded_vocab_size"]))
+    assert new.get_input_embeddings().weight.shape[0] == report["expanded_vocab_size"] > n
+    assert torch.equal(new.get_input_embeddings().weight[:n], base.get_input_embeddings().weight), "input rows changed"
+    if arch in CAUSAL:
+        bo, no = base.get_output_embeddings().weight, new.get_output_embeddings().weight
+        assert torch.equal(no[:n], bo), "output rows changed"
+        tied = no.data_ptr() == new.get_input_embeddings().weight.data_ptr()
+        assert tied == (arch == "llama")
+    new_rows = new.get_input_embeddings().weight[n:]
+    assert torch.isfinite(new_rows).all() and new_rows.abs().sum() > 0
+    assert (result.path / "expansion_report.md").exists()
+
+
+@pytest.mark.parametrize("arch,mode", [("qwen3", "added-tokens"), ("qwen3", "merge"), ("llama", "merge"),
+                                       ("exaone4", "added-tokens"), ("bert", "added-tokens")])
+def test_outputs_identical_on_text_without_new_tokens(expanded, model_dirs, en_texts, arch, mode):
+    path = expanded[arch, mode].path
+    base_tok, new_tok = AutoTokenizer.from_pretrained(model_dirs[arch]), AutoTokenizer.from_pretrained(path)
+    batch_base = base_tok(en_texts[:4], return_tensors="pt", padding=True)
+    batch_new = new_tok(en_texts[:4], return_tensors="pt", padding=True)
+    assert torch.equal(batch_base["input_ids"], batch_new["input_ids"]), "English token ids changed"
+    base, new = _load(arch, model_dirs[arch]), _load(arch, path)
+    with torch.no_grad():
+        a, b = base(**batch_base), new(**batch_new)
+    if arch in CAUSAL:
+        n = a.logits.shape[-1]
+        assert torch.equal(a.logits, b.logits[..., :n]), _first_mismatch(a.logits, b.logits[..., :n])
+    else:
+        assert torch.equal(a.last_hidden_state, b.last_hidden_state), _first_mismatch(a.last_hidden_state, b.last_hidden_state)
+
+
+@pytest.mark.parametrize("arch,mode", [("qwen3", "merge"), ("exaone4", "added-tokens"), ("bert", "added-tokens")])
+def test_save_reload_gives_same_tokens_and_outputs(expanded, model_dirs, tok_dirs, ko_texts, arch, mode):
+    path = expanded[arch, mode].path
+    base_tok = AutoTokenizer.from_pretrained(model_dirs[arch])
+    donor_tok = AutoTokenizer.from_pretrained(tok_dirs["donor"])
+    in_memory = build_expanded_tokenizer(base_tok, diff_tokenizers(base_tok, donor_tok, ExpansionConfig(mode=mode)).tokens,
+                                         mode, donor_tok).tokenizer
+    reloaded = AutoTokenizer.from_pretrained(path)
+    ids_mem = in_memory(ko_texts[:20])["input_ids"]
+    assert ids_mem == reloaded(ko_texts[:20])["input_ids"]
+    new_ids = set(expanded[arch, mode].added_token_ids)
+    assert any(i in new_ids for seq in ids_mem for i in seq), "Korean text uses no new token"
+    assert sum(map(len, ids_mem)) < sum(map(len, base_tok(ko_texts[:20])["input_ids"]))
+    batch = reloaded(ko_texts[:3], return_tensors="pt", padding=True)
+    first, second = _load(arch, path), _load(arch, path)
+    with torch.no_grad():
+        a, b = first(**batch), second(**batch)
+    key = "logits" if arch in CAUSAL else "last_hidden_state"
+    assert torch.equal(a[key], b[key])
+
+
+def test_korean_round_trips_through_expanded_tokenizers(expanded, ko_texts):
+    for (arch, mode), result in expanded.items():
+        if arch == "bert":
+            continue  # WordPiece lowercases and drops spaces: no exact round trip by design
+        tok = AutoTokenizer.from_pretrained(result.path)
+        for text in ko_texts[:30]:
+            assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text, (arch, mode, text)
+
+
+def test_merge_mode_keeps_special_token_ids(expanded, model_dirs):
+    base = AutoTokenizer.from_pretrained(model_dirs["qwen3"])
+    new = AutoTokenizer.from_pretrained(expanded["qwen3", "merge"].path)
+    for special in ("<|endoftext|>", "<|im_start|>"):
+        assert new.convert_tokens_to_ids(special) == base.convert_tokens_to_ids(special)
+        assert new(special, add_special_tokens=False)["input_ids"] == base(special, add_special_tokens=False)["input_ids"]
+
+
+def test_wordpiece_base_matches_hangul_tokens_without_accent_stripping(expanded, model_dirs, ko_texts):
+    result = expanded["bert", "added-tokens"]
+    base = AutoTokenizer.from_pretrained(model_dirs["bert"])
+    new = AutoTokenizer.from_pretrained(result.path)
+    assert base.tokenize("안녕")[0] != "안녕"  # the base sees jamo
+    before, after = base(ko_texts[:40])["input_ids"], new(ko_texts[:40])["input_ids"]
+    assert sum(map(len, after)) < 0.8 * sum(map(len, before))
+    assert any("normalized=False" in n for n in result.report["notes"])
+    assert new.tokenize("Café AND Résumé") == base.tokenize("Café AND Résumé")  # accents still stripped elsewhere
+
+
+def test_report_figures(expanded):
+    report = expanded["qwen3", "merge"].report
+    assert report["english_eval"]["unchanged_share"] == 1.0
+    assert report["korean_eval"]["tokens_per_line_after"] < report["korean_eval"]["tokens_per_line_before"]
+    stats = report["row_statistics"]
+    assert set(stats) == {"input", "output"} and stats["input"]["new_norm_mean"] > 0
+    assert len(report["added_tokens"]) == report["num_added"]

