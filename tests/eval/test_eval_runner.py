@@ -133,3 +133,20 @@ def test_eval_cli(tiny_llama, tmp_path):
     assert read_result(tmp_path / "e" / "eval_speed.json").metrics["new_tokens"] == 3
     res = runner.invoke(app, ["eval", "bleu", str(tiny_llama)])
     assert res.exit_code == 1 and "unknown evaluation task 'bleu'" in res.output and "Traceback" not in res.output
+
+
+def test_tokenizer_task_compares_and_plots(tiny_llama, tmp_path):
+    pytest.importorskip("koforge.tokenizers.evaluate", reason="koforge.tokenizers is not part of this checkout")
+    from koforge.tokenizers.evaluate import evaluate_tokenizers
+    from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
+
+    trained = train_tokenizer(KO_TEXTS * 5, TokenizerTrainConfig(kind="bpe", vocab_size=320), tmp_path / "tok")
+    data = tmp_path / "texts.txt"
+    data.write_text("\n".join(KO_TEXTS) + "\n", encoding="utf-8")
+    result, path = run_eval(EvalConfig(task="tokenizer", model=str(trained.path), data=[str(data)],
+                                       compare=[str(tiny_llama)]), tmp_path / "out")
+    direct = evaluate_tokenizers({"tok": trained.path, "ref": tiny_llama}, {"texts": KO_TEXTS}, reference="ref")
+    mine = next(r for r in direct.rows if r["tokenizer"] == "tok")
+    assert result.metrics["chars_per_token"] == pytest.approx(mine["chars_per_token"])
+    assert result.metrics["tokens_vs_reference"] == pytest.approx(mine["tokens_vs_reference"])
+    assert len(result.tables["comparison"]) == 2 and (path.parent / "tokenizer_comparison.png").exists()
