@@ -122,6 +122,8 @@ def test_wordpiece_base_matches_hangul_tokens_without_accent_stripping(expanded,
     before, after = base(ko_texts[:40])["input_ids"], new(ko_texts[:40])["input_ids"]
     assert sum(map(len, after)) < 0.8 * sum(map(len, before))
     assert any("normalized=False" in n for n in result.report["notes"])
+    hangul_words = {w for t in ko_texts for w in t.split() if all("가" <= ch <= "힣" for ch in w)}
+    assert not [w for w in hangul_words if new.unk_token in new.tokenize(w)]  # jamo_fallback=complete: no [UNK]
     assert new.tokenize("Café AND Résumé") == base.tokenize("Café AND Résumé")  # accents still stripped elsewhere
 
 

@@ -107,7 +107,7 @@ def analyze_tokenizers(base_tok: Any, donor_tok: Any, texts: Sequence[str], conf
         if not diff.tokens:
             break
         try:
-            expanded = build_expanded_tokenizer(base_tok, diff.tokens, mode, donor_tok)
+            expanded = build_expanded_tokenizer(base_tok, diff.tokens, mode, donor_tok, config.jamo_fallback)
         except KoforgeError as e:
             notes.append(f"{mode}: {e}")
             continue

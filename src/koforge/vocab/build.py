@@ -14,6 +14,12 @@ the rest of the text (English included) goes through the base normaliser
 exactly as before. Bases whose normaliser leaves Hangul alone (Qwen3's NFC)
 keep `normalized=True`, so NFD input still matches.
 
+Those jamo fall back to the base's WordPiece vocabulary, which lacks some
+modern jamo (all-MiniLM-L6-v2: a word holding one becomes [UNK], ~4% of
+KorSTS tokens); with `jamo_fallback="complete"` the missing jamo (at most 134
+word-start and `##` entries) are appended to the WordPiece vocabulary first, so
+no Hangul becomes [UNK]. English words hold no jamo, so their pieces cannot change.
+
 `merge` (BPE bases only) is in `merge.py`.
 """
 from __future__ import annotations
@@ -49,13 +55,41 @@ def _normalizer_changes_hangul(base_tok: Any) -> bool:
     return normalizer is not None and decomposes_hangul(normalizer.normalize_str)
 
 
-def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken]) -> ExpandedTokenizer:
-    """`added-tokens` mode on a copy of `base_tok`."""
+# Modern conjoining jamo: 19 initials, 21 medials, 27 finals (what NFD makes of the 11,172 syllables).
+MODERN_JAMO = [chr(c) for c in (*range(0x1100, 0x1113), *range(0x1161, 0x1176), *range(0x11A8, 0x11C3))]
+
+
+def _complete_jamo(base_tok: Any) -> tuple[Any, list[str]]:
+    """A WordPiece backend with the missing modern jamo appended to its vocabulary, and their entries."""
+    from tokenizers import Tokenizer
+
+    spec = tokenizer_spec(base_tok)
+    model = {**spec["model"], "vocab": dict(spec["model"]["vocab"])}
+    vocab = model["vocab"]
+    prefix = model.get("continuing_subword_prefix") or "##"
+    next_id = max(list(vocab.values()) + [a["id"] for a in spec.get("added_tokens", [])]) + 1
+    added = []
+    for jamo in MODERN_JAMO:
+        for entry in (jamo, prefix + jamo):
+            if entry not in vocab:
+                vocab[entry] = next_id
+                added.append(entry)
+                next_id += 1
+    return Tokenizer.from_str(json.dumps({**spec, "model": model})), added
+
+
+def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken], jamo_fallback: str = "complete") -> ExpandedTokenizer:
+    """`added-tokens` mode on a copy of `base_tok` (plus missing jamo for decomposing WordPiece bases)."""
     from tokenizers import AddedToken
 
-    tok = clone_tokenizer(base_tok)
-    start = len(tok)
     raw_match = _normalizer_changes_hangul(base_tok)
+    jamo: list[str] = []
+    if raw_match and jamo_fallback == "complete" and Convention.from_json(tokenizer_spec(base_tok)).model_type == "WordPiece":
+        backend, jamo = _complete_jamo(base_tok)
+        tok = clone_tokenizer(base_tok, backend)
+    else:
+        tok = clone_tokenizer(base_tok)
+    start = len(tok)
     new = [AddedToken(t.text, single_word=False, lstrip=False, rstrip=False, normalized=not raw_match, special=False)
            for t in tokens]
     n = tok.add_tokens(new)
@@ -68,7 +102,17 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken]) -> ExpandedTo
     if raw_match:
         notes.append("base normaliser decomposes Hangul (NFD accent stripping): new tokens are matched on the raw "
                      "text (normalized=False), accent stripping stays on for everything else")
-    return ExpandedTokenizer(tokenizer=tok, mode="added-tokens", added_texts=texts, added_ids=ids, notes=notes)
+    if jamo:
+        notes.append(f"{len(jamo)} missing jamo pieces appended to the WordPiece vocabulary (jamo_fallback=complete): "
+                     "uncovered syllables fall back to jamo, never [UNK]")
+    if not jamo:
+        return ExpandedTokenizer(tokenizer=tok, mode="added-tokens", added_texts=texts, added_ids=ids, notes=notes)
+    from koforge.vocab.init_embeddings import piece_ids
+
+    # A missing jamo was [UNK] to the base model: its new row starts as the [UNK] row.
+    pieces = [[base_tok.unk_token_id]] * len(jamo) + piece_ids(base_tok, texts)
+    return ExpandedTokenizer(tokenizer=tok, mode="added-tokens", added_texts=jamo + texts,
+                             added_ids=[tok.convert_tokens_to_ids(j) for j in jamo] + ids, notes=notes, piece_ids=pieces)
 
 
 def add_as_merges(base_tok: Any, tokens: Sequence[NewToken], donor_tok: Any = None) -> ExpandedTokenizer:
@@ -95,8 +139,9 @@ def add_as_merges(base_tok: Any, tokens: Sequence[NewToken], donor_tok: Any = No
                              piece_ids=plan.pieces, support=plan.support)
 
 
-def build_expanded_tokenizer(base_tok: Any, tokens: Sequence[NewToken], mode: str, donor_tok: Any = None) -> ExpandedTokenizer:
+def build_expanded_tokenizer(base_tok: Any, tokens: Sequence[NewToken], mode: str, donor_tok: Any = None,
+                             jamo_fallback: str = "complete") -> ExpandedTokenizer:
     """The expanded tokenizer for `mode` (`added-tokens` or `merge`; `donor_tok` lets merge follow the donor's merges)."""
     if mode == "merge":
         return add_as_merges(base_tok, tokens, donor_tok)
-    return add_as_added_tokens(base_tok, tokens)
+    return add_as_added_tokens(base_tok, tokens, jamo_fallback)

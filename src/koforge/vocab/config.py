@@ -10,6 +10,7 @@ from koforge.vocab.text import SCRIPTS
 
 MODES = ("added-tokens", "merge")
 INITS = ("mean", "random", "focus")
+JAMO_FALLBACKS = ("complete", "keep")
 
 
 @dataclass(kw_only=True)
@@ -40,6 +41,10 @@ class ExpansionConfig:
     """Drop donor tokens seen fewer times in `reference` (needs `reference`)."""
     max_new_tokens: Optional[int] = None
     """Keep at most this many new tokens (most frequent first; by donor rank without `reference`)."""
+    jamo_fallback: str = "complete"
+    """WordPiece bases whose normaliser decomposes Hangul into jamo (BERT accent stripping): `complete` adds
+    the modern jamo missing from the base vocabulary (word-start and `##` pieces), so a syllable no new token
+    covers falls back to known jamo instead of turning its whole word into [UNK]; `keep` leaves the base as is."""
     focus_top_k: int = 8
     """`focus` init: number of similar old tokens combined for each new token."""
     focus_temperature: float = 0.05
@@ -58,6 +63,8 @@ class ExpansionConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}; got '{self.mode}'.")
         if self.init not in INITS:
             raise ConfigError(f"init must be one of {', '.join(INITS)}; got '{self.init}'.")
+        if self.jamo_fallback not in JAMO_FALLBACKS:
+            raise ConfigError(f"jamo_fallback must be one of {', '.join(JAMO_FALLBACKS)}; got '{self.jamo_fallback}'.")
         if self.script not in SCRIPTS:
             raise ConfigError(f"script must be one of {', '.join(SCRIPTS)}; got '{self.script}'. Use `pattern` for other scripts.")
         if not self.noise_std >= 0:

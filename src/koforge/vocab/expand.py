@@ -140,7 +140,7 @@ def expand_loaded(model: Any, base_tok: Any, donor_tok: Any, config: ExpansionCo
     if not diff.tokens:
         raise NothingToDoError(f"donor '{donor_name}' has no token to add to base '{base_name}' (excluded: "
                                f"{diff.stats['excluded'] or 'none'}). Nothing was written.")
-    expanded = build_expanded_tokenizer(base_tok, diff.tokens, config.mode, donor_tok)
+    expanded = build_expanded_tokenizer(base_tok, diff.tokens, config.mode, donor_tok, config.jamo_fallback)
     n_base = len(base_tok)
     old_rows, new_rows_n = resize_embeddings(model, len(expanded.tokenizer), config.pad_to_multiple_of)
     if old_rows < n_base:
