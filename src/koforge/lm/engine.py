@@ -121,6 +121,7 @@ class GenerationEngine:
             logits = self.model(ids, cache=self.cache, last_only=True)[:, -1]
         stop_ids = set(config.stop_tokens)
         outputs: list[list[int]] = [[] for _ in range(B)]
+        self.partial = outputs  # what each row has generated so far (read by streaming callers)
         reasons: list[Optional[str]] = [None] * B
         for step in range(budget):
             nxt = sample_next(logits, config, gen, seen)

@@ -41,6 +41,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():  # no rms_norm operator before opset 23
+            xf = x.float()
+            return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
         if x.dtype == torch.float32:
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         return self.weight * F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype)
@@ -72,7 +75,9 @@ class Attention(nn.Module):
             groups = self.n_heads // self.n_kv_heads
             k = k.repeat_interleave(groups, dim=1)
             v = v.repeat_interleave(groups, dim=1)
-        causal = mask is None and T > 1
+        # Without a cache the query and key axes align, so causal is right for any T (and stays a
+        # python bool under ONNX tracing); a one-token decode step over a cache attends everything.
+        causal = mask is None and (cache is None or T > 1)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # [B, H, T, D]
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 

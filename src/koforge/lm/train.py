@@ -107,7 +107,10 @@ class TrainConfig:
     sample_tokens: int = 32
     """Tokens generated per sample prompt."""
     max_minutes: Optional[float] = None
-    """Wall-clock budget: stop (and checkpoint) after this many minutes."""
+    """Wall-clock budget: stop (and checkpoint) after this many minutes; the cosine decay then follows
+    whichever of steps and time runs out first, so a time-boxed run still ends at the low learning rate."""
+    eval_every_minutes: Optional[float] = None
+    """Also validate when this many minutes have passed since the last validation."""
     log_every: int = 10
     """Steps between train-loss records in the history and MLflow."""
     overwrite: bool = False
@@ -162,11 +165,11 @@ class _LossModule(torch.nn.Module):
         return out.loss
 
 
-def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to min_ratio at `total`."""
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0) -> float:
+    """Linear warmup to 1, then cosine decay to min_ratio at `total` steps (or when time_fraction reaches 1)."""
     if step < warmup:
         return (step + 1) / warmup
-    progress_ = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress_ = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress_))
 
 
@@ -321,8 +324,9 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     model.gradient_checkpointing = cfg.gradient_checkpointing
     model.to(device).train()
     optimizer = build_optimizer(model, cfg, device)
+    clock = {"fraction": 0.0}  # elapsed share of max_minutes (0 without a time budget: exact resume)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
+        optimizer, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio, clock["fraction"]))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
     step, history, best_val, bad_evals, skipped_total = 0, [], math.inf, 0, 0
@@ -374,6 +378,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
 
     params = [p for p in model.parameters() if p.requires_grad]
     start_time, running, consecutive_skips, stopped_early = time.monotonic(), None, 0, False
+    last_eval = start_time
     micro = cfg.batch
     bar = progress(total=cfg.steps, initial=step, desc="train", disable=None if rank == 0 else True) \
         if rank == 0 else None
@@ -418,6 +423,8 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 for moe in model.moe_layers():
                     moe.update_bias()
                 running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
+            if cfg.max_minutes:
+                clock["fraction"] = (time.monotonic() - start_time) / 60 / cfg.max_minutes
             scheduler.step()
             step += 1
             record: dict = {"step": step, "train_loss": loss_value, "lr": scheduler.get_last_lr()[0],
@@ -427,9 +434,11 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 bar.set_postfix(loss=f"{loss_value:.3f}")
             out_of_time = cfg.max_minutes is not None and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
             last = step == cfg.steps or out_of_time
-            evaluate_now = (cfg.eval_every and step % cfg.eval_every == 0) or last
+            timed_eval = cfg.eval_every_minutes is not None and (time.monotonic() - last_eval) / 60 >= cfg.eval_every_minutes
+            evaluate_now = (cfg.eval_every and step % cfg.eval_every == 0) or last or timed_eval
             if evaluate_now:
                 record.update(evaluate(model, val_batches, device, amp, tpb))
+                last_eval = time.monotonic()
                 if rank == 0 and tokenizer is not None and cfg.sample_tokens:
                     samples = sample_generations(model, tokenizer, DEFAULT_PROMPTS, cfg.sample_tokens, manifest.eos_id)
                     record["samples"] = samples

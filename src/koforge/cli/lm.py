@@ -1,0 +1,169 @@
+"""`koforge lm`: pretrain, generate with, export and import small Korean LMs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from koforge.cli._common import cli_errors, console, rows_table
+
+app = typer.Typer(help="Small Korean LLMs: train, generate, export, import.\n\nExample: koforge lm train --data shards/ --out runs/lm",
+                  no_args_is_help=True)
+
+
+@app.command()
+@cli_errors
+def train(
+    data: Path = typer.Option(..., "--data", help="Shard folder of `koforge data pack`."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, history)."),
+    model: str = typer.Option("tiny-10m", help="Model preset (tiny-10m, 50m, 125m, 150m) or YAML."),
+    train_preset: str = typer.Option("train-cpu", "--train", help="Train preset (train-cpu, train-gpu) or YAML."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete existing checkpoints in --out and start afresh."),
+    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer for sample generations at each validation."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="model.KEY=VALUE / train.KEY=VALUE overrides."),
+) -> None:
+    """Pretrain a model on token shards.
+
+    Example: koforge lm train --data shards/ --out runs/tiny --model tiny-10m train.steps=500 model.n_layers=6
+    """
+    from koforge.config import load_config
+    from koforge.lm.config import LMConfig
+    from koforge.lm.train import TrainConfig, train_lm
+
+    overrides = overrides or []
+    bad = [o for o in overrides if not o.startswith(("model.", "train."))]
+    if bad:
+        from koforge._utils.errors import ConfigError
+
+        raise ConfigError(f"override '{bad[0]}' must start with model. or train. (e.g. train.steps=500).")
+    model_cfg = load_config(LMConfig, model, [o[6:] for o in overrides if o.startswith("model.")], group="lm")
+    extra = [f"data_dir={data}", f"out_dir={out}", f"overwrite={overwrite}"] + ([f"tokenizer={tokenizer}"] if tokenizer else [])
+    train_cfg = load_config(TrainConfig, train_preset, extra + [o[6:] for o in overrides if o.startswith("train.")], group="lm")
+    result = train_lm(model_cfg, train_cfg, resume=resume)
+    rows = [{k: h[k] for k in ("step", "train_loss", "val_loss", "val_ppl", "val_bpb")} for h in result.history if "val_loss" in h]
+    console.print(rows_table(rows, title="validation"))
+    console.print(f"best checkpoint: {result.checkpoint_dir}")
+
+
+def _stop_checker(tok, stops: list[str]):
+    if not stops:
+        return None
+    return lambda row, ids: any(s in tok.decode(ids) for s in stops)
+
+
+def _cut(text: str, stops: list[str]) -> str:
+    for s in stops:
+        if s in text:
+            text = text[:text.index(s)]
+    return text
+
+
+@app.command()
+@cli_errors
+def generate(
+    model_path: Path = typer.Argument(..., help="koforge checkpoint/run folder or Hugging Face Llama folder."),
+    prompts: List[str] = typer.Argument(..., help="One or more prompts (batched with left padding)."),
+    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer (default: the one recorded with the model)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n"),
+    temperature: float = typer.Option(0.8),
+    top_k: int = typer.Option(50, "--top-k"),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    repetition_penalty: float = typer.Option(1.1, "--repetition-penalty"),
+    stop: Optional[List[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
+    seed: Optional[int] = typer.Option(0, help="Sampling seed."),
+    truncate: str = typer.Option("error", help="A prompt longer than the context: error or left (keep its end)."),
+    precision: str = typer.Option("fp32", help="fp32, int8 (CPU dynamic quantization), bf16 or fp16 (GPU)."),
+    stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they come (one prompt)."),
+) -> None:
+    """Generate continuations with the KV-cache engine.
+
+    Example: koforge lm generate runs/tiny "이 영화 정말" -n 40 --stop "."
+    """
+    from koforge._utils.errors import TokenizerError
+    from koforge.lm.deploy import quantize_int8, to_dtype
+    from koforge.lm.engine import GenerationConfig, GenerationEngine
+    from koforge.lm.load import open_model
+    from koforge.tokenizers.io import load_tokenizer
+
+    model, config, info = open_model(model_path)
+    tok_path = tokenizer or info.get("tokenizer")
+    if not tok_path:
+        raise TokenizerError(f"no tokenizer recorded with '{model_path}'; pass --tokenizer PATH.")
+    tok = load_tokenizer(tok_path)
+    model = quantize_int8(model) if precision == "int8" else to_dtype(model, precision)
+    stops = list(stop or [])
+    eos = info.get("eos_id") if info.get("eos_id") is not None else tok.eos_token_id
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           repetition_penalty=repetition_penalty, seed=seed, truncate=truncate,
+                           stop_tokens=[eos] if eos is not None else [])
+    ids = [tok.encode(p, add_special_tokens=False) for p in prompts]
+    engine = GenerationEngine(model, max_batch=len(ids))
+    checker = _stop_checker(tok, stops)
+    if stream and len(ids) == 1:
+        shown = ""
+        console.print(prompts[0], end="", highlight=False)
+        for _ in engine.stream(ids, cfg, checker):
+            text = _cut(tok.decode(engine.partial[0]), stops)
+            if not text.endswith("\ufffd"):  # wait for the rest of a split multi-byte character
+                console.print(text[len(shown):], end="", highlight=False, soft_wrap=True)
+                shown = text
+        console.print(_cut(tok.decode(engine.results[0].tokens), stops)[len(shown):], highlight=False, soft_wrap=True)
+        return
+    results = engine.generate(ids, cfg, checker)
+    console.print(rows_table([{"prompt": p, "completion": _cut(tok.decode(r.tokens), stops), "end": r.finish_reason}
+                              for p, r in zip(prompts, results)], title="generations"))
+
+
+@app.command("export")
+@cli_errors
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="koforge checkpoint or run folder (best checkpoint)."),
+    output: Path = typer.Argument(..., help="Folder to write (LlamaForCausalLM + tokenizer)."),
+    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer to ship (default: the one recorded in the run)."),
+    onnx: Optional[Path] = typer.Option(None, help="Also write an ONNX graph here (checked against onnxruntime)."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Export to a Hugging Face folder that AutoModelForCausalLM loads.
+
+    Example: koforge lm export runs/tiny hf/tiny --onnx tiny.onnx
+    """
+    from koforge.lm.hf import export_to_hf
+
+    path = export_to_hf(checkpoint, output, tokenizer=tokenizer, overwrite=overwrite)
+    console.print(f"wrote {path}")
+    if onnx is not None:
+        import torch
+
+        from koforge._utils.io import check_output
+        from koforge.lm.checkpoint import load_model
+        from koforge.lm.deploy import check_onnx, export_onnx
+
+        check_output(onnx, overwrite)
+        model, config, _ = load_model(checkpoint)
+        export_onnx(model, onnx)
+        ids = torch.randint(0, config.vocab_size, (2, min(16, config.max_seq_len)), generator=torch.Generator().manual_seed(0))
+        console.print(f"wrote {onnx} (max |onnxruntime - torch| logits: {check_onnx(model, onnx, ids):.2e})")
+
+
+@app.command("import")
+@cli_errors
+def import_cmd(
+    folder: Path = typer.Argument(..., help="Hugging Face LlamaForCausalLM folder (config.json + safetensors)."),
+    output: Path = typer.Argument(..., help="Folder for the koforge checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Import a Llama model as a koforge checkpoint (for generation, export or further training).
+
+    Example: koforge lm import hf/tiny ckpt/tiny
+    """
+    from koforge._utils.io import check_output
+    from koforge.lm.checkpoint import save_checkpoint
+    from koforge.lm.load import open_model
+
+    check_output(output, overwrite)
+    model, config, info = open_model(folder)
+    path = save_checkpoint(output, 0, model, {}, {"model_config": config.to_dict(), "eos_id": info.get("eos_id"),
+                                                 "tokenizer": info.get("tokenizer"), "val_loss": None, "imported_from": str(folder)})
+    console.print(f"wrote {path} ({model.num_parameters():,} parameters)")

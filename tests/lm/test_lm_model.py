@@ -1,0 +1,130 @@
+"""KoLM against transformers' LlamaForCausalLM on copied weights; config validation; MoE and MTP."""
+from __future__ import annotations
+
+import pytest
+import torch
+from lm_helpers import tiny_config
+
+from koforge._utils.errors import ConfigError, ModelLoadError
+from koforge.lm.config import LMConfig, count_parameters
+from koforge.lm.hf import export_model, import_from_hf
+from koforge.lm.model import KoLM
+
+
+@pytest.fixture(scope="module")
+def llama_cls():
+    from transformers import LlamaForCausalLM
+
+    return LlamaForCausalLM
+
+
+@pytest.mark.parametrize("scaling,tie", [("none", False), ("linear", True), ("ntk", False), ("yarn", True)])
+def test_logits_and_greedy_match_transformers_llama(tmp_path, llama_cls, scaling, tie):
+    torch.manual_seed(0)
+    cfg = tiny_config(rope_scaling=scaling, rope_factor=1.0 if scaling == "none" else 4.0, tie_embeddings=tie,
+                      rope_theta=5000.0)
+    model = KoLM(cfg).eval()
+    export_model(model, tmp_path / "hf")
+    ref = llama_cls.from_pretrained(tmp_path / "hf").eval()
+    ids = torch.randint(0, cfg.vocab_size, (2, 40))
+    with torch.no_grad():
+        diff = (model(ids) - ref(ids).logits).abs()
+    assert diff.max() < 1e-4, f"max {diff.max():.2e} mean {diff.mean():.2e}"
+    ours = model.generate(ids[:1, :6], 16)
+    theirs = ref.generate(ids[:1, :6], max_new_tokens=16, min_new_tokens=16, do_sample=False)
+    assert torch.equal(ours, theirs), f"first mismatch at {(ours != theirs).nonzero()[0].tolist()}"
+
+
+def test_import_round_trip_is_exact(tmp_path):
+    model = KoLM(tiny_config(tie_embeddings=True))
+    export_model(model, tmp_path / "hf")
+    back, cfg = import_from_hf(tmp_path / "hf")
+    assert cfg == model.config
+    for (k, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_import_refuses_non_llama_and_missing_weights(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ModelLoadError, match="model_type"):
+        import_from_hf(tmp_path / "x")
+    export_model(KoLM(tiny_config()), tmp_path / "hf")
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        import_from_hf(tmp_path / "hf")
+
+
+def test_export_refuses_moe(tmp_path):
+    with pytest.raises(ModelLoadError, match="mixture-of-experts"):
+        export_model(KoLM(tiny_config(moe_experts=4)), tmp_path / "hf")
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(n_heads=4, n_kv_heads=3), "does not divide by n_kv_heads"),
+    (dict(d_model=30, n_heads=4), "does not divide by n_heads"),
+    (dict(rope_scaling="ropey"), "rope_scaling"),
+    (dict(moe_experts=2, moe_top_k=3), "moe_top_k"),
+    (dict(vocab_size=0), "vocab_size"),
+])
+def test_bad_configs_are_refused(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_config(**bad)
+
+
+def test_parameter_count_formula_matches_model():
+    for cfg in (tiny_config(), tiny_config(tie_embeddings=True), tiny_config(moe_experts=4, moe_shared_experts=1),
+                tiny_config(mtp_heads=2)):
+        assert count_parameters(cfg) == KoLM(cfg).num_parameters(), cfg
+
+
+@pytest.mark.parametrize("balancing", ["aux_loss", "bias"])
+def test_moe_and_mtp_forward_backward(balancing):
+    torch.manual_seed(0)
+    cfg = tiny_config(moe_experts=4, moe_top_k=2, moe_shared_experts=1, moe_balancing=balancing, mtp_heads=2)
+    model = KoLM(cfg)
+    ids = torch.randint(0, cfg.vocab_size, (2, 16))
+    out = model.compute_loss(ids[:, :-1], ids[:, 1:])
+    assert out.mtp_loss is not None and torch.isfinite(out.loss)
+    assert (out.aux_loss is not None) == (balancing == "aux_loss")
+    out.loss.backward()
+    assert model.mtp[1].proj.weight.grad.abs().sum() > 0
+    assert model.model.layers[0].mlp.gate.weight.grad.abs().sum() > 0
+    usage = model.expert_usage()
+    assert usage.shape == (2, 4) and int(usage[0].sum()) == 2 * 15 * 2  # tokens x top_k per layer
+    before = model.moe_layers()[0].expert_bias.clone()
+    for m in model.moe_layers():
+        m.update_bias()
+    changed = not torch.equal(before, model.moe_layers()[0].expert_bias)
+    assert changed == (balancing == "bias")
+    assert model(ids).shape == (2, 16, cfg.vocab_size)
+
+
+def test_mtp_heads_do_not_change_next_token_logits():
+    torch.manual_seed(0)
+    base = KoLM(tiny_config())
+    torch.manual_seed(0)
+    with_mtp = KoLM(tiny_config(mtp_heads=1))
+    with_mtp.load_state_dict(base.state_dict(), strict=False)
+    ids = torch.randint(0, 64, (1, 10))
+    assert torch.equal(base(ids), with_mtp(ids))
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    a, b = KoLM(cfg), KoLM(cfg)
+    b.load_state_dict(a.state_dict())
+    b.gradient_checkpointing = True
+    ids = torch.randint(0, 64, (2, 12))
+    for m in (a, b):
+        m.train().compute_loss(ids, ids).loss.backward()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=n)
+
+
+def test_context_overflow_is_refused():
+    model = KoLM(tiny_config(max_seq_len=16))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    assert isinstance(LMConfig(), LMConfig)

@@ -1,0 +1,202 @@
+"""The trainer: learning, exact resume, checkpoint safety, NaN policy, bad inputs, DDP on gloo."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lm_helpers import tiny_config, write_tiny_shards
+from safetensors.torch import load_file
+
+from koforge._utils.errors import CheckpointError, ConfigError, DataError, OutputExistsError, TrainingError
+from koforge.lm.checkpoint import list_checkpoints, load_model, verify_checkpoint
+from koforge.lm.model import KoLM
+from koforge.lm.train import TrainConfig, train_lm
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_tiny_shards(tmp_path_factory.mktemp("shards") / "s")
+
+
+def cfg(shards, out, **kw) -> TrainConfig:
+    base = dict(data_dir=str(shards), out_dir=str(out), steps=8, batch=4, seq_len=16, lr=3e-3, warmup=2,
+                eval_every=4, eval_batches=2, ckpt_every=4, keep_last=2, device="cpu", log_every=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(ckpt: Path) -> dict:
+    return load_file(str(ckpt / "model.safetensors"))
+
+
+def test_training_lowers_validation_loss_and_reports_bpb(shards, tmp_path):
+    res = train_lm(tiny_config(), cfg(shards, tmp_path / "run", steps=30, eval_every=10, ckpt_every=10))
+    evals = [h for h in res.history if "val_loss" in h]
+    assert [h["step"] for h in evals] == [10, 20, 30]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] < 4.2
+    h = evals[-1]
+    assert h["val_ppl"] == pytest.approx(torch.tensor(h["val_loss"]).exp().item(), rel=1e-5)
+    # bits per byte = nats/token / ln 2 * tokens/byte; the toy corpus records 3 bytes per token (EOS adds tokens).
+    assert 0 < h["val_bpb"] < h["val_loss"] / 0.693 / 3 * 1.2
+    # keep_last=2 plus the best (the last here) -> steps 20, 30
+    assert [p.name for p in list_checkpoints(res.out_dir / "checkpoints")] == ["step_0000020", "step_0000030"]
+    assert res.checkpoint_dir.name == "step_0000030"
+    assert json.loads((res.out_dir / "history.json").read_text())[-1]["step"] == 30
+
+
+def test_killed_run_resumed_equals_uninterrupted_run_bit_for_bit(shards, tmp_path):
+    full = train_lm(tiny_config(), cfg(shards, tmp_path / "full"))
+
+    def kill_at_6(step, record):
+        if step == 6:
+            raise KeyboardInterrupt  # as if the process died after the step-4 checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train_lm(tiny_config(), cfg(shards, tmp_path / "killed"), on_step=kill_at_6)
+    assert [p.name for p in list_checkpoints(tmp_path / "killed" / "checkpoints")] == ["step_0000004"]
+    resumed = train_lm(tiny_config(), cfg(shards, tmp_path / "killed"), resume=True)
+    a = weights(full.out_dir / "checkpoints" / "step_0000008")
+    b = weights(resumed.out_dir / "checkpoints" / "step_0000008")
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k}: max diff {(a[k] - b[k]).abs().max():.3e}"
+    assert [h["train_loss"] for h in full.history] == [h["train_loss"] for h in resumed.history]
+
+
+def test_existing_run_needs_resume_or_overwrite(shards, tmp_path):
+    train_lm(tiny_config(), cfg(shards, tmp_path / "run", steps=4))
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train_lm(tiny_config(), cfg(shards, tmp_path / "run", steps=4))
+    with pytest.raises(CheckpointError, match="another model config.*d_model"):
+        train_lm(tiny_config(d_model=48), cfg(shards, tmp_path / "run", steps=8), resume=True)
+    with pytest.raises(CheckpointError, match="batch"):
+        train_lm(tiny_config(), cfg(shards, tmp_path / "run", steps=8, batch=8), resume=True)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train_lm(tiny_config(), cfg(shards, tmp_path / "empty"), resume=True)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_meta"])
+def test_corrupted_checkpoint_is_refused_and_good_ones_kept(shards, tmp_path, damage):
+    run = tmp_path / "run"
+    train_lm(tiny_config(), cfg(shards, run, steps=8, keep_last=3))
+    good, bad = list_checkpoints(run / "checkpoints")
+    f = bad / "model.safetensors"
+    data = f.read_bytes()
+    if damage == "truncate":
+        f.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        f.write_bytes(data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:])
+    else:
+        (bad / "meta.json").unlink()
+    with pytest.raises(CheckpointError, match="truncated|corrupted|incomplete"):
+        train_lm(tiny_config(), cfg(shards, run, steps=12, keep_last=3), resume=True)
+    with pytest.raises(CheckpointError):
+        load_model(bad)
+    verify_checkpoint(good)  # untouched
+    res = train_lm(tiny_config(), cfg(shards, run, steps=12, keep_last=3, resume_from=str(good)), resume=True)
+    assert res.final_step == 12 and good.exists()
+
+
+def _nan_at(monkeypatch, call_numbers):
+    original = KoLM.compute_loss
+    calls = {"n": 0}
+
+    def patched(self, x, y):
+        out = original(self, x, y)
+        calls["n"] += 1
+        if self.training and calls["n"] in call_numbers:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(KoLM, "compute_loss", patched)
+
+
+def test_nan_loss_is_skipped_and_never_checkpointed(shards, tmp_path, monkeypatch):
+    _nan_at(monkeypatch, {3})
+    res = train_lm(tiny_config(), cfg(shards, tmp_path / "run", eval_every=0))
+    assert res.skipped_steps == 1 and res.final_step == 8
+    for ckpt in list_checkpoints(res.out_dir / "checkpoints"):
+        assert all(torch.isfinite(t).all() for t in weights(ckpt).values())
+
+
+def test_nan_policy_stop_raises_and_keeps_last_good(shards, tmp_path, monkeypatch):
+    _nan_at(monkeypatch, {6})
+    with pytest.raises(TrainingError, match="non-finite.*step 6"):
+        train_lm(tiny_config(), cfg(shards, tmp_path / "run", eval_every=0, nan_policy="stop"))
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step_0000004"]
+
+
+def test_non_finite_weights_are_never_written(shards, tmp_path):
+    def poison(step, record):
+        if step == 7:
+            with torch.no_grad():
+                poison.model.lm_head.weight[0, 0] = float("inf")
+
+    import koforge.lm.train as train_mod
+
+    original = train_mod.KoLM
+
+    class Spy(original):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            poison.model = self
+
+    train_mod.KoLM = Spy
+    try:
+        with pytest.raises(TrainingError, match="no checkpoint was written"):
+            train_lm(tiny_config(), cfg(shards, tmp_path / "run", eval_every=0), on_step=poison)
+    finally:
+        train_mod.KoLM = original
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step_0000004"]
+
+
+def test_empty_or_missing_shard_folder_is_one_clear_error(tmp_path, shards):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="manifest.json"):
+        train_lm(tiny_config(), cfg(tmp_path / "empty", tmp_path / "run"))
+    with pytest.raises(ConfigError, match="vocab_size"):
+        train_lm(tiny_config(vocab_size=32), cfg(shards, tmp_path / "run2"))
+    with pytest.raises(DataError, match="seq_len"):
+        train_lm(tiny_config(max_seq_len=8192), cfg(shards, tmp_path / "run3", seq_len=5000))
+    with pytest.raises(ConfigError, match="data_dir"):
+        TrainConfig(data_dir="")
+
+
+def test_moe_mtp_model_trains_with_bias_balancing(shards, tmp_path):
+    mc = tiny_config(moe_experts=4, moe_top_k=2, moe_balancing="bias", mtp_heads=1)
+    res = train_lm(mc, cfg(shards, tmp_path / "run", steps=4, eval_every=0))
+    assert "mtp_loss" in res.history[-1]
+    model, _, _ = load_model(res.checkpoint_dir)
+    assert model.moe_layers()[0].expert_bias.abs().sum() > 0  # saved with the checkpoint
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path):
+    steps = 4
+    single = train_lm(tiny_config(), TrainConfig(data_dir=str(shards), out_dir=str(tmp_path / "one"), steps=steps,
+                                                 batch=8, seq_len=16, lr=3e-3, warmup=2, eval_every=0, ckpt_every=0,
+                                                 device="cpu", log_every=1))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KOFORGE_MLFLOW": "off"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           str(ASSETS / "lm_ddp_train.py"), str(shards), str(tmp_path / "two"), str(steps)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "losses.json").read_text())
+    one = [h["train_loss"] for h in single.history]
+    assert len(one) == len(two) == steps
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
+    a = weights(tmp_path / "one" / "checkpoints" / f"step_{steps:07d}")
+    b = weights(tmp_path / "two" / "checkpoints" / f"step_{steps:07d}")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
