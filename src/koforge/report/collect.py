@@ -21,7 +21,7 @@ from pathlib import Path
 from koforge._utils.errors import DataError, InputPathError
 from koforge._utils.io import require_path
 from koforge.eval.schema import EvalResult, is_result
-from koforge.report.tables import Section, Table, json_tables
+from koforge.report.tables import Section, Table, json_tables, model_label
 
 REPORT_MARKER = ".koforge-report"
 MAX_JSON_BYTES = 2_000_000
@@ -91,7 +91,7 @@ def _read_json(p: Path):
 
 
 def _eval_tables(rel: str, r: EvalResult) -> list[Table]:
-    title = f"{r.task} — {Path(r.model).name or r.model}"
+    title = f"{r.task} — {model_label(r.model)}"
     tables = [Table(title=title, source=rel,
                     rows=[{"metric": k + (" (primary)" if k == r.primary_metric else ""), "value": v}
                           for k, v in r.metrics.items()])]

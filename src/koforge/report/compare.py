@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from koforge.report.collect import RunContents
-from koforge.report.tables import Table
+from koforge.report.tables import Table, model_label
 
 
 def summary_table(runs: Sequence[RunContents]) -> Table:
@@ -20,7 +20,7 @@ def summary_table(runs: Sequence[RunContents]) -> Table:
     for run in runs:
         for rel, r in run.results:
             rows.append({**({"run": run.name} if len(runs) > 1 else {}), "task": r.task,
-                         "model": Path(r.model).name or r.model, "primary metric": r.primary_metric,
+                         "model": model_label(r.model), "primary metric": r.primary_metric,
                          "value": r.primary_value, "better": "higher" if r.higher_is_better else "lower",
                          "file": rel})
     return Table(title="Summary", rows=rows)
@@ -36,7 +36,7 @@ def task_comparisons(runs: Sequence[RunContents]) -> list[tuple[str, Table, str,
     for task, entries in by_task.items():
         if len({name for name, _ in entries}) < 2:
             continue
-        rows = [{"run": name, "model": Path(r.model).name or r.model, **r.metrics} for name, r in entries]
+        rows = [{"run": name, "model": model_label(r.model), **r.metrics} for name, r in entries]
         first = entries[0][1]
         out.append((task, Table(title=f"Comparison · {task}", rows=rows), first.primary_metric, first.higher_is_better))
     return out

@@ -49,6 +49,12 @@ class Section:
     """(caption, text shown verbatim)"""
 
 
+def model_label(model: str) -> str:
+    """A short name for a model path: its last two components ('lm/hf', not '/tmp/run/lm/hf' or 'hf')."""
+    parts = [p for p in str(model).replace("\\", "/").split("/") if p]
+    return "/".join(parts[-2:]) if parts else str(model)
+
+
 def _is_scalar(v: Any) -> bool:
     return v is None or isinstance(v, (str, int, float, bool))
 
