@@ -40,12 +40,10 @@ def command(
         console.print(f"[bold]{result.name}[/] [{colour}]{result.status}[/] ({result.seconds:.1f} s) {result.headline}",
                       highlight=False)
         for title, rows in result.tables.items():
-            if rows and result.name != "tokenizer":
+            if rows:
                 console.print(rows_table(rows, title=title, floatfmt=".3f"))
-        for line in result.lines if result.name == "lm" else []:
+        for line in result.lines:
             console.print(f"  {line}", highlight=False)
-        if result.name == "tokenizer" and result.lines:
-            console.print(result.lines[0], highlight=False)
 
     demo = run_demo(config, output, on_event=lambda m: err_console.print(f"[dim]{m}[/]"), on_step=on_step)
     console.print(rows_table(demo.summary_rows(), title=f"koforge demo: {time.perf_counter() - start:.0f} s in all", floatfmt=".1f"))
