@@ -13,6 +13,7 @@ The library returns results; printing is the CLI's job.
 from __future__ import annotations
 
 import importlib
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -155,7 +156,8 @@ def _log_step(result: StepResult, config: DemoConfig) -> None:
 
     params = {"step": result.name, "status": result.status, **{f"demo.{k}": v for k, v in config_to_dict(config).items()}}
     with tracked_run("koforge-demo", run_name=result.name, params=params) as run:
-        run.log_metrics({**result.metrics, "seconds": result.seconds})
+        # MLflow metric names allow only letters, digits, _ - . / and spaces.
+        run.log_metrics({re.sub(r"[^\w\-. /]", "_", k): v for k, v in {**result.metrics, "seconds": result.seconds}.items()})
         for p in result.artifacts:
             run.log_artifact(p)
 
