@@ -111,7 +111,7 @@ def load_model(path: str | Path, *, dtype: str = "auto", trust_remote_code: bool
 
     _quiet_transformers()
     local = Path(path).expanduser()
-    if local.suffix or os.sep in str(path) or local.exists():
+    if local.exists() or str(path).startswith(("/", ".", "~")):  # else a hub name such as org/model-1.2B
         require_path(local, "model folder")
         if not (local / "config.json").exists():
             raise ModelLoadError(f"'{local}' has no config.json: it is not a Hugging Face model folder.")
