@@ -109,7 +109,7 @@ def row(name: str, mode: str, report: dict, seconds: float, rss: float) -> dict:
         "fewer": f"{ko['token_reduction']:.1%}",
         "unk": f"{ko['unk_rate_before']:.2%} -> {ko['unk_rate_after']:.2%}",
         "EN unchanged": f"{en['unchanged_share']:.2%} of {en['lines']:,}",
-        "apply s": f"{seconds:.1f}", "peak RSS GiB": f"{rss:.2f}",
+        "apply s (process)": f"{seconds:.1f}", "expand s (in-process)": f"{report['seconds']:.1f}", "peak RSS GiB": f"{rss:.2f}",
     }
 
 
@@ -124,7 +124,11 @@ def check_minilm_loads(folder: Path, korsts: Path) -> str:
 
 
 def main() -> None:
-    from koforge.cli._common import console, rows_table
+    from rich.console import Console
+
+    from koforge.cli._common import rows_table
+
+    console = Console(width=230)
 
     out = bench_out("expansion")
     paths = prepare_texts(out)
@@ -154,6 +158,12 @@ def main() -> None:
         notes += [f"minilm {mode}: {n}" for n in report["notes"]]
         notes.append(check_minilm_loads(out / f"minilm_{mode}", paths["korsts"]))
     console.print(rows_table(rows, title="koforge expand apply: Korean held-out tokens, English exactness, cost"))
+    qwen = {r["mode"]: r for r in rows if r["base"].startswith("Qwen3")}
+    if len(qwen) == 2:
+        best = min(qwen, key=lambda m: float(qwen[m]["ratio vs base"]))
+        exact = [m for m, r in qwen.items() if r["EN unchanged"].startswith("100.00%")]
+        console.print(f"fewer tokens: {best} (ratio {qwen[best]['ratio vs base']} vs "
+                      f"{qwen[next(m for m in qwen if m != best)]['ratio vs base']}); English exact: {', '.join(exact) or 'neither'}")
     for n in notes:
         console.print(f"- {n}", highlight=False, soft_wrap=True)
     (out / "results.json").write_text(json.dumps({"rows": rows, "notes": notes}, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -97,3 +97,9 @@ def model_dirs(tmp_path_factory, tok_dirs) -> dict[str, Path]:
         tok.save_pretrained(root / arch)
         out[arch] = root / arch
     return out
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model():
+    """The `tiny_model(arch, vocab_size)` factory."""
+    return tiny_model

@@ -134,3 +134,18 @@ def test_report_figures(expanded):
     stats = report["row_statistics"]
     assert set(stats) == {"input", "output"} and stats["input"]["new_norm_mean"] > 0
     assert len(report["added_tokens"]) == report["num_added"]
+
+
+def test_padded_embedding_matrix_is_reused(tok_dirs, make_tiny_model, tmp_path):
+    """A model with more rows than tokens (Qwen3 ships 151,936 rows for 151,669 tokens): no resize, only new ids written."""
+    tok = AutoTokenizer.from_pretrained(tok_dirs["base"])
+    model = make_tiny_model("qwen3", len(tok) + 1000)
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    result = expand_vocabulary(tmp_path / "base", tok_dirs["donor"], ExpansionConfig(), tmp_path / "out")
+    new = AutoModelForCausalLM.from_pretrained(result.path)
+    rows_before, rows_after = model.get_input_embeddings().weight, new.get_input_embeddings().weight
+    end = result.added_token_ids[-1] + 1
+    assert rows_after.shape == rows_before.shape and result.report["embedding_rows"] == {"before": len(tok) + 1000, "after": len(tok) + 1000}
+    assert torch.equal(rows_after[:len(tok)], rows_before[:len(tok)]) and torch.equal(rows_after[end:], rows_before[end:])
+    assert not torch.equal(rows_after[len(tok):end], rows_before[len(tok):end])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from koforge._utils.errors import KoforgeError
+from koforge._utils.errors import DataError, KoforgeError
 from koforge.vocab.config import ExpansionConfig
 from koforge.vocab.diff import diff_tokenizers, read_lines
 from koforge.vocab.loading import load_tokenizer, tokenizer_spec
@@ -125,6 +125,8 @@ def analyze_expansion(base: str | Path, donor: str | Path, texts: Sequence[str] 
     config = config or ExpansionConfig()
     if texts and all(isinstance(t, Path) for t in texts):
         texts = [line for p in texts for line in read_lines(p, config.eval_max_lines, "text file")]
+    if not texts:
+        raise DataError("analyze needs Korean text: pass at least one non-empty sentence or text file (--text FILE).")
     base_tok = load_tokenizer(base, trust_remote_code=trust_remote_code, what="base tokenizer")
     donor_tok = load_tokenizer(donor, trust_remote_code=trust_remote_code, what="donor tokenizer")
     reference = read_lines(config.reference, config.reference_max_lines, "reference corpus") if config.reference else None
