@@ -58,3 +58,14 @@ def tiny_expanded(tiny_bert, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def korean_texts() -> list[str]:
     return [line for line in (Path(__file__).resolve().parents[1] / "assets" / "embed_texts.txt").read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on this shared 2-core machine, 2 spinning OpenMP threads run the tiny models 3-4x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,28 @@
+"""Run by `torchrun --nproc_per_node 2` from test_embed_ddp.py: a tiny recipe under DDP (gloo, CPU)."""
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("KOFORGE_MLFLOW", "off")
+os.environ.setdefault("KOFORGE_PROGRESS", "0")
+
+from koforge.embeddings.recipe import load_recipe, run_recipe  # noqa: E402
+
+base, assets, out = sys.argv[1:4]
+recipe = load_recipe({"name": "ddp", "data_root": assets, "device": "cpu", "evaluate_base": False,
+                      "evaluation": {"korsts": "embed_sts.tsv", "korquad": None, "separation": None,
+                                     "bitext_ko": None, "bitext_en": None},
+                      "stages": [{"name": "sts", "objective": "cosent", "max_steps": 2, "batch_size": 4,
+                                  "data": [{"kind": "sts", "path": "embed_sts.tsv"}]}]})
+result = run_recipe(recipe, base, out)
+model_hash = hashlib.sha256()
+import koforge.embeddings.model as m  # noqa: E402
+
+final = m.build_embedding_model(result.final_model)
+for name, p in sorted(m.backbone(final).state_dict().items()):
+    model_hash.update(p.detach().cpu().numpy().tobytes())
+Path(out, f"rank{os.environ['RANK']}.sha").write_text(model_hash.hexdigest())

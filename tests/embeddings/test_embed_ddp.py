@@ -1,0 +1,22 @@
+"""DDP through torchrun: 2 CPU processes on gloo train one tiny stage and end with the same weights."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tiny_bert, assets, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KOFORGE_MLFLOW": "off", "KOFORGE_PROGRESS": "0"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(Path(__file__).with_name("_ddp_worker.py")), str(tiny_bert), str(assets), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "checkpoints" / "sts" / "final" / "modules.json").exists()
+    assert (out / "rank0.sha").read_text() == (out / "rank1.sha").read_text()
+    assert (out / "comparison.md").exists()

@@ -1,0 +1,156 @@
+"""Recipes end to end on a tiny model: checkpoints, evaluation, comparison, resume, bad inputs, CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from koforge._utils.errors import ConfigError, DataError, OutputExistsError, TrainingError
+from koforge.embeddings.recipe import load_recipe, run_recipe
+
+
+def _recipe(assets, stages, **extra):
+    return load_recipe({"name": "tiny", "data_root": str(assets), "device": "cpu", "evaluate_base": True,
+                        "evaluation": {"korsts": "embed_sts.tsv", "korquad": "embed_korquad.json",
+                                       "bitext_ko": "embed_ko.txt", "bitext_en": "embed_en.txt"},
+                        "stages": stages, **extra})
+
+
+def _distill(teacher, texts="embed_texts.txt"):
+    return {"name": "new_rows", "scope": "new_embeddings", "objective": "distill", "teacher": str(teacher),
+            "learning_rate": 1e-2, "max_steps": 2, "batch_size": 8, "data": [{"kind": "text", "path": str(texts)}]}
+
+
+COSENT = {"name": "sts", "scope": "full", "objective": "cosent", "max_steps": 2, "batch_size": 8,
+          "data": [{"kind": "sts", "path": "embed_sts.tsv"}]}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(assets, tiny_bert, tiny_expanded, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "emb"
+    texts = out.parent / "new_token_texts.txt"  # sentences that use the fake expansion's added tokens
+    texts.write_text("\n".join(f"한국어{i} 사람이 한국어{i + 1} 말한다" for i in range(0, 38, 2)), encoding="utf-8")
+    recipe = _recipe(assets, [_distill(tiny_bert, texts), COSENT])
+    return recipe, run_recipe(recipe, tiny_expanded, out)
+
+
+def test_recipe_writes_loadable_checkpoints_and_comparison(tiny_run, tiny_expanded):
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+
+    _, result = tiny_run
+    out = result.output_dir
+    assert [s["stage"] for s in result.stages] == ["base", "new_rows", "sts"]
+    for stage in ("new_rows", "sts"):
+        final = out / "checkpoints" / stage / "final"
+        assert (final / "modules.json").exists() and (final / "koforge_embedding.json").exists()
+        assert json.loads((final.parent / "eval.json").read_text())["metrics"]["korsts/spearman"] == pytest.approx(
+            next(s for s in result.stages if s["stage"] == stage)["metrics"]["korsts/spearman"])
+    # the new-rows stage changed only rows beyond the base vocabulary
+    n_old = json.loads((tiny_expanded / "expansion_report.json").read_text())["base_vocab_size"]
+    before = load_file(str(tiny_expanded / "model.safetensors"))
+    after = load_file(str(out / "checkpoints" / "new_rows" / "final" / "model.safetensors"))
+    key = next(k for k in before if k.endswith("word_embeddings.weight"))
+    assert torch.equal(before[key][:n_old], after[key][:n_old]) and not torch.equal(before[key][n_old:], after[key][n_old:])
+    # a plain SentenceTransformer loads the final model and embeds like the recipe's evaluation saw it
+    st = SentenceTransformer(str(result.final_model), device="cpu")
+    emb = st.encode(["한 남자가 기타를 친다."])
+    assert emb.shape == (1, 32) and np.isclose(np.linalg.norm(emb), 1.0, atol=1e-5)
+    table = (out / "comparison.md").read_text()
+    assert "korsts/spearman" in table and "| sts |" in table
+    assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert [r["stage"] for r in rows] == ["base", "new_rows", "sts"] and "korquad/ndcg@10" in rows[0]
+
+
+def test_resume_from_stage_reuses_earlier_checkpoints(tiny_run, tiny_expanded):
+    recipe, result = tiny_run
+    first = (result.output_dir / "checkpoints" / "new_rows" / "final" / "model.safetensors").read_bytes()
+    again = run_recipe(recipe, tiny_expanded, result.output_dir, from_stage="sts")
+    assert (result.output_dir / "checkpoints" / "new_rows" / "final" / "model.safetensors").read_bytes() == first
+    assert [s["stage"] for s in again.stages] == ["base", "new_rows", "sts"]
+    with pytest.raises(OutputExistsError):
+        run_recipe(recipe, tiny_expanded, result.output_dir)
+    with pytest.raises(ConfigError, match="not a stage"):
+        run_recipe(recipe, tiny_expanded, result.output_dir, from_stage="nope")
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(assets, tiny_bert, tmp_path, monkeypatch):
+    import koforge.embeddings.recipe as rec
+
+    real = rec.build_loss
+
+    def poisoned(objective, model, **kw):
+        loss = real(objective, model, **kw)
+        if objective != "angle":
+            return loss
+        calls = {"n": 0}
+
+        class Nan(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, features, labels):
+                calls["n"] += 1
+                value = loss(features, labels)
+                return value * float("nan") if calls["n"] >= 2 else value
+        return Nan()
+
+    monkeypatch.setattr(rec, "build_loss", poisoned)
+    bad = {**COSENT, "name": "diverges", "objective": "angle", "max_steps": 3}
+    recipe = _recipe(assets, [COSENT, bad], evaluate_base=False)
+    with pytest.raises(TrainingError, match="step 2"):
+        run_recipe(recipe, tiny_bert, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "sts" / "final" / "modules.json").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "diverges").exists()
+
+
+def test_bad_recipes_and_data_are_clear_errors(assets, tiny_bert, tmp_path):
+    with pytest.raises(ConfigError, match="scope 'everything'"):
+        _recipe(assets, [{**COSENT, "scope": "everything"}])
+    with pytest.raises(ConfigError, match="objective 'triplet'"):
+        _recipe(assets, [{**COSENT, "objective": "triplet"}])
+    with pytest.raises(ConfigError, match="teacher"):
+        _recipe(assets, [{**COSENT, "objective": "distill"}])
+    with pytest.raises(ConfigError, match="koforge expand"):
+        run_recipe(_recipe(assets, [_distill(tiny_bert)], evaluate_base=False), tiny_bert, tmp_path / "a")
+    (tmp_path / "nocol.tsv").write_text("sentence1\tsentence2\n가\t나\n", encoding="utf-8")
+    with pytest.raises(DataError, match="score"):
+        run_recipe(_recipe(assets, [{**COSENT, "data": [{"kind": "sts", "path": str(tmp_path / "nocol.tsv")}]}],
+                           evaluate_base=False), tiny_bert, tmp_path / "b")
+    with pytest.raises(DataError, match="after filtering"):
+        run_recipe(_recipe(assets, [{**COSENT, "data": [{"kind": "sts", "path": "embed_sts.tsv", "min_chars": 500}]}],
+                           evaluate_base=False), tiny_bert, tmp_path / "c")
+    assert not (tmp_path / "c" / "checkpoints").exists()
+
+
+def test_cli_train_error_and_eval(assets, tiny_bert, tmp_path):
+    from typer.testing import CliRunner
+
+    from koforge.cli.main import app
+
+    runner = CliRunner()
+    (tmp_path / "bad.yaml").write_text("name: bad\nstages:\n  - name: s\n    scope: everything\n    data:\n"
+                                       "      - {kind: sts, path: embed_sts.tsv}\n", encoding="utf-8")
+    res = runner.invoke(app, ["embed", "train", str(tmp_path / "bad.yaml"), str(tiny_bert), str(tmp_path / "o")])
+    assert res.exit_code == 1 and "scope 'everything'" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["embed", "eval", str(tiny_bert), "korsts=embed_sts.tsv", "korquad=embed_korquad.json",
+                              "bitext_ko=null", "bitext_en=null", "--data-root", str(assets), "-o", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert {"korsts/spearman", "korquad/ndcg@10", "separation/separation"} <= metrics.keys()
+
+
+def test_mlflow_logs_each_stage(assets, tiny_bert, tmp_path, mlflow_store):
+    import mlflow
+
+    run_recipe(_recipe(assets, [COSENT], evaluate_base=False, experiment="embed-test",
+                       evaluation={"korsts": "embed_sts.tsv", "korquad": None, "separation": None,
+                                   "bitext_ko": None, "bitext_en": None}), tiny_bert, tmp_path / "r")
+    mlflow.set_tracking_uri(mlflow_store)
+    runs = mlflow.search_runs(experiment_names=["embed-test"])
+    assert len(runs) >= 1 and "metrics.korsts/spearman" in runs.columns
+    assert runs.iloc[0]["params.scope"] == "full"
