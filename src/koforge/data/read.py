@@ -32,7 +32,7 @@ log = get_logger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".jsonl", ".tsv", ".csv")
 HF_PREFIX = "hf:"
-_MAX_WARNINGS_PER_FILE = 5
+_MAX_LINE_WARNINGS = 5
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -52,7 +52,7 @@ class ReadStats:
         self.skipped_lines += 1
         if len(self.skipped_where) < 20:
             self.skipped_where.append(where)
-        if self.skipped_lines <= _MAX_WARNINGS_PER_FILE:
+        if self.skipped_lines <= _MAX_LINE_WARNINGS:
             log.warning("skipping %s: %s", where, why)
 
 

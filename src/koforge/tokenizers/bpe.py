@@ -8,9 +8,11 @@ and byte-level decoding guarantees `decode(encode(x)) == x` for any string
 
 SuperBPE (Liu et al., 2025, "SuperBPE: Space Travel for Language Models"):
 stage 1 is ordinary byte-level BPE up to the transition size `t`; stage 2
-lifts whitespace pre-tokenisation (chunks now end only at punctuation,
-newlines and, with `digits="split"`, digits) and continues merging, so tokens
-such as " 수 있습니다" spanning several words are learned. Stage 2 re-uses
+lifts whitespace pre-tokenisation (chunks now end only at newlines, after
+sentence-final punctuation and, with `digits="split"`, at digits) and
+continues merging, so tokens such as " 수 있습니다" or "하고 있습니다."
+spanning several words are learned, but never across sentences. Every
+stage-2 chunk boundary is also a stage-1 boundary. Stage 2 re-uses
 the Rust trainer: every stage-1 token becomes one private-use character, each
 chunk of the corpus is rewritten as its stage-1 token sequence, and the new
 merges are translated back. The final model's merge list is stage 1's
@@ -29,7 +31,8 @@ from typing import Any, Iterable, Iterator
 from koforge._utils.errors import TokenizerError
 from koforge.tokenizers.train import WHITESPACE_RUNS, TokenizerTrainConfig
 
-_STAGE2_BOUNDARY = r" ?[^\s\p{L}\p{N}]+|\s*\n\s*"
+_NEWLINES = r"\s*\n\s*"
+_SENTENCE_END = r"(?<=[.!?。？！])[^\S\n]+"  # the space after ". " starts the next chunk, as in stage 1
 _PUA = 0xF0000  # Supplementary Private Use Area-A (65,534 code points), then -B
 _PUA_MAX = 2 * 65534
 
@@ -44,16 +47,23 @@ def _normalizer(config: TokenizerTrainConfig):
     return {"nfc": normalizers.NFC, "nfkc": normalizers.NFKC}.get(config.normalization, lambda: None)()
 
 
+def superword_chunker(config: TokenizerTrainConfig) -> list:
+    """SuperBPE stage-2 chunking: digits (when split), newline runs, and sentence ends."""
+    from tokenizers import Regex, pre_tokenizers
+
+    steps = [pre_tokenizers.Digits(individual_digits=True)] if config.digits == "split" else []
+    return steps + [pre_tokenizers.Split(Regex(_NEWLINES), behavior="isolated"),
+                    pre_tokenizers.Split(Regex(_SENTENCE_END), behavior="merged_with_next")]
+
+
 def pre_tokenizer(config: TokenizerTrainConfig, *, superwords: bool = False):
     """The byte-level pre-tokeniser: digits, then words (stage 1) or punctuation-delimited chunks (SuperBPE)."""
     from tokenizers import Regex, pre_tokenizers
 
-    steps = [pre_tokenizers.Digits(individual_digits=True)] if config.digits == "split" else []
     if superwords:
-        steps.append(pre_tokenizers.Split(Regex(_STAGE2_BOUNDARY), behavior="isolated"))
-        steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
-    else:
-        steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
+        return pre_tokenizers.Sequence(superword_chunker(config) + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    steps = [pre_tokenizers.Digits(individual_digits=True)] if config.digits == "split" else []
+    steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
     return pre_tokenizers.Sequence(steps)
 
 
@@ -160,10 +170,9 @@ def _unmap(ch: str) -> int:
 
 def _stage2_sequences(spool: Path, stage1: Any, config: TokenizerTrainConfig, alphabet: set[str]) -> Iterator[list[str]]:
     """Each multi-token chunk of the corpus as a string of one private-use character per stage-1 token."""
-    from tokenizers import Regex, pre_tokenizers
+    from tokenizers import pre_tokenizers
 
-    steps = [pre_tokenizers.Digits(individual_digits=True)] if config.digits == "split" else []
-    chunker = pre_tokenizers.Sequence(steps + [pre_tokenizers.Split(Regex(_STAGE2_BOUNDARY), behavior="isolated")])
+    chunker = pre_tokenizers.Sequence(superword_chunker(config))
     n_special = len(config.special_tokens)
     form = config.normalization.upper()
     for docs in _read_spool(spool):

@@ -11,6 +11,7 @@ Special tokens are control symbols, so text never produces them.
 from __future__ import annotations
 
 import io
+import os
 import unicodedata
 from typing import Any, Iterable, Iterator
 
@@ -51,7 +52,7 @@ def _train_proto(texts: Iterable[str], config: TokenizerTrainConfig) -> bytes:
             allow_whitespace_only_pieces=config.whitespace == "preserve", max_sentence_length=1 << 16,
             input_sentence_size=config.input_sentence_size, shuffle_input_sentence=True, seed_sentencepiece_size=1_000_000,
             control_symbols=config.chat_tokens + list(config.extra_special_tokens), user_defined_symbols=user,
-            unk_piece=named[0], num_threads=max(1, min(8, __import__("os").cpu_count() or 1)),
+            unk_piece=named[0], num_threads=max(1, min(8, os.cpu_count() or 1)),
             minloglevel=2, hard_vocab_limit=False, **ids)
     except RuntimeError as e:
         raise TokenizerError(f"SentencePiece training failed: {str(e).splitlines()[0]}. "
