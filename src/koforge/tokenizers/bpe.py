@@ -57,7 +57,7 @@ def superword_chunker(config: TokenizerTrainConfig) -> list:
 
 
 def pre_tokenizer(config: TokenizerTrainConfig, *, superwords: bool = False):
-    """The byte-level pre-tokeniser: digits, then words (stage 1) or punctuation-delimited chunks (SuperBPE)."""
+    """The byte-level pre-tokeniser: digits, then words (BPE, SuperBPE stage 1) or sentence chunks (SuperBPE)."""
     from tokenizers import Regex, pre_tokenizers
 
     if superwords:
