@@ -109,8 +109,30 @@ def row(name: str, mode: str, report: dict, seconds: float, rss: float) -> dict:
         "fewer": f"{ko['token_reduction']:.1%}",
         "unk": f"{ko['unk_rate_before']:.2%} -> {ko['unk_rate_after']:.2%}",
         "EN unchanged": f"{en['unchanged_share']:.2%} of {en['lines']:,}",
-        "apply s (process)": f"{seconds:.1f}", "expand s (in-process)": f"{report['seconds']:.1f}", "peak RSS GiB": f"{rss:.2f}",
+        "apply s (process)": f"{seconds:.1f}", "diff+build+init s": f"{report['seconds']:.1f}", "peak RSS GiB": f"{rss:.2f}",
     }
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Bar chart: Korean tokens per line before / after, per base and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['base'].split(' (')[0]}\n{r['mode']}" for r in rows]
+    before = [float(r["ko tok/line"].split(" -> ")[0]) for r in rows]
+    after = [float(r["ko tok/line"].split(" -> ")[1]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], before, width=0.4, label="base tokenizer")
+    ax.bar([x + 0.2 for x in xs], after, width=0.4, label="expanded")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylabel("tokens per Korean line")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def check_minilm_loads(folder: Path, korsts: Path) -> str:
@@ -166,6 +188,8 @@ def main() -> None:
                       f"{qwen[next(m for m in qwen if m != best)]['ratio vs base']}); English exact: {', '.join(exact) or 'neither'}")
     for n in notes:
         console.print(f"- {n}", highlight=False, soft_wrap=True)
+    plot(rows, out / "expansion_tokens.png")
+    console.print(f"wrote {out / 'results.json'} and {out / 'expansion_tokens.png'}")
     (out / "results.json").write_text(json.dumps({"rows": rows, "notes": notes}, ensure_ascii=False, indent=2), encoding="utf-8")
 
 

@@ -1,8 +1,8 @@
 """Load the base model and the base/donor tokenizers, with errors that name them.
 
-Tokenizers go through `koforge.tokenizers.io.load_tokenizer` when that module
-is present (it accepts folders, a `tokenizer.json`, folders holding only a
-`tokenizer.json`, and hub names); a small fallback does the same otherwise.
+Tokenizers go through `koforge.tokenizers.io.load_tokenizer` (folders, a
+`tokenizer.json`, folders holding only a `tokenizer.json`, hub names); this
+module only prefixes its errors with the role (base or donor tokenizer).
 Models load with `AutoModelForCausalLM` when their config names a causal-LM
 architecture, else `AutoModel` (encoders such as BERT), keeping the
 checkpoint's dtype.
@@ -18,49 +18,15 @@ from koforge._utils.errors import ModelLoadError, TokenizerError
 
 
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False, what: str = "tokenizer") -> Any:
-    """A `PreTrainedTokenizerFast` from a folder, a tokenizer.json or a hub name."""
+    """A `PreTrainedTokenizerFast` from a folder, a tokenizer.json or a hub name; errors say which one (`what`)."""
+    from koforge.tokenizers.io import load_tokenizer as _load
+
     try:
-        from koforge.tokenizers.io import load_tokenizer as _shared_loader
-    except ImportError:
-        _shared_loader = None
-    if _shared_loader is not None:
-        try:
-            return _shared_loader(name_or_path, trust_remote_code=trust_remote_code)
-        except TokenizerError as e:
-            raise TokenizerError(f"{what} '{name_or_path}' cannot be loaded: {e}") from None
-        except Exception as e:  # noqa: BLE001 - a third-party loader can raise anything
-            raise TokenizerError(f"{what} '{name_or_path}' cannot be loaded ({type(e).__name__}: {e}). "
-                                 "Expected a tokenizer folder, a tokenizer.json or a hub name.") from None
-    return _fallback_load(name_or_path, trust_remote_code=trust_remote_code, what=what)
-
-
-def _fallback_load(name_or_path: str | Path, *, trust_remote_code: bool, what: str) -> Any:
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    path = Path(name_or_path).expanduser()
-    try:
-        if path.is_file():
-            if path.suffix != ".json":
-                raise TokenizerError(f"{what} '{path}' is a file but not a tokenizer.json. Pass its folder or its tokenizer.json.")
-            return PreTrainedTokenizerFast(tokenizer_file=str(path))
-        if path.is_dir():
-            try:
-                tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-            except Exception:
-                if (path / "tokenizer.json").exists():
-                    return PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
-                raise
-            if not getattr(tok, "is_fast", False):
-                raise TokenizerError(f"{what} '{path}' loaded as a slow (Python) tokenizer; expansion needs a fast "
-                                     "tokenizer (a tokenizer.json). Convert it with transformers first.")
-            return tok
-        if str(name_or_path).startswith((".", "/", "~")) or path.suffix == ".json":
-            raise TokenizerError(f"{what} '{path}' not found. Pass a tokenizer folder, a tokenizer.json or a hub name.")
-        return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-    except TokenizerError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise TokenizerError(f"{what} '{name_or_path}' cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+        return _load(name_or_path, trust_remote_code=trust_remote_code)
+    except TokenizerError as e:
+        raise TokenizerError(f"{what} '{name_or_path}' cannot be loaded: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a third-party loader can raise anything
+        raise TokenizerError(f"{what} '{name_or_path}' cannot be loaded ({type(e).__name__}: {e}). "
                              "Expected a tokenizer folder, a tokenizer.json or a hub name.") from None
 
 
