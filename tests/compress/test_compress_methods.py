@@ -6,10 +6,10 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from koforge.compress import (apply_compression, block_influence, convert_dtype, drop_layers, prune_heads,
-                              quantize_int8, reduce_width, CompressionConfig, MeasureConfig)
+                              quantize_int8, reduce_width, CompressionConfig)
 from koforge.compress.heal import heal, kl_loss
 from koforge.compress.layout import load_model
-from koforge.compress.quantize import apply_int8_runtime, int8_roundtrip
+from koforge.compress.quantize import int8_roundtrip
 from koforge.eval.speed import greedy_decode
 
 KINDS = ("llama", "qwen3", "exaone4")

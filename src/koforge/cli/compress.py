@@ -42,7 +42,7 @@ def analyze(model: str = typer.Argument(..., help="Model folder or hub name."),
     m, _ = load_model(model, trust_remote_code=trust_remote_code, apply_runtime=False)
     info = analyze_model(m, model if Path(model).exists() else None)
     rows = [{"field": k, "value": v} for k, v in info.items() if k not in ("parameters_by_type", "dtypes", "layer_types")]
-    rows += [{"field": f"params[{k}]", "value": v} for k, v in info["parameters_by_type"].items()]
+    rows += [{"field": f"parameters: {k}", "value": v} for k, v in info["parameters_by_type"].items()]
     console.print(rows_table(rows, title=f"{model}"))
 
 
