@@ -187,11 +187,12 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
     if main:
         save_config(recipe, out / "recipe.json")
     history_path = out / "stages.json"
-    history: list[dict] = [h for h in (read_json(history_path) if history_path.exists() else [])
-                           if h["stage"] == "base" or h["stage"] in names[:start]]
+    history: list[dict] = []
+    if start > 0 and history_path.exists():  # resuming: keep the evaluations of the stages reused
+        history = [h for h in read_json(history_path) if h["stage"] == "base" or h["stage"] in names[:start]]
     source = str(base_model) if start == 0 else str(out / "checkpoints" / names[start - 1] / "final")
-    if start == 0:
-        require_path(base_model, "base model") if Path(str(base_model)).exists() or os.sep in str(base_model) else None
+    if start == 0 and str(base_model).startswith(("/", ".", "~")):
+        require_path(base_model, "base model")  # a local path; "org/name" may be a hub id
     if main and recipe.evaluate_base and start == 0:
         history = [_evaluate(build_embedding_model(base_model, recipe.model, device), recipe, "base", {})]
         write_json(history_path, history)
@@ -247,6 +248,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
                 run.log_metrics({k.replace("@", "_at_"): v for k, v in entry["metrics"].items()})
                 history.append(entry)
                 write_json(history_path, history)
+                write_comparison(history, out)  # the table and plot grow stage by stage
                 run.log_artifact(final.parent / "eval.json")
             _barrier()
         source = str(final)

@@ -127,7 +127,8 @@ def train_stage(model: Any, loss: nn.Module, dataset: Any, settings: TrainSettin
     args = SentenceTransformerTrainingArguments(
         output_dir=scratch_dir, per_device_train_batch_size=settings.batch_size, max_steps=max_steps,
         learning_rate=settings.learning_rate, warmup_steps=int(settings.warmup_ratio * max_steps),
-        weight_decay=settings.weight_decay, lr_scheduler_type="linear", save_strategy="no", report_to="none",
+        weight_decay=settings.weight_decay,
+        lr_scheduler_type="constant" if settings.schedule == "time" and settings.max_minutes else "linear", save_strategy="no", report_to="none",
         logging_steps=settings.logging_steps, disable_tqdm=os.environ.get("KOFORGE_PROGRESS", "1") == "0",
         seed=settings.seed, data_seed=settings.seed, use_cpu=device.type == "cpu", bf16=bf16, fp16=fp16,
         dataloader_drop_last=n >= settings.batch_size * world, ddp_backend="gloo" if device.type == "cpu" and world > 1 else None,
