@@ -26,6 +26,9 @@ os.environ.setdefault("KOFORGE_MLFLOW", "off")
 MINUTES = float(os.environ.get("KOFORGE_LM_DEMO_MINUTES", "20"))
 NSMC_LINES = int(os.environ.get("KOFORGE_LM_DEMO_NSMC", "200000"))
 VOCAB = 8192
+# One intra-op thread by default: on this shared 2-core machine (load ~10) a 2-thread step measured 2x slower
+# than a 1-thread step, because OpenMP barriers wait on descheduled threads. Raise it on a machine of your own.
+THREADS = int(os.environ.get("KOFORGE_LM_DEMO_THREADS", "1"))
 PROMPTS = ["이 영화 정말", "배우들의 연기가", "최악의 영화", "감동적인", "스토리가",
            "국민청원", "정부는", "저는 대한민국", "아이들의 교육", "시간 가는 줄"]
 
@@ -70,6 +73,7 @@ def plot_curve(history: list[dict], path: Path) -> None:
 
 
 def main() -> None:
+    import torch
     from rich.console import Console
 
     from koforge.cli._common import rows_table
@@ -83,6 +87,7 @@ def main() -> None:
     from koforge.tokenizers.io import load_tokenizer
     from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
 
+    torch.set_num_threads(THREADS)
     console = Console()
     out = bench_out("lm_pretrain_demo")
     t0 = time.perf_counter()
@@ -98,9 +103,9 @@ def main() -> None:
 
     model_cfg = load_config(LMConfig, "tiny-10m", [f"vocab_size={max(VOCAB, man.vocab_size)}"], group="lm")
     # Time-boxed: the cosine decay follows the clock (max_minutes), validation every MINUTES / 10.
-    # Batch 8 x 128: on a shared 2-core CPU more, smaller updates learn more in a fixed time than fewer large ones.
+    # Batch 8 x 64 (NSMC reviews are ~15 tokens): on a shared 2-core CPU more, smaller updates learn more in a fixed time than fewer large ones.
     train_cfg = load_config(TrainConfig, "train-cpu", [
-        f"data_dir={shards}", f"out_dir={out / 'run'}", "steps=1000000", "batch=8", "eval_every=0",
+        f"data_dir={shards}", f"out_dir={out / 'run'}", "steps=1000000", "batch=8", "seq_len=64", "eval_every=0",
         f"eval_every_minutes={MINUTES / 10}", "ckpt_every=0", "warmup=30", f"max_minutes={MINUTES}",
         f"tokenizer={tok_dir}", "sample_tokens=24", "overwrite=true"], group="lm")
     t1 = time.perf_counter()

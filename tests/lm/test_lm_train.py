@@ -183,7 +183,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _ddp_cfg(shards, out, steps) -> TrainConfig:
+    return TrainConfig(data_dir=str(shards), out_dir=str(out), steps=steps, batch=8, seq_len=16, lr=3e-3, warmup=2,
+                       eval_every=0, ckpt_every=0, device="cpu", log_every=1)
+
+
+def _ddp_child(rank: int, port: int, shards, out, steps, queue) -> None:
+    # The same env:// rendezvous torchrun sets up, without re-importing torch in fresh interpreters.
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    result = train_lm(tiny_config(), _ddp_cfg(shards, out, steps))
+    if rank == 0:
+        queue.put([h["train_loss"] for h in result.history])
+    torch.distributed.destroy_process_group()
+
+
 def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path):
+    """2 forked ranks on gloo (env:// like torchrun) vs 1 process on the same global batch."""
+    import multiprocessing as mp
+
+    steps = 4
+    single = train_lm(tiny_config(), _ddp_cfg(shards, tmp_path / "one", steps))
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_ddp_child, args=(r, port, shards, tmp_path / "two", steps, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    two = queue.get(timeout=120)
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    one = [h["train_loss"] for h in single.history]
+    assert len(one) == len(two) == steps
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
+    a = weights(tmp_path / "one" / "checkpoints" / f"step_{steps:07d}")
+    b = weights(tmp_path / "two" / "checkpoints" / f"step_{steps:07d}")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+@pytest.mark.slow
+def test_ddp_through_torchrun_matches_one_process(shards, tmp_path):
+    """The real launcher: `torchrun --nproc_per_node=2` (slow: three fresh interpreters import torch)."""
     steps = 4
     single = train_lm(tiny_config(), TrainConfig(data_dir=str(shards), out_dir=str(tmp_path / "one"), steps=steps,
                                                  batch=8, seq_len=16, lr=3e-3, warmup=2, eval_every=0, ckpt_every=0,

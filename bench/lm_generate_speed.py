@@ -1,0 +1,146 @@
+"""Generation speed: the koforge KV-cache engine vs transformers `generate`, same exported weights.
+
+Weights: the pretrain demo's export (bench_out("lm_pretrain_demo")/hf) when it
+exists, else the tiny-10m preset with random weights exported the same way.
+Each variant runs in its own process (so peak RSS is its own): koforge fp32,
+koforge int8 (dynamic quantization) and transformers LlamaForCausalLM fp32
+(sdpa, its default cache), at batch 1 and 8, greedy, a 64-token prompt and
+64 new tokens (no early stop). Time to first token = prefill + first token;
+decode tokens/s = rows x (new tokens - 1) / time after the first token.
+Env: KOFORGE_BENCH_PROMPT (64), KOFORGE_BENCH_NEW (64), KOFORGE_BENCH_REPEATS (3).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bench_out  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Both engines get the same intra-op thread count; 1 by default because on this shared 2-core machine a
+# 2-thread step measured 2x slower than a 1-thread one (OpenMP barriers wait on descheduled threads).
+THREADS = int(os.environ.get("KOFORGE_BENCH_THREADS", "1"))
+PROMPT = int(os.environ.get("KOFORGE_BENCH_PROMPT", "64"))
+NEW = int(os.environ.get("KOFORGE_BENCH_NEW", "64"))
+REPEATS = int(os.environ.get("KOFORGE_BENCH_REPEATS", "3"))
+BATCHES = (1, 8)
+
+
+def _prompts(vocab: int, batch: int):
+    import torch
+
+    return torch.randint(3, vocab, (batch, PROMPT), generator=torch.Generator().manual_seed(batch))
+
+
+def worker(kind: str, folder: str) -> dict:
+    """Time one variant; returns its figures (run in a fresh process)."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+
+    out: dict = {"kind": kind}
+    if kind.startswith("koforge"):
+        from koforge.lm.deploy import quantize_int8
+        from koforge.lm.engine import GenerationConfig, GenerationEngine
+        from koforge.lm.hf import import_from_hf
+
+        model, cfg = import_from_hf(folder)
+        if kind == "koforge-int8":
+            model = quantize_int8(model)
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save(model.state_dict(), Path(tmp) / "m.pt")
+                out["disk_mb"] = (Path(tmp) / "m.pt").stat().st_size / 2**20
+        engine = GenerationEngine(model, max_batch=max(BATCHES), max_len=PROMPT + NEW)
+        vocab = cfg.vocab_size
+
+        def run(ids, n):
+            return engine.generate(ids.tolist(), GenerationConfig(max_new_tokens=n))
+    else:
+        from transformers import LlamaForCausalLM
+
+        model = LlamaForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()
+        vocab = model.config.vocab_size
+
+        def run(ids, n):
+            with torch.inference_mode():
+                return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                                      do_sample=False, pad_token_id=0)
+    for b in BATCHES:
+        ids = _prompts(vocab, b)
+        run(ids, 4)  # warm-up
+        ttft, full = [], []
+        for _ in range(REPEATS):
+            t = time.perf_counter()
+            run(ids, 1)
+            ttft.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            run(ids, NEW)
+            full.append(time.perf_counter() - t)
+        first, total = statistics.median(ttft), statistics.median(full)
+        out[f"b{b}"] = {"ttft_ms": 1000 * first, "decode_tok_s": b * (NEW - 1) / max(1e-9, total - first)}
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
+def weights_folder() -> Path:
+    demo = bench_out("lm_pretrain_demo") / "hf"
+    if (demo / "config.json").exists():
+        return demo
+    import torch
+
+    from koforge.config import load_config
+    from koforge.lm.config import LMConfig
+    from koforge.lm.hf import export_model
+    from koforge.lm.model import KoLM
+
+    folder = bench_out("lm_generate_speed") / "hf-random-tiny-10m"
+    if not (folder / "config.json").exists():
+        torch.manual_seed(0)
+        export_model(KoLM(load_config(LMConfig, "tiny-10m", group="lm")), folder, overwrite=True)
+    return folder
+
+
+def main() -> None:
+    from rich.console import Console
+
+    from koforge.cli._common import rows_table
+
+    folder = weights_folder()
+    results = {}
+    for kind in ("koforge-fp32", "koforge-int8", "transformers-fp32"):
+        proc = subprocess.run([sys.executable, __file__, "--worker", kind, str(folder)], capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"{kind} failed:\n{proc.stderr[-2000:]}")
+        results[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+    fp32_mb = (folder / "model.safetensors").stat().st_size / 2**20
+    rows = []
+    for kind, r in results.items():
+        for b in BATCHES:
+            rows.append({"engine": kind, "batch": b, "TTFT ms": r[f"b{b}"]["ttft_ms"],
+                         "decode tok/s": r[f"b{b}"]["decode_tok_s"], "peak RSS MB": r["peak_rss_mb"],
+                         "weights MB": r.get("disk_mb", fp32_mb)})
+    console = Console()
+    console.print(f"weights: {folder} | prompt {PROMPT} tokens, {NEW} new tokens, greedy, median of {REPEATS}, "
+                  f"threads {results['koforge-fp32']['threads']}")
+    console.print(rows_table(rows, title="generation speed (CPU)"))
+    for b in BATCHES:
+        k, h, q = (results[x][f"b{b}"] for x in ("koforge-fp32", "transformers-fp32", "koforge-int8"))
+        console.print(f"batch {b}: decode ratio koforge/transformers {k['decode_tok_s'] / h['decode_tok_s']:.2f} "
+                      f"(goal >= 1.5), TTFT ratio transformers/koforge {h['ttft_ms'] / k['ttft_ms']:.2f}, "
+                      f"int8/fp32 decode {q['decode_tok_s'] / k['decode_tok_s']:.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        print(json.dumps(worker(sys.argv[2], sys.argv[3])))
+    else:
+        main()

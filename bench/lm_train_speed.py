@@ -1,0 +1,118 @@
+"""Training throughput: koforge KoLM vs transformers' LlamaForCausalLM, same config, batch and dtype.
+
+Both models get the same weights (exported through `koforge.lm.hf`), the same
+batch of token ids and the same optimiser (AdamW, fused where available); one
+step = forward + loss + backward + optimiser step. Rounds alternate between
+the two models so a noisy shared machine slows both alike; the median step
+time of each is reported. Env: KOFORGE_BENCH_PRESET (default tiny-10m),
+KOFORGE_BENCH_BATCH (8), KOFORGE_BENCH_SEQ (256), KOFORGE_BENCH_ROUNDS (5),
+KOFORGE_BENCH_DTYPE (fp32 on CPU; bf16 on a GPU). On CUDA it also prints MFU
+(6 x parameters + attention FLOPs per token, against the GPU's peak bf16).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bench_out  # noqa: E402,F401
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Both engines get the same intra-op thread count; 1 by default because on this shared 2-core machine a
+# 2-thread step measured 2x slower than a 1-thread one (OpenMP barriers wait on descheduled threads).
+THREADS = int(os.environ.get("KOFORGE_BENCH_THREADS", "1"))
+
+PRESET = os.environ.get("KOFORGE_BENCH_PRESET", "tiny-10m")
+BATCH = int(os.environ.get("KOFORGE_BENCH_BATCH", "8"))
+SEQ = int(os.environ.get("KOFORGE_BENCH_SEQ", "256"))
+ROUNDS = int(os.environ.get("KOFORGE_BENCH_ROUNDS", "5"))
+STEPS_PER_ROUND = int(os.environ.get("KOFORGE_BENCH_STEPS", "3"))
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def main() -> None:
+    import torch
+    from rich.console import Console
+    from transformers import LlamaForCausalLM
+
+    torch.set_num_threads(THREADS)
+
+    from koforge.cli._common import rows_table
+    from koforge.config import load_config
+    from koforge.lm.config import LMConfig
+    from koforge.lm.hf import export_model
+    from koforge.lm.model import KoLM
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = os.environ.get("KOFORGE_BENCH_DTYPE", "bf16" if device.type == "cuda" else "fp32")
+    amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    cfg = load_config(LMConfig, PRESET, [f"max_seq_len={max(SEQ, 64)}"], group="lm")
+    torch.manual_seed(0)
+    ours = KoLM(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_model(ours, Path(tmp) / "hf")
+        theirs = LlamaForCausalLM.from_pretrained(Path(tmp) / "hf", attn_implementation="sdpa")
+    ours.to(device).train()
+    theirs.to(device).train()
+    ids = torch.randint(0, cfg.vocab_size, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0)).to(device)
+    x, y = ids[:, :-1], ids[:, 1:]
+
+    def ko_step(opt):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = ours.compute_loss(x, y).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    def hf_step(opt):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            # HF shifts labels internally: pass the window and labels = the same window.
+            loss = theirs(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    fused = dict(fused=True) if device.type in ("cpu", "cuda") else {}
+    runs = {"koforge KoLM": (ko_step, torch.optim.AdamW(ours.parameters(), lr=1e-4, **fused)),
+            "transformers LlamaForCausalLM": (hf_step, torch.optim.AdamW(theirs.parameters(), lr=1e-4, **fused))}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for name, (fn, opt) in runs.items():  # warm-up
+        fn(opt)
+    for _ in range(ROUNDS):
+        for name, (fn, opt) in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(STEPS_PER_ROUND):
+                fn(opt)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - t) / STEPS_PER_ROUND)
+    tokens = BATCH * SEQ
+    n_params = ours.num_parameters()
+    flops_per_token = 6 * n_params + 12 * cfg.n_layers * cfg.d_model * SEQ
+    rows = []
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        row = {"model": name, "step s (median)": med, "tokens/s": tokens / med}
+        if device.type == "cuda":
+            gpu = torch.cuda.get_device_name()
+            peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
+            row["MFU %"] = 100 * flops_per_token * tokens / med / peak if peak else float("nan")
+        rows.append(row)
+    ratio = rows[1]["step s (median)"] / rows[0]["step s (median)"]
+    console = Console()
+    console.print(f"preset {PRESET} ({n_params:,} params), batch {BATCH} x {SEQ}, {dtype_name}, {device.type}, "
+                  f"threads {torch.get_num_threads()}, {ROUNDS} rounds x {STEPS_PER_ROUND} steps")
+    console.print(rows_table(rows, title="training throughput"))
+    console.print(f"ratio koforge / transformers tokens/s: {ratio:.2f} (goal >= 1.2 on CPU)")
+
+
+if __name__ == "__main__":
+    main()
