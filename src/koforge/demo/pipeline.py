@@ -166,7 +166,8 @@ def run_demo(config: DemoConfig, output_dir: str | Path, *, report: bool = True,
              on_event: Optional[Callable[[str], None]] = None,
              on_step: Optional[Callable[[StepResult], None]] = None) -> DemoResult:
     """Run the configured steps into `output_dir` (reused: steps overwrite their own sub-folders)."""
-    out = Path(output_dir).expanduser()
+    # Absolute: recipes resolve relative data paths against their data root, not the working folder.
+    out = Path(output_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     ctx = DemoContext(out, config, on_event)
     write_json(out / "demo_config.json", config_to_dict(config))
