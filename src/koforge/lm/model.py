@@ -70,6 +70,12 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # [B, Hkv, S, D], S = cached + T
+        if cache is not None and T == 1 and self.n_kv_heads != self.n_heads:
+            # Decode step: fold each group's query heads onto the query axis, [B, Hkv, G, D], so they
+            # attend to their shared K/V head without copying the whole cache G times.
+            G = self.n_heads // self.n_kv_heads
+            y = F.scaled_dot_product_attention(q.reshape(B, self.n_kv_heads, G, self.head_dim), k, v, attn_mask=mask)
+            return self.o_proj(y.reshape(B, self.n_heads, self.head_dim).reshape(B, 1, -1))
         if self.n_kv_heads != self.n_heads:
             # Expanding K/V is faster on CPU than SDPA's enable_gqa path, which falls back to the math kernel.
             groups = self.n_heads // self.n_kv_heads
