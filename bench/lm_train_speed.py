@@ -5,7 +5,7 @@ batch of token ids and the same optimiser (AdamW, fused where available); one
 step = forward + loss + backward + optimiser step. Rounds alternate between
 the two models so a noisy shared machine slows both alike; the median step
 time of each is reported. Env: KOFORGE_BENCH_PRESET (default tiny-10m),
-KOFORGE_BENCH_BATCH (8), KOFORGE_BENCH_SEQ (256), KOFORGE_BENCH_ROUNDS (5),
+KOFORGE_BENCH_BATCH (8), KOFORGE_BENCH_SEQ (128), KOFORGE_BENCH_ROUNDS (3), KOFORGE_BENCH_STEPS (2),
 KOFORGE_BENCH_DTYPE (fp32 on CPU; bf16 on a GPU). On CUDA it also prints MFU
 (6 x parameters + attention FLOPs per token, against the GPU's peak bf16).
 """
@@ -28,9 +28,9 @@ THREADS = int(os.environ.get("KOFORGE_BENCH_THREADS", "1"))
 
 PRESET = os.environ.get("KOFORGE_BENCH_PRESET", "tiny-10m")
 BATCH = int(os.environ.get("KOFORGE_BENCH_BATCH", "8"))
-SEQ = int(os.environ.get("KOFORGE_BENCH_SEQ", "256"))
-ROUNDS = int(os.environ.get("KOFORGE_BENCH_ROUNDS", "5"))
-STEPS_PER_ROUND = int(os.environ.get("KOFORGE_BENCH_STEPS", "3"))
+SEQ = int(os.environ.get("KOFORGE_BENCH_SEQ", "128"))
+ROUNDS = int(os.environ.get("KOFORGE_BENCH_ROUNDS", "3"))
+STEPS_PER_ROUND = int(os.environ.get("KOFORGE_BENCH_STEPS", "2"))
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
