@@ -240,3 +240,13 @@ def test_ddp_through_torchrun_matches_one_process(shards, tmp_path):
     a = weights(tmp_path / "one" / "checkpoints" / f"step_{steps:07d}")
     b = weights(tmp_path / "two" / "checkpoints" / f"step_{steps:07d}")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_early_stopping_on_validation_loss(shards, tmp_path, monkeypatch):
+    import koforge.lm.train as train_mod
+
+    losses = iter([3.0, 2.5, 2.6, 2.7, 2.8, 2.9])
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: {"val_loss": next(losses), "val_ppl": 1.0, "val_bpb": 1.0})
+    res = train_lm(tiny_config(), cfg(shards, tmp_path / "run", steps=12, eval_every=2, ckpt_every=0, early_stop_patience=2))
+    assert res.stopped_early and res.final_step == 8  # best at step 4, no better at 6 and 8
+    assert res.checkpoint_dir.name == "step_0000008"
