@@ -134,7 +134,7 @@ def test_reduce_hidden_saves_a_consistent_folder(kind, tiny_models, tmp_path):
 
 
 def test_reduce_hidden_on_tied_embeddings(tmp_path):
-    from conftest import make_model
+    from compress_models import make_model
 
     folder = make_model("llama", tmp_path / "tied", tied=True)
     apply_compression(folder, CompressionConfig(methods=["reduce_width"], hidden_size=40,

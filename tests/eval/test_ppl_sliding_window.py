@@ -9,7 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compress"))
-from conftest import make_model  # noqa: E402  (the tiny-model builder of the compress tests)
+from compress_models import make_model  # noqa: E402  (the tiny-model builder of the compress tests)
 
 from koforge._utils.errors import DataError
 from koforge.compress.calibration import load_texts

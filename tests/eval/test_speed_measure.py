@@ -8,7 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compress"))
-from conftest import make_model  # noqa: E402
+from compress_models import make_model  # noqa: E402
 
 from koforge._utils.errors import DataError
 from koforge.compress.layout import load_model
