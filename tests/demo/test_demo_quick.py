@@ -39,7 +39,8 @@ def test_demo_quick_end_to_end(tmp_path, mlflow_store, monkeypatch):
     assert all(-1 <= r["korsts_spearman"] <= 1 for r in korsts.tables["stages"])
     assert korsts.metrics["spearman_original"] > 0.2  # MiniLM's 0.42 on the full test split
     html = (out / "report" / "report.html").read_text(encoding="utf-8")
-    for text in ("Tokenizers", "KorSTS", "perplexity", "Score", "data:image/png;base64,"):
+    for text in ("tokenizer_comparison.json", "chars_per_token", "spearman_original", "after sts_cosent",
+                 "perplexity", "generations.txt", "Score", "PerfNorm", "data:image/png;base64,"):
         assert text in html, text
     assert html.count("data:image/png;base64,") >= 4  # tokenizer bars, embedding stages, LM curve, compression plot
     assert (out / "report" / "report.md").exists()
