@@ -58,3 +58,20 @@ def test_bad_inputs(pair, tmp_path):
         evaluate_tokenizers(tokenizers, {"a": texts[:2]}, reference="qwen3")
     with pytest.raises(TokenizerError, match="not found"):
         evaluate_tokenizers({"x": tmp_path / "missing"}, {"a": texts[:2]})
+
+
+def test_fixed_padding_in_tokenizer_json_does_not_inflate_counts(tmp_path):
+    """A tokenizer.json that pads/truncates to 128 (as all-MiniLM-L6-v2's does) still counts real tokens."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from koforge.tokenizers.evaluate import measure
+
+    backend = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "가": 2, "나": 3}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.enable_padding(length=128, pad_id=0, pad_token="[PAD]")
+    backend.enable_truncation(max_length=128)
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]")
+    row = measure(tok, ["가 나", "가 다 나"])
+    assert row["tokens"] == 5
+    assert tok.backend_tokenizer.padding is not None  # the caller's tokenizer is left as it was

@@ -16,6 +16,17 @@ from typing import Any, Iterator
 from koforge._utils.errors import InputPathError, OutputExistsError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, is_dir: bool) -> None:
+    # mkdtemp/mkstemp create 0700/0600 for safety; the final output gets the usual umask-based mode.
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 def require_path(path: str | os.PathLike, what: str = "input") -> Path:
     """Return `path` as a Path, or raise naming it when it does not exist."""
     p = Path(path).expanduser()
@@ -43,6 +54,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _publish_mode(tmp, is_dir=True)
     if final.exists():
         # Move the old output aside first so a failure here still leaves one of the two.
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -66,6 +78,7 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _publish_mode(tmp, is_dir=False)
     os.replace(tmp, final)
 
 

@@ -20,11 +20,7 @@ def train_korean_tokenizer(ctx: DemoContext, path: Path):
 
 
 def unpadded_tokenizer(path: Path):
-    """A tokenizer with its backend's fixed padding / truncation turned off.
-
-    all-MiniLM-L6-v2's tokenizer.json pads and truncates every encoding to 128
-    tokens, which would make every sentence "128 tokens" in a count.
-    """
+    """A tokenizer with its backend's fixed padding / truncation turned off (see `counting_backend`)."""
     from koforge.tokenizers.io import load_tokenizer
 
     tok = load_tokenizer(path)

@@ -111,9 +111,26 @@ def _unknown_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
+def counting_backend(tokenizer: Any) -> Any:
+    """A copy of the Rust tokenizer with any fixed padding / truncation switched off.
+
+    Some tokenizer.json files carry them (all-MiniLM-L6-v2 pads and truncates to
+    128), which would make every sentence "128 tokens" in a count.
+    """
+    from tokenizers import Tokenizer
+
+    backend = tokenizer.backend_tokenizer
+    if backend.padding is None and backend.truncation is None:
+        return backend
+    backend = Tokenizer.from_str(backend.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
 def measure(tokenizer: Any, texts: Sequence[str]) -> dict[str, Any]:
     """The metrics of one tokenizer on one list of texts."""
-    backend = tokenizer.backend_tokenizer
+    backend = counting_backend(tokenizer)
     start = time.perf_counter()
     encodings = backend.encode_batch(list(texts), add_special_tokens=False)
     seconds = time.perf_counter() - start

@@ -36,7 +36,11 @@ def tracking_enabled() -> bool:
 
 
 class TrackedRun:
-    """A handle on an active MLflow run (or a no-op when tracking is off)."""
+    """A handle on an active MLflow run (or a no-op when tracking is off).
+
+    Every call is guarded: if the store fails mid-run (server down, database
+    removed), tracking switches itself off with one warning and the work goes on.
+    """
 
     def __init__(self, mlflow_module: Any | None, run_id: str | None) -> None:
         self._mlflow = mlflow_module
@@ -46,25 +50,31 @@ class TrackedRun:
     def active(self) -> bool:
         return self._mlflow is not None
 
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if self._mlflow is None:
+            return
+        try:
+            getattr(self._mlflow, method)(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001  a tracking outage must not stop training
+            log.warning("MLflow %s failed (%s); tracking is off for the rest of this run", method, e)
+            self._mlflow = None
+
     def log_params(self, params: Mapping[str, Any]) -> None:
-        if self._mlflow:
-            # MLflow caps a param value at 6000 chars; keys are flattened by the caller.
-            self._mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        # MLflow caps a param value at 6000 chars; keys are flattened by the caller.
+        self._call("log_params", {k: str(v)[:6000] for k, v in params.items()})
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        if self._mlflow:
-            clean = {k: float(v) for k, v in metrics.items()
-                     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
-            if clean:
-                self._mlflow.log_metrics(clean, step=step)
+        clean = {k: float(v) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+        if clean:
+            self._call("log_metrics", clean, step=step)
 
     def log_artifact(self, path: str | Path) -> None:
-        if self._mlflow and Path(path).exists():
-            self._mlflow.log_artifact(str(path))
+        if Path(path).exists():
+            self._call("log_artifact", str(path))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        if self._mlflow:
-            self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        self._call("set_tags", {k: str(v) for k, v in tags.items()})
 
 
 @contextlib.contextmanager
@@ -94,4 +104,7 @@ def tracked_run(experiment: str, run_name: str | None = None, params: Mapping[st
         yield handle
         status = "FINISHED"
     finally:
-        mlflow.end_run(status=status)
+        try:
+            mlflow.end_run(status=status)
+        except Exception as e:  # noqa: BLE001
+            log.warning("MLflow end_run failed (%s)", e)
