@@ -95,8 +95,10 @@ def throughput(path: Path, texts: list[str]) -> tuple[float, float]:
     st = SentenceTransformer(str(path), device="cpu")
     kf = load_embedder(path, batch_size=64)
     st.encode(texts[:64], batch_size=64), kf.encode(texts[:64])  # warm-up
-    t = time.perf_counter(); st.encode(texts, batch_size=64); t_st = time.perf_counter() - t
-    t = time.perf_counter(); kf.encode(texts); t_kf = time.perf_counter() - t
+    t_st = t_kf = float("inf")
+    for _ in range(2):  # interleaved, best of two: the machine is shared, so take each side's quietest pass
+        t = time.perf_counter(); st.encode(texts, batch_size=64); t_st = min(t_st, time.perf_counter() - t)
+        t = time.perf_counter(); kf.encode(texts); t_kf = min(t_kf, time.perf_counter() - t)
     return len(texts) / t_kf, len(texts) / t_st
 
 
@@ -149,7 +151,7 @@ def main() -> None:
     log(f"B: {rows[-1]}")
 
     s1, s2, _ = read_sts_pairs(data / "korsts" / "sts-test.tsv")
-    kf, st = throughput(res_b.final_model, (s1 + s2)[:1024])
+    kf, st = throughput(res_b.final_model, (s1 + s2)[:512])
 
     base_ndcg = rows[0]["ndcg@10"]
     print("\n## Teach all-MiniLM-L6-v2 Korean (CPU, same training budget per run)\n")
@@ -160,7 +162,7 @@ def main() -> None:
               f"{r['recall@10']:.4f} | {r['train_min']:.1f} | {r['steps']} |")
     print(f"\nbudget per run: {BUDGET} min (run B includes teacher encoding); expansion preparation {prep:.1f} min; "
           f"new tokens {report['expanded_vocab_size'] - report['base_vocab_size']}")
-    print(f"\n| encoder (model B, 1024 KorSTS sentences) | sentences/s |\n|---|---|\n| koforge FastEncoder | {kf:.1f} |\n"
+    print(f"\n| encoder (model B, 512 KorSTS test sentences) | sentences/s |\n|---|---|\n| koforge FastEncoder | {kf:.1f} |\n"
           f"| SentenceTransformer.encode | {st:.1f} |\n| ratio | {kf / st:.2f}x |")
     goals = {"korsts>=0.75": max(rows[1]["korsts_test"], rows[2]["korsts_test"]) >= 0.75,
              "ndcg>=2x base": max(rows[1]["ndcg@10"], rows[2]["ndcg@10"]) >= 2 * base_ndcg,

@@ -177,7 +177,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
         if start > 0 and not (out / "checkpoints" / names[start - 1] / "final").exists():
             raise CheckpointError(f"cannot resume at '{from_stage}': '{out / 'checkpoints' / names[start - 1] / 'final'}' "
                                   "(the previous stage's output) does not exist. Resume from an earlier stage.")
-    elif out.exists() and any(out.iterdir()) and not overwrite:
+    elif out.exists() and any(out.iterdir()) and not overwrite and _rank() == 0:  # other ranks see rank 0's files
         raise OutputExistsError(f"output '{out}' already exists. Pass --overwrite, --from-stage <stage> to resume, or another folder.")
     elif out.exists() and overwrite and _rank() == 0:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
