@@ -154,3 +154,11 @@ def test_mlflow_logs_each_stage(assets, tiny_bert, tmp_path, mlflow_store):
     runs = mlflow.search_runs(experiment_names=["embed-test"])
     assert len(runs) >= 1 and "metrics.korsts/spearman" in runs.columns
     assert runs.iloc[0]["params.scope"] == "full"
+
+
+def test_shipped_presets_load_and_index_overrides_reach_one_stage():
+    for name in ("eeve-3stage", "thunder-6stage", "eeve-3stage-hub", "thunder-6stage-hub"):
+        assert load_recipe(name).stages
+    recipe = load_recipe("thunder-6stage", ["stages.4.lora.r=8", "seed=3"])
+    assert recipe.stages[4].lora.r == 8 and recipe.stages[5].lora.r == 32 and recipe.seed == 3
+    assert [s.scope for s in recipe.stages] == ["new_embeddings"] * 3 + ["embeddings", "lora", "lora"]

@@ -128,9 +128,31 @@ class RecipeResult:
 
 
 def load_recipe(path_or_preset: str | os.PathLike | dict, overrides: Sequence[str] = ()) -> Recipe:
-    """A Recipe from a YAML path, a shipped preset name (configs/embed/) or a dict, plus key=value overrides."""
-    return load_config(Recipe, path_or_preset if isinstance(path_or_preset, dict) else str(path_or_preset),
-                       overrides, group="embed")
+    """A Recipe from a YAML path, a shipped preset name (configs/embed/) or a dict, plus key=value overrides.
+
+    Overrides may address one stage by index (`stages.0.max_steps=100`): those are applied to the
+    recipe's own stage list first, since a dotlist merge cannot index into a list.
+    """
+    import yaml
+    from omegaconf import OmegaConf
+
+    from koforge.config import preset_path
+
+    indexed = [o for o in overrides if o.startswith("stages.") and "=" in o]
+    if not indexed:
+        return load_config(Recipe, path_or_preset if isinstance(path_or_preset, dict) else str(path_or_preset),
+                           overrides, group="embed")
+    raw = path_or_preset if isinstance(path_or_preset, dict) else \
+        yaml.safe_load(preset_path("embed", str(path_or_preset)).read_text(encoding="utf-8"))
+    layer = OmegaConf.create(raw)
+    for item in indexed:
+        key, value = item.split("=", 1)
+        try:
+            OmegaConf.update(layer, key, yaml.safe_load(value), merge=True)
+        except Exception as e:  # omegaconf raises several types for a bad index/key
+            raise ConfigError(f"override '{item}' does not fit the recipe ({e}). Stage indexes start at 0.") from None
+    rest = [o for o in overrides if o not in indexed]
+    return load_config(Recipe, OmegaConf.to_container(layer), rest, group="embed")
 
 
 def _rank() -> int:
