@@ -91,3 +91,18 @@ def token_sequences(tokenizer: Any, texts: Sequence[str], *, length: int, max_se
         raise DataError(f"calibration text gives {len(ids)} tokens, fewer than one sequence of {length}. "
                         "Give more text or a smaller calibration_context.")
     return torch.tensor(ids[: n * length], dtype=torch.long).view(n, length)  # (N, T)
+
+
+def run_with_hooks(model: torch.nn.Module, sequences: torch.Tensor, handles: list, batch_size: int = 8) -> int:
+    """Forward `sequences` in batches (hooks already registered), then remove `handles`; returns tokens seen."""
+    device = next(model.parameters()).device
+    tokens = 0
+    try:
+        for start in range(0, sequences.shape[0], batch_size):
+            batch = sequences[start:start + batch_size].to(device)
+            model(input_ids=batch, use_cache=False)
+            tokens += batch.numel()
+    finally:
+        for h in handles:
+            h.remove()
+    return tokens

@@ -22,6 +22,7 @@ from torch import nn
 
 from koforge._utils.errors import ConfigError
 from koforge.compress.layout import copy_linear, decoder_layers, head_dim, layout_of
+from koforge.compress.calibration import run_with_hooks
 
 
 def kv_group_size(config) -> int:
@@ -57,7 +58,6 @@ def _activation_scores(model: nn.Module, sequences: torch.Tensor, n_kv: int, g: 
                        batch_size: int = 8) -> list[torch.Tensor]:
     layers = decoder_layers(model)
     scores = [torch.zeros(n_kv, dtype=torch.float64) for _ in layers]
-    tokens = 0
 
     def hook(index: int, o_proj: nn.Linear):
         def fn(module, args):
@@ -70,15 +70,7 @@ def _activation_scores(model: nn.Module, sequences: torch.Tensor, n_kv: int, g: 
 
     handles = [layer.self_attn.o_proj.register_forward_pre_hook(hook(i, layer.self_attn.o_proj))
                for i, layer in enumerate(layers)]
-    device = next(model.parameters()).device
-    try:
-        for start in range(0, sequences.shape[0], batch_size):
-            batch = sequences[start:start + batch_size].to(device)
-            model(input_ids=batch, use_cache=False)
-            tokens += batch.numel()
-    finally:
-        for h in handles:
-            h.remove()
+    tokens = run_with_hooks(model, sequences, handles, batch_size)
     return [s / max(tokens, 1) for s in scores]
 
 

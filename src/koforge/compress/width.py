@@ -22,6 +22,7 @@ from torch import nn
 
 from koforge._utils.errors import ConfigError
 from koforge.compress.layout import copy_linear, decoder_layers, head_dim, layout_of
+from koforge.compress.calibration import run_with_hooks
 
 
 @torch.inference_mode()
@@ -30,7 +31,6 @@ def _collect(model: nn.Module, sequences: torch.Tensor, batch_size: int = 8) -> 
     layers = decoder_layers(model)
     inter = [torch.zeros(model.config.intermediate_size, dtype=torch.float64) for _ in layers]
     hidden = torch.zeros(model.config.hidden_size, dtype=torch.float64)
-    tokens = 0
 
     def down_hook(i: int):
         def fn(module, args):
@@ -44,15 +44,7 @@ def _collect(model: nn.Module, sequences: torch.Tensor, batch_size: int = 8) -> 
 
     handles = [layer.mlp.down_proj.register_forward_pre_hook(down_hook(i)) for i, layer in enumerate(layers)]
     handles += [layer.register_forward_hook(block_hook) for layer in layers]
-    device = next(model.parameters()).device
-    try:
-        for start in range(0, sequences.shape[0], batch_size):
-            batch = sequences[start:start + batch_size].to(device)
-            model(input_ids=batch, use_cache=False)
-            tokens += batch.numel()
-    finally:
-        for h in handles:
-            h.remove()
+    tokens = run_with_hooks(model, sequences, handles, batch_size)
     return [s / tokens for s in inter], hidden / (tokens * len(layers))
 
 

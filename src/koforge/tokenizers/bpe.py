@@ -104,15 +104,9 @@ def train_byte_bpe(batches: Iterable[list[str]], config: TokenizerTrainConfig, v
 
 
 def _byte_decoder() -> dict[str, int]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
+    from koforge.tokenizers.bytelevel import bytes_to_unicode
+
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 _BYTES = _byte_decoder()

@@ -19,6 +19,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from koforge.tokenizers.bytelevel import bytes_to_unicode  # noqa: F401  (re-exported for vocab users)
+
 # Hangul syllables, conjoining jamo (+ extended A/B), compatibility jamo.
 _HANGUL_RANGES = ((0xAC00, 0xD7A3), (0x1100, 0x11FF), (0xA960, 0xA97F), (0xD7B0, 0xD7FF), (0x3130, 0x318F))
 
@@ -34,20 +36,6 @@ def is_hangul(ch: str) -> bool:
 def is_hangul_syllable(ch: str) -> bool:
     """True for one of the 11,172 precomposed Hangul syllables."""
     return 0xAC00 <= ord(ch) <= 0xD7A3
-
-
-@functools.lru_cache(maxsize=1)
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character table used by byte-level BPE."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 @functools.lru_cache(maxsize=1)
