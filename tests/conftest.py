@@ -57,3 +57,14 @@ def mlflow_store(_mlflow_store, monkeypatch) -> str:
     monkeypatch.setenv("KOFORGE_MLFLOW", "on")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", _mlflow_store)
     return _mlflow_store
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for tiny models: on a busy 2-core machine, spinning OpenMP threads make tiny ops 3-10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from compress_models import ASSETS, make_model  # noqa: F401
 
@@ -22,9 +21,5 @@ def heldout() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine, spinning OpenMP threads make tiny ops 10x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _single_thread(one_torch_thread):
+    """Every test here runs on one torch thread (the root conftest's `one_torch_thread`)."""

@@ -60,11 +60,5 @@ def korean_texts() -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on this shared 2-core machine, 2 spinning OpenMP threads run the tiny models 3-4x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_torch_thread):
+    """Every test here runs on one torch thread (the root conftest's `one_torch_thread`)."""

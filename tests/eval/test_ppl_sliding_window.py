@@ -19,13 +19,7 @@ from koforge.eval.perplexity import evaluate_perplexity, window_spans
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine, spinning OpenMP threads make tiny ops 10x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

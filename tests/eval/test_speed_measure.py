@@ -15,13 +15,7 @@ from koforge.compress.layout import load_model
 from koforge.eval.speed import greedy_decode, measure_speed
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine, spinning OpenMP threads make tiny ops 10x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
