@@ -5,20 +5,25 @@ position:
 - `sts`: TSV with sentence1, sentence2, score (KorSTS);
 - `nli`: TSV with sentence1, sentence2, gold_label (KorNLI): entailment ->
   positive, contradiction -> hard negative of the same premise;
-- `pairs`: JSONL with anchor, positive[, negative];
+- `pairs`: JSONL with anchor, positive[, negative] (other field names through
+  `anchor_field`/`positive_field`/`negative_field`: e.g. petition title ->
+  content as weak query/passage pairs);
 - `text`: plain text (one per line) or JSONL (`field`);
 - `korquad`: SQuAD JSON -> (question, paragraph) pairs, or its texts;
 - `hub`: a hub dataset name (`path`) with `field`/`split` (e.g.
   HAERAE-HUB/KOREAN-WEBTEXT), for machines that reach the hub.
-Text objectives (simcse, distill) take the sentences of any source.
+Text objectives (simcse, distill) take the sentences of any source. A local
+`path` may be a glob (`corpora/petitions_*.jsonl`): its files are read in
+sorted order as one source.
 """
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +51,10 @@ class DataSource:
     """Drop texts shorter than this."""
     max_chars: int = 2000
     """Drop texts longer than this."""
+    anchor_field: str = "anchor"
+    positive_field: str = "positive"
+    negative_field: str = "negative"
+    """Field names of a `pairs` source (a missing negative field means no hard negative)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,6 +85,19 @@ def _jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def _local_paths(src: DataSource, data_root: str | os.PathLike | None) -> list[Path]:
+    """The file(s) of a local source: one path, or the sorted matches of a glob."""
+    path = Path(src.path)
+    if not path.is_absolute() and data_root is not None:
+        path = Path(data_root) / path
+    if any(ch in src.path for ch in "*?["):
+        matches = [Path(m) for m in sorted(glob.glob(str(path)))]
+        if not matches:
+            raise DataError(f"{src.kind} data pattern '{path}' matches no file; check the path and data_root.")
+        return matches
+    return [require_path(path, f"{src.kind} data file")]
+
+
 def _ok(text: str, src: DataSource) -> bool:
     return isinstance(text, str) and src.min_chars <= len(text.strip()) <= src.max_chars
 
@@ -89,10 +111,11 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
         if src.field not in ds.column_names:
             raise DataError(f"hub dataset '{src.path}' has no column '{src.field}' (columns: {', '.join(ds.column_names)}).")
         return {"texts": [t for t in ds[src.field] if _ok(t, src)], "pairs": [], "sts": []}
-    path = Path(src.path)
-    if not path.is_absolute() and data_root is not None:
-        path = Path(data_root) / path
-    path = require_path(path, f"{src.kind} data file")
+    paths = _local_paths(src, data_root)
+    if len(paths) > 1:
+        parts = [read_source(replace(src, path=str(p), samples=None), None) for p in paths]
+        return {key: [x for part in parts for x in part[key]] for key in ("texts", "pairs", "sts")}
+    path = paths[0]
     out: dict[str, list] = {"texts": [], "pairs": [], "sts": []}
     if src.kind == "sts":
         for r in _tsv(path, ("sentence1", "sentence2", "score")):
@@ -114,11 +137,13 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
                 out["pairs"].append((premise, pos, negs[i % len(negs)] if negs else None))
             out["texts"].extend([premise, *[t for v in labels.values() for t in v]])
     elif src.kind == "pairs":
+        a_key, p_key = src.anchor_field, src.positive_field
         for n, r in enumerate(_jsonl(path), 1):
-            if "anchor" not in r or "positive" not in r:
-                raise DataError(f"'{path}' line {n} lacks 'anchor'/'positive'; a pairs source needs anchor, positive[, negative].")
-            if _ok(r["anchor"], src) and _ok(r["positive"], src):
-                out["pairs"].append((r["anchor"], r["positive"], r.get("negative")))
+            if a_key not in r or p_key not in r:
+                raise DataError(f"'{path}' line {n} lacks '{a_key}'/'{p_key}' (fields: {', '.join(r)}); a pairs source needs "
+                                "anchor, positive[, negative] fields: set anchor_field/positive_field to the file's names.")
+            if _ok(r[a_key], src) and _ok(r[p_key], src):
+                out["pairs"].append((r[a_key].strip(), r[p_key].strip(), r.get(src.negative_field)))
         out["texts"] = [t for a, p, _ in out["pairs"] for t in (a, p)]
     elif src.kind == "korquad":
         from koforge.eval.retrieval import read_korquad
