@@ -8,7 +8,8 @@ from lm_helpers import tiny_config
 from koforge._utils.errors import ConfigError, ModelLoadError
 from koforge.lm.config import LMConfig, count_parameters
 from koforge.lm.hf import export_model, import_from_hf
-from koforge.lm.model import KoLM
+from koforge.lm.deploy import use_cpu_gemm_layout
+from koforge.lm.model import KoLM, fuse_llama_tensors, split_fused_tensors
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,38 @@ def test_import_round_trip_is_exact(tmp_path):
     assert cfg == model.config
     for (k, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_fused_projections_split_to_llama_names_and_back_exactly():
+    torch.manual_seed(0)
+    model = KoLM(tiny_config(moe_experts=2, moe_shared_experts=1))
+    state = model.state_dict()
+    llama = split_fused_tensors(state, model.config)
+    assert "model.layers.0.self_attn.k_proj.weight" in llama and "model.layers.1.mlp.experts.1.up_proj.weight" in llama
+    assert not any("qkv_proj" in k or "gate_up_proj" in k for k in llama)
+    cfg = model.config
+    assert llama["model.layers.0.self_attn.k_proj.weight"].shape == (cfg.n_kv_heads * cfg.head_dim, cfg.d_model)
+    back = fuse_llama_tensors(llama)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    # A checkpoint written before the fusion (Llama names) loads through load_state_dict as it is.
+    fresh = KoLM(model.config)
+    fresh.load_state_dict(llama)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), state.values()))
+
+
+def test_cpu_gemm_layout_keeps_values_and_logits():
+    torch.manual_seed(0)
+    model = KoLM(tiny_config(tie_embeddings=True)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.randint(0, 64, (2, 9))
+    with torch.no_grad():
+        ref = model(ids)
+        use_cpu_gemm_layout(model)
+        got = model(ids)
+    w = model.model.layers[0].self_attn.qkv_proj.weight
+    assert w.t().is_contiguous() and model.lm_head.weight is model.model.embed_tokens.weight
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert (got - ref).abs().max() < 1e-5
 
 
 def test_import_refuses_non_llama_and_missing_weights(tmp_path):

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from koforge._utils.errors import ConfigError
+from koforge.lm.deploy import use_cpu_gemm_layout
 from koforge.lm.kv_cache import KVCache
 from koforge.lm.model import KoLM
 from koforge.lm.sampling import SamplingConfig, sample_next
@@ -54,10 +55,16 @@ class Generation:
 
 
 class GenerationEngine:
-    """Prefill + decode with a pre-allocated KV cache, reused across calls."""
+    """Prefill + decode with a pre-allocated KV cache, reused across calls.
 
-    def __init__(self, model: KoLM, *, max_batch: int = 8, max_len: int | None = None) -> None:
-        self.model = model.eval()
+    With `inference_layout` (default) the model's linear weights are re-laid for the CPU GEMM kernel
+    (`koforge.lm.deploy.use_cpu_gemm_layout`: same values, faster decoding); pass False for a model
+    that goes on training (the trainer's sample generations do).
+    """
+
+    def __init__(self, model: KoLM, *, max_batch: int = 8, max_len: int | None = None,
+                 inference_layout: bool = True) -> None:
+        self.model = use_cpu_gemm_layout(model.eval()) if inference_layout else model.eval()
         self.config = model.config
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -104,8 +111,10 @@ class GenerationEngine:
             ids[i, T - len(p):] = torch.tensor(p, device=dev)
             valid[i, T - len(p):] = True
         padded = min(lengths) != T
-        seen = torch.zeros(B, self.config.vocab_size, dtype=torch.bool, device=dev)
-        seen.scatter_(1, ids, valid)
+        seen = None  # tokens so far, only needed by a repetition penalty
+        if config.repetition_penalty != 1.0:
+            seen = torch.zeros(B, self.config.vocab_size, dtype=torch.bool, device=dev)
+            seen.scatter_(1, ids, valid)
         gen = torch.Generator(device=dev).manual_seed(config.seed) if config.seed is not None else None
         self.cache.reset(B)
         budget = min(config.max_new_tokens, self.max_len - T)
@@ -125,7 +134,8 @@ class GenerationEngine:
         reasons: list[Optional[str]] = [None] * B
         for step in range(budget):
             nxt = sample_next(logits, config, gen, seen)
-            seen.scatter_(1, nxt[:, None], True)
+            if seen is not None:
+                seen.scatter_(1, nxt[:, None], True)
             emitted: list[Optional[int]] = [None] * B
             for i, t in enumerate(nxt.tolist()):
                 if reasons[i] is not None:

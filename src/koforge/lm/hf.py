@@ -1,8 +1,10 @@
 """Export a dense KoLM to Hugging Face `LlamaForCausalLM` and import one back.
 
-The parameter names already match, so export is: map the config, copy the
-tensors into `model.safetensors`, write `config.json` (+ tokenizer files when
-given). MoE models have no Llama layout and are refused; MTP heads are
+The parameter names match except KoLM's fused projections, which are split
+into Llama's q/k/v_proj and gate/up_proj by row slices (and stacked back on
+import), so export is: map the config, write the tensors into
+`model.safetensors`, write `config.json` (+ tokenizer files when given).
+MoE models have no Llama layout and are refused; MTP heads are
 training-time extras and are dropped (the next-token model is unchanged).
 Static-NTK RoPE exports as plain RoPE with its adjusted theta.
 """
@@ -18,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from koforge._utils.errors import ConfigError, ModelLoadError
 from koforge._utils.io import atomic_dir, require_path, write_json
 from koforge.lm.config import LMConfig
-from koforge.lm.model import KoLM
+from koforge.lm.model import KoLM, fuse_llama_tensors, split_fused_tensors
 from koforge.lm.rope import effective_theta
 
 
@@ -78,7 +80,7 @@ def from_llama_config_dict(raw: dict) -> LMConfig:
 def dense_state_dict(model: KoLM) -> dict[str, torch.Tensor]:
     """The Llama tensors of `model` (MTP heads dropped, tied lm_head written once)."""
     out = {}
-    for name, t in model.state_dict().items():
+    for name, t in split_fused_tensors(model.state_dict(), model.config).items():
         if name.startswith("mtp.") or (model.config.tie_embeddings and name == "lm_head.weight"):
             continue
         out[name] = t.detach().to("cpu").contiguous().clone()
@@ -140,6 +142,7 @@ def import_from_hf(folder: str | Path) -> tuple[KoLM, LMConfig]:
     for f in files:
         state.update(load_file(str(f)))
     model = KoLM(config)
+    state = fuse_llama_tensors(state)
     if config.tie_embeddings:
         state.pop("lm_head.weight", None)
     expected = {k for k in model.state_dict() if not (config.tie_embeddings and k == "lm_head.weight")}

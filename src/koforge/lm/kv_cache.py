@@ -20,22 +20,25 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.max_batch, self.max_len = max_batch, max_len
-        self.batch = max_batch
-        self.length = 0
+        self.reset(max_batch)
 
     def reset(self, batch: int) -> None:
         """Start a new request of `batch` rows (keeps the memory)."""
         assert batch <= self.max_batch
         self.batch, self.length = batch, 0
+        # Per-layer views of the rows in use, made once per request instead of once per layer and step.
+        self._k = [self.k[i, :batch] for i in range(self.k.shape[0])]
+        self._v = [self.v[i, :batch] for i in range(self.v.shape[0])]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v [B, Hkv, T, D] after the cached positions; return all of them [B, Hkv, S, D]."""
-        T, end = k.shape[2], self.length + k.shape[2]
+        start, end = self.length, self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache full: {end} positions > {self.max_len}")
-        self.k[layer, :self.batch, :, self.length:end] = k
-        self.v[layer, :self.batch, :, self.length:end] = v
-        return self.k[layer, :self.batch, :, :end], self.v[layer, :self.batch, :, :end]
+        kc, vc = self._k[layer], self._v[layer]
+        kc[:, :, start:end] = k
+        vc[:, :, start:end] = v
+        return kc[:, :, :end], vc[:, :, :end]
 
     def advance(self, n: int) -> None:
         """Called by the model once every layer has stored its `n` new positions."""

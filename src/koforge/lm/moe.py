@@ -18,16 +18,16 @@ from koforge.lm.config import LMConfig
 
 
 class SwiGLU(nn.Module):
-    """down(silu(gate(x)) * up(x)), Llama naming."""
+    """down(silu(gate(x)) * up(x)), with Llama's gate_proj and up_proj stacked into one projection."""
 
     def __init__(self, d_model: int, d_ff: int) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(d_model, d_ff, bias=False)
-        self.up_proj = nn.Linear(d_model, d_ff, bias=False)
+        self.gate_up_proj = nn.Linear(d_model, 2 * d_ff, bias=False)  # rows: gate, then up
         self.down_proj = nn.Linear(d_ff, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class MoE(nn.Module):

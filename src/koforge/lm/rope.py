@@ -50,16 +50,24 @@ def inverse_frequencies(config: LMConfig) -> tuple[torch.Tensor, float]:
 
 
 def rope_tables(config: LMConfig, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables, each [length, head_dim] float32."""
+    """The tables `apply_rope` takes: cos and sign-folded sin, each [length, head_dim] float32.
+
+    The sin table carries rotate_half's minus sign on its first half (-sin, +sin), so applying RoPE
+    needs no negation: one op fewer per call, for every layer and every decoding step.
+    """
     inv_freq, scale = inverse_frequencies(config)
     t = torch.arange(length or config.max_seq_len, dtype=torch.float32)
     freqs = torch.outer(t, inv_freq)  # [T, D/2]
     emb = torch.cat((freqs, freqs), dim=-1)  # [T, D]
-    return emb.cos() * scale, emb.sin() * scale
+    sin = torch.cat((-freqs.sin(), freqs.sin()), dim=-1)
+    return emb.cos() * scale, sin * scale
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, H, T, D] by cos/sin broadcastable to it ([T, D] or [B, 1, T, D])."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+    """Rotate x [..., D] by the `rope_tables` cos/sin broadcast to it (e.g. [T, 1, D] for x [B, T, H, D]).
+
+    Equals Llama's x * cos + rotate_half(x) * sin with rotate_half(x) = (-x2, x1): with the minus sign
+    in the sin table, the rotation is a roll by half the head (one op forward and backward, where
+    slicing and concatenating costs zero-filled gradients in the backward pass).
+    """
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin)

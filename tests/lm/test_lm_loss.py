@@ -1,0 +1,58 @@
+"""The chunked lm_head + cross-entropy against F.cross_entropy(lm_head(h)): loss and gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from koforge.lm.loss import linear_cross_entropy
+
+
+def _inputs(n: int = 37, d: int = 16, v: int = 50, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, d, generator=g, requires_grad=True)
+    w = (torch.randn(v, d, generator=g) * 0.5).requires_grad_()
+    t = torch.randint(0, v, (n,), generator=g)
+    return h, w, t
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 37, 64])  # chunks of one row, uneven chunks, one chunk, more than n
+@pytest.mark.parametrize("scale", [1.0, 0.3])  # the usual loss.backward() and a scaled one (accumulation)
+def test_chunked_loss_and_gradients_match_plain_cross_entropy(chunk, scale):
+    h, w, t = _inputs()
+    ref = F.cross_entropy(F.linear(h, w), t)
+    (ref * scale).backward()
+    ref_h, ref_w = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    got = linear_cross_entropy(h, w, t, chunk=chunk)
+    (got * scale).backward()
+    assert (got - ref).abs() < 1e-5, f"loss {got.item()} vs {ref.item()}"
+    for name, a, b in (("h", h.grad, ref_h), ("weight", w.grad, ref_w)):
+        diff = (a - b).abs()
+        assert diff.max() < 1e-5, f"grad {name}: max {diff.max():.2e} mean {diff.mean():.2e}"
+
+
+def test_batched_shapes_no_grad_and_frozen_weight():
+    h, w, t = _inputs(n=24)
+    ref = F.cross_entropy(F.linear(h, w), t)
+    with torch.no_grad():
+        assert torch.allclose(linear_cross_entropy(h.view(2, 12, -1), w, t.view(2, 12), chunk=5), ref, atol=1e-6)
+    w.requires_grad_(False)
+    linear_cross_entropy(h, w, t, chunk=5).backward()
+    assert w.grad is None and h.grad is not None
+
+
+def test_tied_weight_gets_both_gradients():
+    h, w, t = _inputs(n=12)
+    ids = torch.randint(0, w.shape[0], (12,))
+    ref_loss = F.cross_entropy(F.linear(F.embedding(ids, w) + h, w), t)
+    ref = torch.autograd.grad(ref_loss, w)[0]
+    got = torch.autograd.grad(linear_cross_entropy(F.embedding(ids, w) + h, w, t, chunk=5), w)[0]
+    assert (got - ref).abs().max() < 1e-5
+
+
+def test_non_float32_falls_back_to_the_plain_loss():
+    h, w, t = _inputs(n=8)
+    got = linear_cross_entropy(h.double(), w.double(), t)
+    assert type(got.grad_fn).__name__ == "NllLossBackward0"  # the plain path (the fused one is float32 only)
+    assert torch.allclose(got.float(), F.cross_entropy(F.linear(h, w), t), atol=1e-5)
