@@ -1,12 +1,14 @@
 """Teach all-MiniLM-L6-v2 Korean on CPU, with and without vocabulary expansion, same time budget.
 
-Rows: the base model as shipped; run A = the plain model fine-tuned; run B =
-the model expanded with a Korean BPE donor (koforge.vocab), its new rows
+Rows: the base model as shipped; run A = the plain model fine-tuned (InfoNCE
+on KorNLI + petition title->content pairs, then CoSENT on KorSTS train); run
+B = the model expanded with a Korean BPE donor (koforge.vocab), its new rows
 taught by the base model's own embeddings (teacher-student, `new_embeddings`
-scope), then fine-tuned. Both runs get the same wall-clock training budget
-(`EMBED_BENCH_BUDGET` minutes, teacher encoding included; donor training and
-expansion are preparation and are timed separately). Training data: KorSTS
-train, KorNLI (xnli dev) pairs, NSMC reviews — never a test split. Reported:
+scope), then the same two stages. Both runs get the same wall-clock training
+budget (`EMBED_BENCH_BUDGET` minutes, default 30, teacher encoding included;
+donor training and expansion are preparation and are timed separately).
+Training data: KorSTS train, KorNLI (xnli dev) pairs, NSMC reviews and
+petitions (unlabelled corpora) — never a test split. Reported:
 KorSTS test Spearman, KorQuAD 1.0 dev question->paragraph NDCG@10 (a seeded
 sample of `EMBED_BENCH_QUERIES` questions against all 964 paragraphs), and
 encode throughput of koforge's FastEncoder vs SentenceTransformer.encode on
@@ -27,9 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("KOFORGE_MLFLOW", "off")
 
-BUDGET = float(os.environ.get("EMBED_BENCH_BUDGET", "8"))  # minutes of training per run
+BUDGET = float(os.environ.get("EMBED_BENCH_BUDGET", "30"))  # minutes of training per run (the issue's ceiling)
 QUERIES = int(os.environ.get("EMBED_BENCH_QUERIES", "300"))
-MAX_LEN = 128
+MAX_LEN = 128  # training
+EVAL_LEN = 256  # evaluation: all-MiniLM-L6-v2's own max_seq_length, so long KorQuAD paragraphs are not cut at 128
+PETITIONS = "corpora/petitions_2019-0[456].jsonl"  # title -> content as weak query/passage pairs
 
 
 def pick_threads() -> int:
@@ -48,6 +52,8 @@ def evaluate(model, data: Path) -> dict:
     from koforge.eval.korsts import evaluate_korsts
     from koforge.eval.retrieval import evaluate_korquad_retrieval
 
+    model.max_seq_length = EVAL_LEN
+
     sts = evaluate_korsts(model, data / "korsts" / "sts-test.tsv")["primary"]
     ret = evaluate_korquad_retrieval(model, data / "korquad" / "KorQuAD_v1.0_dev.json", max_queries=QUERIES)
     return {"korsts_test": sts, "ndcg@10": ret["ndcg@10"], "recall@10": ret["recall@10"]}
@@ -60,10 +66,26 @@ def recipe_dict(name: str, stages: list[dict], data: Path, teacher: str | None =
             "stages": stages}
 
 
+def pairs_stage(minutes: float) -> dict:
+    """InfoNCE on KorNLI (entailment positive, contradiction hard negative) and petition title -> content pairs."""
+    return {"name": "infonce_pairs", "scope": "full", "objective": "infonce", "schedule": "time", "learning_rate": 5e-5,
+            "max_minutes": minutes, "batch_size": 32, "epochs": 20, "warmup_ratio": 0.05, "evaluate": False,
+            "data": [{"kind": "nli", "path": "kornli/xnli.dev.ko.tsv"},
+                     {"kind": "pairs", "path": PETITIONS, "anchor_field": "title", "positive_field": "content",
+                      "min_chars": 5, "max_chars": 100000}]}
+
+
 def sts_stage(lr: float) -> dict:
+    """CoSENT on KorSTS train for whatever budget is left."""
     return {"name": "cosent_sts", "scope": "full", "objective": "cosent", "schedule": "time", "learning_rate": lr,
-            "batch_size": 16, "epochs": 20, "warmup_ratio": 0.05, "evaluate": False,
+            "batch_size": 32, "epochs": 50, "warmup_ratio": 0.05, "evaluate": False,
             "data": [{"kind": "sts", "path": "korsts/sts-train.tsv"}]}
+
+
+def spent(result) -> dict:
+    """Training minutes (teacher encoding included in the recipe budget, not here) and steps over all stages."""
+    return {"train_min": sum(s["metrics"]["train/seconds"] for s in result.stages) / 60,
+            "steps": int(sum(s["metrics"]["train/steps"] for s in result.stages))}
 
 
 def donor_and_expand(base: Path, data: Path, out: Path) -> Path:
@@ -121,15 +143,13 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.1f}, output {out}")
 
     base_model = build_embedding_model(base)
-    base_model.max_seq_length = MAX_LEN
     rows.append({"run": "base all-MiniLM-L6-v2", **evaluate(base_model, data), "train_min": 0.0, "steps": 0})
     log(f"base: {rows[-1]}")
 
-    plain = load_recipe(recipe_dict("plain", [sts_stage(8e-5)], data))
+    plain = load_recipe(recipe_dict("plain", [pairs_stage(round(BUDGET * 0.2, 2)), sts_stage(8e-5)], data))
     res_a = run_recipe(plain, base, out / "run_plain", overwrite=True)
     model_a = build_embedding_model(res_a.final_model)
-    rows.append({"run": "A: plain, CoSENT", **evaluate(model_a, data),
-                 "train_min": res_a.stages[-1]["metrics"]["train/seconds"] / 60, "steps": int(res_a.stages[-1]["metrics"]["train/steps"])})
+    rows.append({"run": "A: plain, InfoNCE + CoSENT", **evaluate(model_a, data), **spent(res_a)})
     log(f"A: {rows[-1]}")
 
     t = time.perf_counter()
@@ -137,17 +157,18 @@ def main() -> None:
     prep = (time.perf_counter() - t) / 60
     report = json.loads((expanded / "expansion_report.json").read_text(encoding="utf-8"))
     log(f"expansion: +{report['expanded_vocab_size'] - report['base_vocab_size']} tokens in {prep:.1f} min (preparation)")
+    # New rows first learn to reproduce the base model's embedding of the same text (teacher encoded once,
+    # inside the budget): without this stage the mean-of-jamo rows sink KorSTS (see ../shared/NOTES.md).
     distill = {"name": "new_rows", "scope": "new_embeddings", "objective": "distill", "learning_rate": 5e-3,
-               "schedule": "time", "max_minutes": round(BUDGET * 0.3, 2), "batch_size": 32, "epochs": 20,
+               "schedule": "time", "max_minutes": round(BUDGET * 0.15, 2), "batch_size": 64, "epochs": 20,
                "warmup_ratio": 0.02, "evaluate": False,
-               "data": [{"kind": "sts", "path": "korsts/sts-train.tsv", "samples": 700},
-                        {"kind": "text", "path": "corpora/nsmc_reviews.txt", "samples": 200, "min_chars": 10, "max_chars": 120}]}
-    exp_recipe = load_recipe(recipe_dict("expanded", [distill, sts_stage(8e-5)], data, teacher=str(base)))
+               "data": [{"kind": "sts", "path": "korsts/sts-train.tsv", "samples": 4000},
+                        {"kind": "text", "path": "corpora/nsmc_reviews.txt", "samples": 2000, "min_chars": 10, "max_chars": 120}]}
+    stages_b = [distill, pairs_stage(round(BUDGET * 0.2, 2)), sts_stage(8e-5)]
+    exp_recipe = load_recipe(recipe_dict("expanded", stages_b, data, teacher=str(base)))
     res_b = run_recipe(exp_recipe, expanded, out / "run_expanded", overwrite=True)
     model_b = build_embedding_model(res_b.final_model)
-    train_b = sum(s["metrics"]["train/seconds"] for s in res_b.stages) / 60
-    rows.append({"run": "B: expanded, new rows + CoSENT", **evaluate(model_b, data), "train_min": train_b,
-                 "steps": int(sum(s["metrics"]["train/steps"] for s in res_b.stages))})
+    rows.append({"run": "B: expanded, new rows + InfoNCE + CoSENT", **evaluate(model_b, data), **spent(res_b)})
     log(f"B: {rows[-1]}")
 
     s1, s2, _ = read_sts_pairs(data / "korsts" / "sts-test.tsv")
