@@ -5,16 +5,23 @@
    rest, balanced between the two registers: every `NSMC_STRIDE`-th review
    (~8M chars) and the petitions repeated `PETITION_REPEATS` times (~8M
    chars). With all reviews and petitions x2 (31M chars, 74% informal) the
-   same BPE reached only 2.39 chars/token on held-out petitions.
+   same BPE reached only 2.39 chars/token on held-out petitions. Both use the
+   shipped presets (bpe-32k, superbpe-32k: transition 16K, superwords of at
+   most 4 words).
 2. Compares both with the five tokenizers in ../shared/tokenizers on the
    held-out slices and on the KorQuAD paragraphs (reference: Qwen3).
    Goals: >= 2.4 characters per token on held-out petitions for the 32K BPE;
    SuperBPE >= 15% fewer tokens than that BPE on formal text.
 3. Times a 32K BPE on the full shared corpus against SentencePiece BPE of the
-   same size on the same text (ratio printed). Goal: <= 3 minutes.
+   same size on the same text (ratio printed), with the phases: reading and
+   cleaning (once, shared), and the trainer's word-count pass alone (a run
+   with no merges), the rest being merges. Goal: <= 3 minutes. Timings
+   depend on what else runs on the machine: the load average is printed.
 
 Run: python bench/tokenizer_efficiency.py   (about 10-15 minutes on 2 cores)
-Environment: KOFORGE_BENCH_SUPERBPE_T (transition size), KOFORGE_BENCH_SKIP_SPM=1.
+Environment: KOFORGE_BENCH_SUPERBPE="key=value ..." (overrides of the superbpe-32k
+preset, e.g. "superbpe_transition=12000 superbpe_stage2_min_chars=200"),
+KOFORGE_BENCH_SKIP_SPM=1, KOFORGE_BENCH_SKIP_PHASES=1.
 """
 from __future__ import annotations
 
@@ -30,20 +37,20 @@ from _common import bench_out, shared  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KOFORGE_PROGRESS", "0")
 
+from koforge.config import load_config  # noqa: E402
 from koforge.data.clean import CleanConfig, clean_text  # noqa: E402
 from koforge.data.read import read_texts  # noqa: E402
 from koforge.data.split import SplitConfig, assign_split  # noqa: E402
-from koforge.tokenizers.bpe import is_superword  # noqa: E402
+from koforge.tokenizers.bpe import is_superword, superword_words  # noqa: E402
 from koforge.tokenizers.evaluate import evaluate_tokenizers  # noqa: E402
 from koforge.tokenizers.io import load_tokenizer  # noqa: E402
 from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 
-VOCAB = 32_000
 PETITION_REPEATS = 2
 NSMC_STRIDE = 3
 HELD_OUT = SplitConfig(train=0.95, validation=0.0, test=0.05)
 NSMC_EVAL = 5_000  # held-out reviews evaluated (of ~33K), to keep the slow reference tokenizers quick
-SUPERBPE_T = int(os.environ.get("KOFORGE_BENCH_SUPERBPE_T", 16_000))  # measured: 16K and 10K gave the same, 24K less
+SUPERBPE_OVERRIDES = os.environ.get("KOFORGE_BENCH_SUPERBPE", "").split()
 REFERENCES = ["qwen3", "llama3", "gpt4o", "gemma3", "deepseek_v3"]
 
 
@@ -66,10 +73,15 @@ def table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
+def load() -> str:
+    return "load average " + " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1/5/15 min)"
+
+
 def main() -> None:
     out = bench_out("tokenizer_efficiency")
     t0 = time.perf_counter()
     nsmc, petitions = load_corpus()
+    read_seconds = time.perf_counter() - t0
     split = {name: [assign_split(t, HELD_OUT) for t in texts] for name, texts in (("nsmc", nsmc), ("petitions", petitions))}
     nsmc_train = [t for t, s in zip(nsmc, split["nsmc"]) if s == "train"]
     nsmc_test = [t for t, s in zip(nsmc, split["nsmc"]) if s == "test"]
@@ -81,12 +93,15 @@ def main() -> None:
           f"{sum(map(len, train_texts)) / 1e6:.1f}M chars (1/{NSMC_STRIDE} of the reviews, petitions x{PETITION_REPEATS})", flush=True)
 
     trained, train_rows = {}, []
-    for name, cfg in (("koforge-bpe-32k", TokenizerTrainConfig(kind="bpe", vocab_size=VOCAB)),
-                      ("koforge-superbpe-32k", TokenizerTrainConfig(kind="superbpe", vocab_size=VOCAB, superbpe_transition=SUPERBPE_T))):
+    bpe_cfg = load_config(TokenizerTrainConfig, "bpe-32k", group="tokenizer")
+    superbpe_cfg = load_config(TokenizerTrainConfig, "superbpe-32k", SUPERBPE_OVERRIDES, group="tokenizer")
+    for name, cfg in (("koforge-bpe-32k", bpe_cfg), ("koforge-superbpe-32k", superbpe_cfg)):
         r = train_tokenizer(train_texts, cfg, out / name, overwrite=True)
         trained[name] = r.path
         train_rows.append({"tokenizer": name, "vocab": r.vocab_size, "train chars": f"{r.characters / 1e6:.1f}M",
-                           "seconds": f"{r.seconds:.0f}", "superword vocab share": f"{100 * r.stats.get('superword_vocab_share', 0):.1f}%"})
+                           "seconds": f"{r.seconds:.0f}", "transition": r.stats.get("transition_vocab_size", "-"),
+                           "max words": cfg.superbpe_max_words if cfg.kind == "superbpe" else "-",
+                           "superword vocab share": f"{100 * r.stats.get('superword_vocab_share', 0):.1f}%"})
         print(f"trained {name} in {r.seconds:.0f}s", flush=True)
     print("\n## Trained tokenizers\n" + table(train_rows, list(train_rows[0])), flush=True)
 
@@ -112,19 +127,31 @@ def main() -> None:
               f"{'MET' if change <= -0.15 else 'MISSED'}")
 
     sb = load_tokenizer(trained["koforge-superbpe-32k"])
-    used = [t for text in pet_test for t in sb.tokenize(text)]
-    print(f"superword tokens are {100 * sum(map(is_superword, used)) / len(used):.1f}% of the SuperBPE tokens of held-out petitions")
+    for ts in ("petitions held-out", "KorQuAD paragraphs"):
+        used = [t for text in text_sets[ts] for t in sb.tokenize(text)]
+        words = sum(superword_words(t) for t in used if is_superword(t))
+        print(f"superword tokens are {100 * sum(map(is_superword, used)) / len(used):.1f}% of the SuperBPE tokens of {ts} "
+              f"(they carry {words:,} words)")
 
     full = nsmc + petitions
-    timing = []
-    r = train_tokenizer(full, TokenizerTrainConfig(kind="bpe", vocab_size=VOCAB), out / "full-bpe-32k", overwrite=True)
-    timing.append({"trainer": "koforge byte-level BPE (HF tokenizers)", "vocab": r.vocab_size, "chars": f"{r.characters / 1e6:.1f}M", "seconds": round(r.seconds, 1)})
+    chars = f"{sum(map(len, full)) / 1e6:.1f}M"
+    print(f"\ntiming on the full corpus starts: {load()}", flush=True)
+    timing = [{"trainer": "read + clean NSMC + petitions (once, shared by both)", "vocab": "-", "chars": chars, "seconds": round(read_seconds, 1)}]
+    if os.environ.get("KOFORGE_BENCH_SKIP_PHASES") != "1":
+        count_cfg = load_config(TokenizerTrainConfig, "bpe-32k", [f"vocab_size={bpe_cfg.minimum_vocab_size}"], group="tokenizer")
+        c = train_tokenizer(full, count_cfg, out / "full-bpe-count-pass", overwrite=True)
+        timing.append({"trainer": "  koforge BPE phase: NFC + pre-tokenise + word/pair count (no merges)", "vocab": c.vocab_size,
+                       "chars": chars, "seconds": round(c.seconds, 1)})
+    r = train_tokenizer(full, bpe_cfg, out / "full-bpe-32k", overwrite=True)
+    timing.append({"trainer": "koforge byte-level BPE (HF tokenizers)", "vocab": r.vocab_size, "chars": chars, "seconds": round(r.seconds, 1)})
     if os.environ.get("KOFORGE_BENCH_SKIP_SPM") != "1":
-        s = train_tokenizer(full, TokenizerTrainConfig(kind="sentencepiece-bpe", vocab_size=VOCAB), out / "full-spm-bpe-32k", overwrite=True)
-        timing.append({"trainer": "SentencePiece BPE", "vocab": s.vocab_size, "chars": f"{s.characters / 1e6:.1f}M", "seconds": round(s.seconds, 1)})
+        spm_cfg = load_config(TokenizerTrainConfig, "sentencepiece-bpe-32k", group="tokenizer")
+        s = train_tokenizer(full, spm_cfg, out / "full-spm-bpe-32k", overwrite=True)
+        timing.append({"trainer": "SentencePiece BPE", "vocab": s.vocab_size, "chars": chars, "seconds": round(s.seconds, 1)})
+    print(f"timing on the full corpus ends: {load()}")
     print("\n## Training time on the full shared corpus (NSMC + petitions)\n" + table(timing, list(timing[0])))
-    if len(timing) == 2:
-        print(f"ratio: byte-level BPE takes {timing[0]['seconds'] / timing[1]['seconds']:.2f}x the time of SentencePiece BPE")
+    if timing[-1]["trainer"] == "SentencePiece BPE":
+        print(f"ratio: byte-level BPE takes {r.seconds / timing[-1]['seconds']:.2f}x the time of SentencePiece BPE")
     print(f"goal 3: 32K BPE on the full corpus in {r.seconds:.0f}s (goal <= 180 s) -> {'MET' if r.seconds <= 180 else 'MISSED'}")
     print(f"\noutputs: {out} (comparison.json, chars_per_token.png); total {time.perf_counter() - t0:.0f}s")
 

@@ -28,7 +28,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from koforge._utils.errors import TokenizerError
+from koforge._utils.errors import DataError, TokenizerError
 from koforge.tokenizers.train import WHITESPACE_RUNS, TokenizerTrainConfig
 
 _NEWLINES = r"\s*\n\s*"
@@ -172,6 +172,8 @@ def _stage2_sequences(spool: Path, stage1: Any, config: TokenizerTrainConfig, al
     for docs in _read_spool(spool):
         chunks = []
         for doc in docs:
+            if len(doc) < config.superbpe_stage2_min_chars:
+                continue
             doc = doc if form == "NONE" else unicodedata.normalize(form, doc)
             chunks.extend(c for c, _ in chunker.pre_tokenize_str(doc) if len(c) > 1)
         out = []
@@ -185,9 +187,46 @@ def _stage2_sequences(spool: Path, stage1: Any, config: TokenizerTrainConfig, al
         yield out
 
 
+def superword_words(token: str) -> int:
+    """How many whitespace-separated words the text of a byte-level token holds."""
+    return len(token_text(token).split())
+
+
+def _train_stage2(sequences: list[str], alphabet: set[str], budget: int, config: TokenizerTrainConfig) -> list[tuple[str, str]]:
+    from tokenizers import Tokenizer, models, trainers
+
+    stage2 = Tokenizer(models.BPE())
+    trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + budget, min_frequency=config.min_frequency,
+                                  show_progress=_show_progress(), max_token_length=config.max_token_length)
+    stage2.train_from_iterator((sequences[i:i + 2000] for i in range(0, len(sequences), 2000)), trainer=trainer)
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(stage2.to_str())["model"]["merges"]]
+
+
+def _keep_merges(stage2: list[tuple[str, str]], translate: Any, vocab: dict[str, int], merges: list, n_new: int,
+                 max_words: int | None) -> tuple[int, int]:
+    """Append translated stage-2 merges to `vocab`/`merges` until `n_new` tokens are added.
+
+    A merge whose token would span more than `max_words` words is dropped, and
+    so is every later merge built on a dropped token. Returns (added, dropped).
+    """
+    added = dropped = 0
+    for a, b in stage2:
+        if added >= n_new:
+            break
+        left, right = translate(a), translate(b)
+        if left not in vocab or right not in vocab or (max_words is not None and superword_words(left + right) > max_words):
+            dropped += 1
+            continue
+        merges.append((left, right))
+        if left + right not in vocab:
+            vocab[left + right] = len(vocab)
+            added += 1
+    return added, dropped
+
+
 def train_superbpe(texts: Iterable[str], config: TokenizerTrainConfig) -> tuple[Any, dict[str, Any]]:
     """Two-stage SuperBPE; returns the tokenizer and superword statistics."""
-    from tokenizers import Tokenizer, models, trainers
+    from tokenizers import models
 
     t = config.transition_size
     if t - _ws_budget(config) > _PUA_MAX:
@@ -197,30 +236,30 @@ def train_superbpe(texts: Iterable[str], config: TokenizerTrainConfig) -> tuple[
         stage1 = train_byte_bpe(first_pass, config, vocab_size=t)
         s1 = json.loads(stage1.to_str())["model"]
         alphabet: set[str] = set()
-        sequences = list(_stage2_sequences(spool, stage1, config, alphabet))
-    # vocab_size of the stage-2 trainer counts its alphabet (the stage-1 tokens seen) plus the new merges
+        sequences = [s for batch in _stage2_sequences(spool, stage1, config, alphabet) for s in batch]
+    if not sequences:
+        raise DataError(f"SuperBPE stage 2 has no text: no document of at least superbpe_stage2_min_chars="
+                        f"{config.superbpe_stage2_min_chars} characters holds two stage-1 tokens. Lower it or add longer documents.")
     n_new = config.vocab_size - stage1.get_vocab_size(with_added_tokens=True)
-    stage2 = Tokenizer(models.BPE())
-    trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + n_new, min_frequency=config.min_frequency,
-                                  show_progress=_show_progress(), max_token_length=config.max_token_length)
-    stage2.train_from_iterator(iter(sequences), trainer=trainer)
-    del sequences
     inverse = {i: tok for tok, i in s1["vocab"].items()}
 
     def translate(s: str) -> str:
         return "".join(inverse[_unmap(c)] for c in s)
 
-    vocab = dict(s1["vocab"])
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in s1["merges"]]
-    n_stage2 = 0
-    for m in json.loads(stage2.to_str())["model"]["merges"]:
-        a, b = m.split(" ") if isinstance(m, str) else m
-        left, right = translate(a), translate(b)
-        merges.append((left, right))
-        if left + right not in vocab:
-            vocab[left + right] = len(vocab)
-            n_stage2 += 1
+    # The word limit drops a few stage-2 merges (and those built on them): ask the trainer for some spare
+    # merges and, in the rare case they do not suffice, train again with more.
+    spare = 1.0 if config.superbpe_max_words is None else 1.1
+    while True:
+        vocab = dict(s1["vocab"])
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in s1["merges"]]
+        budget = int(n_new * spare) + 16
+        stage2 = _train_stage2(sequences, alphabet, budget, config)
+        added, dropped = _keep_merges(stage2, translate, vocab, merges, n_new, config.superbpe_max_words)
+        if added >= n_new or len(stage2) < budget or spare >= 4:  # done, or the corpus has no more pairs to merge
+            break
+        spare *= 2
+    del sequences
     tok = _assemble(models.BPE(vocab=vocab, merges=merges), config, superwords=True)
     superwords = sum(map(is_superword, vocab))
-    return tok, {"transition_vocab_size": t, "stage2_tokens": n_stage2, "superword_tokens": superwords,
-                 "superword_vocab_share": round(superwords / max(1, len(vocab)), 4)}
+    return tok, {"transition_vocab_size": t, "stage2_tokens": added, "stage2_dropped_merges": dropped,
+                 "superword_tokens": superwords, "superword_vocab_share": round(superwords / max(1, len(vocab)), 4)}

@@ -67,6 +67,11 @@ class TokenizerTrainConfig:
     """More special tokens, each a single id never split."""
     superbpe_transition: Optional[int] = None
     """SuperBPE: vocabulary size where stage 1 (subwords) stops and superword merging starts (None: 90% of vocab_size)."""
+    superbpe_max_words: Optional[int] = 4
+    """SuperBPE: longest superword in whitespace-separated words, as in the paper (None: no limit)."""
+    superbpe_stage2_min_chars: int = 0
+    """SuperBPE: stage 2 learns superwords only from documents at least this long (0: all, as in the paper).
+    E.g. 200 leaves out short reviews and chat lines, for a tokenizer aimed at long formal prose."""
     max_token_length: Optional[int] = None
     """Longest token in characters (BPE backends; None: no limit)."""
     character_coverage: float = 0.9995
@@ -97,6 +102,10 @@ class TokenizerTrainConfig:
             t = self.transition_size
             if not floor <= t < self.vocab_size:
                 raise ConfigError(f"superbpe_transition={t} must be >= {floor} and below vocab_size={self.vocab_size}.")
+        if self.superbpe_max_words is not None and self.superbpe_max_words < 1:
+            raise ConfigError(f"superbpe_max_words={self.superbpe_max_words} must be >= 1 (or None for no limit).")
+        if self.superbpe_stage2_min_chars < 0:
+            raise ConfigError(f"superbpe_stage2_min_chars={self.superbpe_stage2_min_chars} must be >= 0.")
         if self.max_token_length is not None and self.max_token_length < 2:
             raise ConfigError(f"max_token_length={self.max_token_length} must be >= 2 (or None).")
         if not 0.9 <= self.character_coverage <= 1.0:
