@@ -8,7 +8,7 @@ from lm_helpers import tiny_config
 from koforge._utils.errors import ConfigError, ModelLoadError
 from koforge.lm.config import LMConfig, count_parameters
 from koforge.lm.hf import export_model, import_from_hf
-from koforge.lm.deploy import use_cpu_gemm_layout
+from koforge.lm.deploy import DecodingLinear, use_cpu_decoding_kernels
 from koforge.lm.model import KoLM, fuse_llama_tensors, split_fused_tensors
 
 
@@ -62,19 +62,27 @@ def test_fused_projections_split_to_llama_names_and_back_exactly():
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), state.values()))
 
 
-def test_cpu_gemm_layout_keeps_values_and_logits():
+def test_cpu_decoding_kernels_keep_weights_and_logits():
     torch.manual_seed(0)
     model = KoLM(tiny_config(tie_embeddings=True)).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ids = torch.randint(0, 64, (2, 9))
+    ids = torch.randint(0, 64, (3, 9))
     with torch.no_grad():
-        ref = model(ids)
-        use_cpu_gemm_layout(model)
-        got = model(ids)
-    w = model.model.layers[0].self_attn.qkv_proj.weight
-    assert w.t().is_contiguous() and model.lm_head.weight is model.model.embed_tokens.weight
+        ref_full, ref_last = model(ids), model(ids, last_only=True)
+    use_cpu_decoding_kernels(model)
+    assert isinstance(model.lm_head, DecodingLinear) and model.lm_head.weight is model.model.embed_tokens.weight
+    assert model.model.layers[0].self_attn.qkv_proj.weight.t().is_contiguous()  # transposed in memory
+    assert model.state_dict().keys() == before.keys()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert (got - ref).abs().max() < 1e-5
+    with torch.no_grad():
+        assert (model(ids) - ref_full).abs().max() < 1e-5
+    with torch.inference_mode():  # 3 rows at the lm_head: the packed oneDNN path
+        assert (model(ids, last_only=True) - ref_last).abs().max() < 1e-4
+    with torch.no_grad():  # a changed weight is repacked, never served stale
+        model.lm_head.weight.mul_(2.0)
+        changed = model(ids, last_only=True)
+    with torch.inference_mode():
+        assert (model(ids, last_only=True) - changed).abs().max() < 1e-4
 
 
 def test_import_refuses_non_llama_and_missing_weights(tmp_path):

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from koforge._utils.errors import ConfigError
-from koforge.lm.deploy import use_cpu_gemm_layout
+from koforge.lm.deploy import use_cpu_decoding_kernels
 from koforge.lm.kv_cache import KVCache
 from koforge.lm.model import KoLM
 from koforge.lm.sampling import SamplingConfig, sample_next
@@ -57,14 +57,14 @@ class Generation:
 class GenerationEngine:
     """Prefill + decode with a pre-allocated KV cache, reused across calls.
 
-    With `inference_layout` (default) the model's linear weights are re-laid for the CPU GEMM kernel
-    (`koforge.lm.deploy.use_cpu_gemm_layout`: same values, faster decoding); pass False for a model
+    With `inference_layout` (default) the model's float32 linears on CPU are swapped in place for
+    `koforge.lm.deploy.DecodingLinear` (same weights, faster skinny GEMMs); pass False for a model
     that goes on training (the trainer's sample generations do).
     """
 
     def __init__(self, model: KoLM, *, max_batch: int = 8, max_len: int | None = None,
                  inference_layout: bool = True) -> None:
-        self.model = use_cpu_gemm_layout(model.eval()) if inference_layout else model.eval()
+        self.model = use_cpu_decoding_kernels(model.eval()) if inference_layout else model.eval()
         self.config = model.config
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype

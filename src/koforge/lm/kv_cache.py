@@ -36,9 +36,9 @@ class KVCache:
         if end > self.max_len:
             raise ValueError(f"KV cache full: {end} positions > {self.max_len}")
         kc, vc = self._k[layer], self._v[layer]
-        kc[:, :, start:end] = k
-        vc[:, :, start:end] = v
-        return kc[:, :, :end], vc[:, :, :end]
+        kc.narrow(2, start, end - start).copy_(k)
+        vc.narrow(2, start, end - start).copy_(v)
+        return kc.narrow(2, 0, end), vc.narrow(2, 0, end)
 
     def advance(self, n: int) -> None:
         """Called by the model once every layer has stored its `n` new positions."""
