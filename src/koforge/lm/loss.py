@@ -68,4 +68,6 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
              and not torch.compiler.is_compiling())
     if not fused:
         return F.cross_entropy(F.linear(h2, weight).float(), t)
+    if not torch.is_grad_enabled():  # evaluation: detached inputs tell forward to skip the gradients
+        h2, weight = h2.detach(), weight.detach()
     return _LinearCrossEntropy.apply(h2.contiguous(), weight, t, chunk)
