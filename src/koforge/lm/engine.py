@@ -57,14 +57,14 @@ class Generation:
 class GenerationEngine:
     """Prefill + decode with a pre-allocated KV cache, reused across calls.
 
-    With `inference_layout` (default) the model's float32 linears on CPU are swapped in place for
+    With `decoding_kernels` (default) the model's float32 linears on CPU are swapped in place for
     `koforge.lm.deploy.DecodingLinear` (same weights, faster skinny GEMMs); pass False for a model
     that goes on training (the trainer's sample generations do).
     """
 
     def __init__(self, model: KoLM, *, max_batch: int = 8, max_len: int | None = None,
-                 inference_layout: bool = True) -> None:
-        self.model = use_cpu_decoding_kernels(model.eval()) if inference_layout else model.eval()
+                 decoding_kernels: bool = True) -> None:
+        self.model = use_cpu_decoding_kernels(model.eval()) if decoding_kernels else model.eval()
         self.config = model.config
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype

@@ -280,7 +280,7 @@ def sample_generations(model: KoLM, tokenizer, prompts: list[str], n_tokens: int
     from koforge.lm.engine import GenerationConfig, GenerationEngine
 
     was_training = model.training
-    engine = GenerationEngine(model, max_batch=1, inference_layout=False)  # the model goes on training
+    engine = GenerationEngine(model, max_batch=1, decoding_kernels=False)  # the model goes on training
     cfg = GenerationConfig(max_new_tokens=n_tokens, temperature=0.8, top_k=50, seed=seed,
                            stop_tokens=[eos_id] if eos_id is not None else [], truncate="left")
     rows = []
