@@ -83,3 +83,15 @@ def test_stage2_min_chars_leaves_short_documents_out_of_stage2(corpus, tmp_path)
         train_tokenizer(texts, TokenizerTrainConfig(kind="superbpe", vocab_size=800, superbpe_transition=500,
                                                     superbpe_stage2_min_chars=100_000), tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+def test_word_limit_drops_long_merges_and_those_built_on_them():
+    from koforge.tokenizers.bpe import _keep_merges
+
+    vocab = {t: i for i, t in enumerate(["a", "b", "c", "Ġb", "Ġc", "Ġd"])}
+    stage2 = [("a", "Ġb"), ("aĠb", "Ġc"), ("aĠbĠc", "Ġd"), ("b", "c"), ("Ġb", "Ġc")]
+    merges: list = []
+    added, dropped = _keep_merges(stage2, lambda s: s, vocab, merges, n_new=3, max_words=2)
+    # "a b c" has 3 words: dropped, and "a b c d" (built on it) with it; the budget is filled from later merges
+    assert merges == [("a", "Ġb"), ("b", "c"), ("Ġb", "Ġc")] and (added, dropped) == (3, 2)
+    assert list(vocab)[-3:] == ["aĠb", "bc", "ĠbĠc"]
