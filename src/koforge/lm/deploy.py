@@ -1,4 +1,4 @@
-"""Inference-time forms of a KoLM: CPU weight layout, int8 dynamic quantization (CPU), half precision (GPU), ONNX.
+"""Inference-time forms of a KoLM: CPU decoding kernels, int8 dynamic quantization (CPU), half precision (GPU), ONNX.
 
 `use_cpu_decoding_kernels` swaps every float32 `nn.Linear` for a
 `DecodingLinear` over the same Parameter, which picks the fastest CPU GEMM
