@@ -5,7 +5,11 @@ batch of token ids and the same optimiser (AdamW, fused where available); one
 step = forward + loss + backward + optimiser step. Rounds alternate between
 the two models so a noisy shared machine slows both alike; the median step
 time of each is reported; on CPU the ratio is also printed on thread CPU
-time (which ignores time spent descheduled by other processes).
+time (which ignores time spent descheduled by other processes). Each model also
+runs compiled (`torch.compile` of the loss computation, what the trainer's
+`compile` option does; KOFORGE_BENCH_COMPILE=0 skips it), so the table shows
+eager vs eager and compiled vs compiled; the one-off compile time is printed,
+not counted in the steps.
 Env: KOFORGE_BENCH_PRESET (default tiny-10m),
 KOFORGE_BENCH_BATCH (8), KOFORGE_BENCH_SEQ (128), KOFORGE_BENCH_ROUNDS (3), KOFORGE_BENCH_STEPS (2),
 KOFORGE_BENCH_DTYPE (fp32 on CPU; bf16 on a GPU). On CUDA it also prints MFU
@@ -13,6 +17,7 @@ KOFORGE_BENCH_DTYPE (fp32 on CPU; bf16 on a GPU). On CUDA it also prints MFU
 """
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import sys
@@ -33,6 +38,7 @@ BATCH = int(os.environ.get("KOFORGE_BENCH_BATCH", "8"))
 SEQ = int(os.environ.get("KOFORGE_BENCH_SEQ", "128"))
 ROUNDS = int(os.environ.get("KOFORGE_BENCH_ROUNDS", "3"))
 STEPS_PER_ROUND = int(os.environ.get("KOFORGE_BENCH_STEPS", "2"))
+COMPILE = os.environ.get("KOFORGE_BENCH_COMPILE", "1") == "1"
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
@@ -63,37 +69,46 @@ def main() -> None:
     ids = torch.randint(0, cfg.vocab_size, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0)).to(device)
     x, y = ids[:, :-1], ids[:, 1:]
 
-    def ko_step(opt):
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = ours.compute_loss(x, y).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
+    def ko_loss(model):
+        return lambda: model.compute_loss(x, y).loss
 
-    def hf_step(opt):
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            # HF shifts labels internally: pass the window and labels = the same window.
-            loss = theirs(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
+    def hf_loss(model):  # HF shifts labels internally: pass the window and labels = the same window.
+        return lambda: model(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
 
     fused = dict(fused=True) if device.type in ("cpu", "cuda") else {}
-    runs = {"koforge KoLM": (ko_step, torch.optim.AdamW(ours.parameters(), lr=1e-4, **fused)),
-            "transformers LlamaForCausalLM": (hf_step, torch.optim.AdamW(theirs.parameters(), lr=1e-4, **fused))}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    cpu_times: dict[str, list[float]] = {k: [] for k in runs}
-    for name, (fn, opt) in runs.items():  # warm-up
-        fn(opt)
+    models = {"koforge KoLM": (ours, ko_loss), "transformers LlamaForCausalLM": (theirs, hf_loss)}
+    runs = {name: (model, loss(model)) for name, (model, loss) in models.items()}
+    if COMPILE:  # copies with the same weights, so the eager rows stay eager
+        for name, (model, loss) in models.items():
+            twin = copy.deepcopy(model)
+            runs[f"{name} compiled"] = (twin, torch.compile(loss(twin)))
+
+    def make_step(model, loss_fn):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
+
+        def step():
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = loss_fn()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    steps = {name: make_step(model, loss_fn) for name, (model, loss_fn) in runs.items()}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    cpu_times: dict[str, list[float]] = {k: [] for k in steps}
+    warmup: dict[str, float] = {}
+    for name, fn in steps.items():  # warm-up (and compile)
+        t = time.perf_counter()
+        fn()
+        warmup[name] = time.perf_counter() - t
     for _ in range(ROUNDS):
-        for name, (fn, opt) in runs.items():
+        for name, fn in steps.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t, c = time.perf_counter(), time.thread_time()
             for _ in range(STEPS_PER_ROUND):
-                fn(opt)
+                fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times[name].append((time.perf_counter() - t) / STEPS_PER_ROUND)
@@ -110,14 +125,22 @@ def main() -> None:
             peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
             row["MFU %"] = 100 * flops_per_token * tokens / med / peak if peak else float("nan")
         rows.append(row)
-    ratio = rows[1]["step s (median)"] / rows[0]["step s (median)"]
-    ko_cpu, hf_cpu = (statistics.median(v) for v in cpu_times.values())
     console = Console()
     console.print(f"preset {PRESET} ({n_params:,} params), batch {BATCH} x {SEQ}, {dtype_name}, {device.type}, "
                   f"threads {torch.get_num_threads()}, {ROUNDS} rounds x {STEPS_PER_ROUND} steps")
     console.print(rows_table(rows, title="training throughput"))
-    on_cpu = f"; on CPU time {hf_cpu / ko_cpu:.2f}" if device.type == "cpu" else ""
-    console.print(f"ratio koforge / transformers tokens/s: {ratio:.2f} (goal >= 1.2 on CPU{on_cpu})")
+    if COMPILE:
+        console.print("first step (s), compile included: " + ", ".join(f"{k} {v:.1f}" for k, v in warmup.items()))
+    step_s = {name: statistics.median(v) for name, v in times.items()}
+    cpu_s = {name: statistics.median(v) for name, v in cpu_times.items()}
+    ko, hf = "koforge KoLM", "transformers LlamaForCausalLM"
+    pairs = [("eager vs eager", ko, hf)]
+    if COMPILE:
+        pairs += [("compiled vs compiled", f"{ko} compiled", f"{hf} compiled"),
+                  ("koforge compiled vs transformers eager", f"{ko} compiled", hf)]
+    for label, a, b in pairs:
+        on_cpu = f"; on CPU time {cpu_s[b] / cpu_s[a]:.2f}" if device.type == "cpu" else ""
+        console.print(f"ratio koforge / transformers tokens/s, {label}: {step_s[b] / step_s[a]:.2f} (goal >= 1.2 on CPU{on_cpu})")
 
 
 if __name__ == "__main__":

@@ -118,3 +118,21 @@ def test_onnx_export_matches_onnxruntime(model, tmp_path):
     path = export_onnx(model, tmp_path / "m.onnx")
     ids = torch.randint(0, 64, (3, 13), generator=torch.Generator().manual_seed(2))  # other shape than traced
     assert check_onnx(model, path, ids) < 1e-4
+
+
+def test_compiled_decode_step_gives_the_eager_greedy_tokens_and_compiles_once(model, prompts):
+    eager = GenerationEngine(model, max_batch=4)
+    compiled = GenerationEngine(model, max_batch=4, compile=True)
+    cfg = GenerationConfig(max_new_tokens=12)
+    want = [g.tokens for g in eager.generate(prompts, cfg)]  # left-padded batch of 3
+    assert [g.tokens for g in compiled.generate(prompts, cfg)] == want
+    # Another request of the same batch size, other prompt lengths: same graph, no recompilation.
+    shifted = [p[1:] + [7] for p in prompts]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        got = [g.tokens for g in compiled.generate(shifted, cfg)]
+    assert got == [g.tokens for g in eager.generate(shifted, cfg)]
+
+
+def test_compile_refuses_an_int8_model(model):
+    with pytest.raises(ConfigError, match="int8"):
+        GenerationEngine(quantize_int8(model), compile=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ class DecodingLinear(nn.Module):
         self.weight = linear.weight  # the same Parameter: tied embeddings keep sharing it
         self._packed: torch.Tensor | None = None
         self._packed_key: tuple | None = None
+        self._key = id(self)
+        _MODULES[self._key] = self
 
     def _packed_weight(self) -> torch.Tensor:
         key = (self.weight.data_ptr(), self.weight._version)
@@ -55,6 +58,11 @@ class DecodingLinear(nn.Module):
     def __getstate__(self) -> dict:  # copies and pickles drop the packed cache (it has no storage to copy)
         return {**self.__dict__, "_packed": None, "_packed_key": None}
 
+    def __setstate__(self, state: dict) -> None:  # a copy registers under its own key
+        super().__setstate__(state)
+        self._key = id(self)
+        _MODULES[self._key] = self
+
     def to_linear(self) -> nn.Linear:
         """A plain nn.Linear over a contiguous copy of the weight."""
         linear = nn.Linear(self.in_features, self.out_features, bias=False, device=self.weight.device)
@@ -62,9 +70,27 @@ class DecodingLinear(nn.Module):
         return linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _ONEDNN and 1 < x.numel() // x.shape[-1] <= 16 and torch.is_inference_mode_enabled():
+        skinny = _ONEDNN and 1 < x.numel() // x.shape[-1] <= 16
+        if torch.compiler.is_compiling():  # an opaque op in the graph, the packed weight looked up when it runs
+            return _packed_linear(x, self.weight, self._key) if skinny and not torch.is_grad_enabled() else F.linear(x, self.weight)
+        if skinny and torch.is_inference_mode_enabled():
             return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), None, "none", [], "")
         return F.linear(x, self.weight)
+
+
+# DecodingLinear modules by id, for `_packed_linear` (a custom op takes tensors and ints, not modules).
+_MODULES: "weakref.WeakValueDictionary[int, DecodingLinear]" = weakref.WeakValueDictionary()
+
+
+@torch.library.custom_op("koforge::packed_linear", mutates_args=())
+def _packed_linear(x: torch.Tensor, weight: torch.Tensor, key: int) -> torch.Tensor:
+    """x @ weight.T through the oneDNN-packed copy of module `key`'s weight (what compiled decode steps call)."""
+    return torch.ops.mkldnn._linear_pointwise(x, _MODULES[key]._packed_weight(), None, "none", [], "")
+
+
+@_packed_linear.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, key: int) -> torch.Tensor:
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
 
 
 def use_cpu_decoding_kernels(model: KoLM) -> KoLM:

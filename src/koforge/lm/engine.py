@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from koforge._utils.errors import ConfigError
+from koforge.lm.compiled_decode import decode_step
 from koforge.lm.deploy import use_cpu_decoding_kernels
 from koforge.lm.kv_cache import KVCache
 from koforge.lm.model import KoLM
@@ -60,16 +61,26 @@ class GenerationEngine:
     With `decoding_kernels` (default) the model's float32 linears on CPU are swapped in place for
     `koforge.lm.deploy.DecodingLinear` (same weights, faster skinny GEMMs); pass False for a model
     that goes on training (the trainer's sample generations do).
+
+    With `compile=True` the decode steps run `koforge.lm.compiled_decode.decode_step` through
+    `torch.compile` (inductor, dynamic=False): fixed shapes over the whole pre-allocated cache, so the
+    first request of each batch size compiles once (tens of seconds on a CPU) and every later step and
+    request of that size reuses the graph. The prefill stays eager. Greedy outputs equal the eager
+    engine's; for a model whose weights stay fixed (serving), not one in training.
     """
 
     def __init__(self, model: KoLM, *, max_batch: int = 8, max_len: int | None = None,
-                 decoding_kernels: bool = True) -> None:
+                 decoding_kernels: bool = True, compile: bool = False) -> None:
+        if compile and any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules()):
+            raise ConfigError("compile=True does not support int8 (dynamically quantized) models; "
+                              "use compile with fp32/bf16/fp16 weights, or int8 without compile.")
         self.model = use_cpu_decoding_kernels(model.eval()) if decoding_kernels else model.eval()
         self.config = model.config
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
         self.cache = KVCache(self.config, max_batch, self.max_len, dtype=self.dtype, device=self.device)
+        self._compiled_step = torch.compile(decode_step, dynamic=False, fullgraph=True) if compile else None
 
     def _prepare(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
         if not prompts:
@@ -118,16 +129,19 @@ class GenerationEngine:
         gen = torch.Generator(device=dev).manual_seed(config.seed) if config.seed is not None else None
         self.cache.reset(B)
         budget = min(config.max_new_tokens, self.max_len - T)
+        # Keys each row may attend to. Eager steps slice it to the positions written so far; the compiled
+        # step attends to the whole cache and marks each position valid as it writes it.
+        key_valid = torch.full((B, self.max_len), self._compiled_step is None, dtype=torch.bool, device=dev)
+        key_valid[:, :T] = valid
+        next_pos = torch.tensor(lengths, device=dev)  # RoPE position of each row's next token
         if padded:
             positions = (valid.cumsum(1) - 1).clamp(min=0)  # [B, T]
             causal = torch.tril(torch.ones(T, T, dtype=torch.bool, device=dev))
             mask = (causal[None] & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=dev)[None]
             logits = self.model(ids, positions=positions, attn_mask=mask[:, None], cache=self.cache, last_only=True)[:, -1]
-            key_valid = torch.ones(B, self.max_len, dtype=torch.bool, device=dev)
-            key_valid[:, :T] = valid
-            next_pos = torch.tensor(lengths, device=dev)
         else:
             logits = self.model(ids, cache=self.cache, last_only=True)[:, -1]
+        slot = torch.tensor([T], device=dev)  # the compiled step's cache index
         stop_ids = set(config.stop_tokens)
         outputs: list[list[int]] = [[] for _ in range(B)]
         self.partial = outputs  # what each row has generated so far (read by streaming callers)
@@ -155,7 +169,9 @@ class GenerationEngine:
             yield emitted
             if all(r is not None for r in reasons) or step == budget - 1:
                 break
-            if padded:
+            if self._compiled_step is not None:
+                logits = self._compiled_step(self.model, *self.cache.layers(), nxt, next_pos, slot, key_valid)
+            elif padded:
                 S = self.cache.length + 1
                 logits = self.model(nxt[:, None], positions=next_pos[:, None], attn_mask=key_valid[:, None, None, :S],
                                     cache=self.cache, last_only=True)[:, -1]

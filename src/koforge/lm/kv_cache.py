@@ -30,6 +30,10 @@ class KVCache:
         self._k = [self.k[i, :batch] for i in range(self.k.shape[0])]
         self._v = [self.v[i, :batch] for i in range(self.v.shape[0])]
 
+    def layers(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per-layer keys and values of the rows in use, [B, Hkv, max_len, D] each (views, written in place)."""
+        return self._k, self._v
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v [B, Hkv, T, D] after the cached positions; return all of them [B, Hkv, S, D]."""
         start, end = self.length, self.length + k.shape[2]
