@@ -161,7 +161,7 @@ def main() -> None:
                          "peak RSS MB": max(r[kind]["peak_rss_mb"] for r in rounds),
                          "weights MB": rounds[0][kind].get("disk_mb", fp32_mb),
                          "warm-up s": med(kind, b, "warmup_s")})
-    console = Console()
+    console = Console(width=150)  # wide enough for the table when not on a terminal
     console.print(f"weights: {folder} | prompt {PROMPT} tokens, {NEW} new tokens, greedy, {ROUNDS} interleaved "
                   f"rounds x median of {REPEATS}, threads {rounds[0]['koforge-fp32']['threads']}")
     console.print(rows_table(rows, title="generation speed (CPU)"))

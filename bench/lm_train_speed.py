@@ -125,7 +125,7 @@ def main() -> None:
             peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
             row["MFU %"] = 100 * flops_per_token * tokens / med / peak if peak else float("nan")
         rows.append(row)
-    console = Console()
+    console = Console(width=150)  # wide enough for the table when not on a terminal
     console.print(f"preset {PRESET} ({n_params:,} params), batch {BATCH} x {SEQ}, {dtype_name}, {device.type}, "
                   f"threads {torch.get_num_threads()}, {ROUNDS} rounds x {STEPS_PER_ROUND} steps")
     console.print(rows_table(rows, title="training throughput"))

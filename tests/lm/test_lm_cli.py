@@ -62,6 +62,7 @@ def test_train_generate_export_import(tmp_path, tokenizer_dir):
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o"], "manifest.json"),
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "steps=3"], "model. or train."),
     (["lm", "generate", "{tmp}/hf", "w1 " * 70, "--tokenizer", "{tok}"], "truncate"),
+    (["lm", "generate", "{tmp}/hf", "w1", "--tokenizer", "{tok}", "--precision", "int8", "--compile"], "int8"),
     (["lm", "export", "{tmp}/nope", "{tmp}/x"], "not found"),
 ])
 def test_bad_inputs_give_one_clear_line(tmp_path, tokenizer_dir, args, message):

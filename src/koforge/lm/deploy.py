@@ -7,7 +7,9 @@ float32 weights, one thread): for one row the weight stored transposed in
 memory (same values and shape, a strided view), which MKL reads 1.3x faster
 than the usual layout; for 2-16 rows a oneDNN-packed copy of the weight
 (`torch.ops.mkldnn`, what inductor's CPU freezing uses), 1.3x faster than
-MKL. The generation engine applies it to the models it serves.
+MKL. The generation engine applies it to the models it serves; in its
+compiled decode step the packed product is the `koforge::packed_linear`
+custom op (opaque to torch.compile, 1.5x faster than inductor's GEMM there).
 """
 from __future__ import annotations
 
@@ -72,7 +74,9 @@ class DecodingLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skinny = _ONEDNN and 1 < x.numel() // x.shape[-1] <= 16
         if torch.compiler.is_compiling():  # an opaque op in the graph, the packed weight looked up when it runs
-            return _packed_linear(x, self.weight, self._key) if skinny and not torch.is_grad_enabled() else F.linear(x, self.weight)
+            if skinny and not torch.is_grad_enabled():
+                return _packed_linear(x, self.weight, self._key)
+            return F.linear(x, self.weight)
         if skinny and torch.is_inference_mode_enabled():
             return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), None, "none", [], "")
         return F.linear(x, self.weight)

@@ -12,7 +12,10 @@ stored gradients (Liger-Kernel's and Apple's "cut cross-entropy" idea, plain
 PyTorch here).
 
 It runs when h and the weight are float32 and autocast is off (CPU training);
-otherwise (bf16/fp16 autocast on a GPU) the plain loss is used. Every target
+otherwise (bf16/fp16 autocast on a GPU) the plain loss is used, and under
+`torch.compile` too: inductor fuses the plain loss, and keeping this one eager
+behind a graph break measured the same compiled step (1.313 s vs 1.314 s, 10M
+preset, batch 8 x 128, one thread). Every target
 counts: there is no ignore_index (the trainer's windows have no padding).
 """
 from __future__ import annotations

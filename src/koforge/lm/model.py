@@ -95,8 +95,8 @@ class Attention(nn.Module):
 
 
 def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Attention written out for compiled decode steps: inductor fuses it into a few loops, where the CPU
-    flash kernel of SDPA costs ~0.3 ms a call for a few query rows (10M preset, batch 8, 128 keys)."""
+    """Attention written out for compiled decode steps: two small bmm and a fused masked softmax, ~0.2 ms
+    a layer where the CPU flash kernel of SDPA took ~0.3 ms for a few query rows (10M preset, batch 8, 128 keys)."""
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [B, Hkv, G, S]
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
