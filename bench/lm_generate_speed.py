@@ -165,8 +165,9 @@ def main() -> None:
     console.print(f"weights: {folder} | prompt {PROMPT} tokens, {NEW} new tokens, greedy, {ROUNDS} interleaved "
                   f"rounds x median of {REPEATS}, threads {rounds[0]['koforge-fp32']['threads']}")
     console.print(rows_table(rows, title="generation speed (CPU)"))
-    console.print("warm-up s: the first 4-token request of each batch size; for compiled variants it includes "
-                  "the one-off compile, which decode tok/s and TTFT exclude")
+    console.print("warm-up s: the warm-up requests of each batch size (4 new tokens; transformers compiled also 1 and "
+                  f"{NEW}, one static cache size each); for compiled variants it includes the one-off compiles, which "
+                  "decode tok/s and TTFT exclude")
     hf = "transformers-fp32"
     for b in BATCHES:
         console.print(f"batch {b}: decode ratio vs transformers generate (eager): koforge eager "
