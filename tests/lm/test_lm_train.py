@@ -188,6 +188,16 @@ def _ddp_cfg(shards, out, steps) -> TrainConfig:
                        eval_every=0, ckpt_every=0, device="cpu", log_every=1)
 
 
+def assert_same_run(single, two_losses: list[float], tmp_path, steps: int) -> None:
+    """The 2-process run (under tmp_path/two) has the 1-process run's losses and final weights."""
+    one = [h["train_loss"] for h in single.history]
+    assert len(one) == len(two_losses) == steps
+    assert max(abs(a - b) for a, b in zip(one, two_losses)) < 1e-5, (one, two_losses)
+    a = weights(tmp_path / "one" / "checkpoints" / f"step_{steps:07d}")
+    b = weights(tmp_path / "two" / "checkpoints" / f"step_{steps:07d}")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
 def _ddp_child(rank: int, port: int, shards, out, steps, queue) -> None:
     # The same env:// rendezvous torchrun sets up, without re-importing torch in fresh interpreters.
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -213,12 +223,7 @@ def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path):
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
-    one = [h["train_loss"] for h in single.history]
-    assert len(one) == len(two) == steps
-    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
-    a = weights(tmp_path / "one" / "checkpoints" / f"step_{steps:07d}")
-    b = weights(tmp_path / "two" / "checkpoints" / f"step_{steps:07d}")
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    assert_same_run(single, two, tmp_path, steps)
 
 
 @pytest.mark.slow
@@ -234,12 +239,7 @@ def test_ddp_through_torchrun_matches_one_process(shards, tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "losses.json").read_text())
-    one = [h["train_loss"] for h in single.history]
-    assert len(one) == len(two) == steps
-    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
-    a = weights(tmp_path / "one" / "checkpoints" / f"step_{steps:07d}")
-    b = weights(tmp_path / "two" / "checkpoints" / f"step_{steps:07d}")
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    assert_same_run(single, two, tmp_path, steps)
 
 
 def test_early_stopping_on_validation_loss(shards, tmp_path, monkeypatch):
