@@ -108,6 +108,40 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(assets, tin
     assert not (tmp_path / "run" / "checkpoints" / "diverges").exists()
 
 
+def test_multi_task_stage_trains_each_objective_on_its_own_sources(assets, tiny_bert, tmp_path, monkeypatch):
+    import koforge.embeddings.recipe as rec
+
+    real, calls = rec.build_loss, {}
+
+    def counting(objective, model, **kw):
+        loss = real(objective, model, **kw)
+
+        class Counted(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, features, labels):
+                calls[objective] = calls.get(objective, 0) + 1
+                return loss(features, labels)
+        return Counted()
+
+    monkeypatch.setattr(rec, "build_loss", counting)
+    mixed = {**COSENT, "name": "mixed", "max_steps": 4, "batch_size": 4,  # one epoch: 2 batches of each
+             "data": [{"kind": "sts", "path": "embed_sts.tsv", "samples": 8},
+                      {"kind": "nli", "path": "embed_nli.tsv", "samples": 8, "objective": "infonce"}]}
+    recipe = _recipe(assets, [mixed], evaluate_base=False)
+    result = run_recipe(recipe, tiny_bert, tmp_path / "run")
+    assert calls == {"cosent": 2, "infonce": 2}  # every step one batch of one objective, each batch once an epoch
+    meta = json.loads((result.final_model / "koforge_embedding.json").read_text())
+    assert meta["train"]["train/steps"] == 4 and meta["train"]["train/examples"] == 16
+    with pytest.raises(ConfigError, match="objective 'ranking'"):
+        _recipe(assets, [{**mixed, "data": [{"kind": "nli", "path": "embed_nli.tsv", "objective": "ranking"}]}])
+    with pytest.raises(ConfigError, match="needs graded pairs"):  # an nli source cannot feed the stage's cosent
+        run_recipe(_recipe(assets, [{**mixed, "data": [{"kind": "nli", "path": "embed_nli.tsv"}]}], evaluate_base=False),
+                   tiny_bert, tmp_path / "bad")
+
+
 def test_bad_recipes_and_data_are_clear_errors(assets, tiny_bert, tmp_path):
     with pytest.raises(ConfigError, match="scope 'everything'"):
         _recipe(assets, [{**COSENT, "scope": "everything"}])

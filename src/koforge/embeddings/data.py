@@ -14,7 +14,8 @@ position:
   HAERAE-HUB/KOREAN-WEBTEXT), for machines that reach the hub.
 Text objectives (simcse, distill) take the sentences of any source. A local
 `path` may be a glob (`corpora/petitions_*.jsonl`): its files are read in
-sorted order as one source.
+sorted order as one source. A source may name its own `objective`: the stage
+then trains several objectives at once (see `group_by_objective`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import Optional
 
 from koforge._utils.errors import ConfigError, DataError
 from koforge._utils.io import require_path
+from koforge.embeddings.losses import OBJECTIVES
 
 KINDS = ("sts", "nli", "pairs", "text", "korquad", "hub")
 
@@ -55,10 +57,14 @@ class DataSource:
     positive_field: str = "positive"
     negative_field: str = "negative"
     """Field names of a `pairs` source (a missing negative field means no hard negative)."""
+    objective: Optional[str] = None
+    """Train this source with another objective than its stage's (a multi-task stage); None: the stage's."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"data source kind '{self.kind}' is unknown; use one of {', '.join(KINDS)}.")
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            raise ConfigError(f"data source {self.path}: objective '{self.objective}' is unknown; use one of {', '.join(OBJECTIVES)}.")
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"data source samples must be >= 1 or null, got {self.samples}.")
 
@@ -161,6 +167,21 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
             texts = path.read_text(encoding="utf-8").splitlines()
         out["texts"] = [t.strip() for t in texts if _ok(t, src)]
     return out
+
+
+def group_by_objective(sources: list[DataSource], default: str) -> dict[str, list[DataSource]]:
+    """Sources by the objective they train (their own, else `default`), the default's group first.
+
+    A stage with more than one group is multi-task: each batch comes from one
+    group and meets that group's loss (sentence-transformers' multi-dataset
+    training, batches drawn in proportion to each group's size). Why: one
+    objective after another undoes the earlier one (CoSENT on KorSTS after
+    InfoNCE on NLI/query pairs gave back most of the retrieval gain).
+    """
+    groups: dict[str, list[DataSource]] = {default: []}
+    for src in sources:
+        groups.setdefault(src.objective or default, []).append(src)
+    return {k: v for k, v in groups.items() if v}
 
 
 def build_examples(sources: list[DataSource], objective: str, *, data_root: str | os.PathLike | None = None,

@@ -23,7 +23,7 @@ from koforge._utils.io import atomic_dir, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.config import config_to_dict, load_config, save_config
 from koforge.embeddings.adapters import AdapterConfig, save_adapters
-from koforge.embeddings.data import DataSource, build_examples
+from koforge.embeddings.data import DataSource, build_examples, group_by_objective
 from koforge.embeddings.evaluate import EvalSuite, flatten, run_suite
 from koforge.embeddings.losses import OBJECTIVES, build_loss
 from koforge.embeddings.model import METADATA_FILE, EmbeddingModelConfig, build_embedding_model, save_embedding_model, transformer_module
@@ -43,7 +43,7 @@ class StageConfig:
     scope: str = "full"
     """full, new_embeddings, embeddings, adapters, lora or top_blocks."""
     objective: str = "cosent"
-    """simcse, infonce, cosent, angle or distill."""
+    """simcse, infonce, cosent, angle or distill (a data source may name another: a multi-task stage)."""
     data: List[DataSource] = field(default_factory=list)
     learning_rate: float = 2e-5
     epochs: float = 1.0
@@ -105,7 +105,7 @@ class Recipe:
         if not self.stages:
             raise ConfigError(f"recipe '{self.name}' has no stages.")
         for stage in self.stages:
-            if stage.objective == "distill" and not (stage.teacher or self.teacher):
+            if "distill" in group_by_objective(stage.data, stage.objective) and not (stage.teacher or self.teacher):
                 raise ConfigError(f"stage '{stage.name}': objective 'distill' needs a teacher; set teacher=<model path or "
                                   f"hub name> on the recipe or stages.<i>.teacher.")
         names = [s.name for s in self.stages]
@@ -167,14 +167,32 @@ def _barrier() -> None:
 
 
 def _stage_dataset(stage: StageConfig, recipe: Recipe, model, cache_dir: Path):
+    """The stage's dataset, or a DatasetDict keyed by objective for a multi-task stage."""
     import datasets
 
-    columns = build_examples(stage.data, stage.objective, data_root=recipe.resolved_data_root(), seed=recipe.seed)
-    if stage.objective == "distill":
-        labels = teacher_embeddings(stage.teacher or recipe.teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
-                                    device=str(model.device), max_length=stage.max_length)
-        columns["label"] = [row.tolist() for row in labels]
-    return datasets.Dataset.from_dict(columns)
+    groups = group_by_objective(stage.data, stage.objective)
+    sets = {}
+    for objective, sources in groups.items():
+        columns = build_examples(sources, objective, data_root=recipe.resolved_data_root(), seed=recipe.seed)
+        if objective == "distill":
+            cache = cache_dir / (f"{stage.name}_teacher.npy" if len(groups) == 1 else f"{stage.name}_{objective}_teacher.npy")
+            labels = teacher_embeddings(stage.teacher or recipe.teacher, columns["text"], cache,
+                                        device=str(model.device), max_length=stage.max_length)
+            columns["label"] = [row.tolist() for row in labels]
+        sets[objective] = datasets.Dataset.from_dict(columns)
+    return sets[stage.objective] if len(sets) == 1 and stage.objective in sets else datasets.DatasetDict(sets)
+
+
+def _n_examples(dataset) -> int:
+    return sum(len(d) for d in dataset.values()) if isinstance(dataset, dict) else len(dataset)
+
+
+def _stage_loss(stage: StageConfig, model, dataset):
+    """One loss, or one per objective (keys match the DatasetDict's)."""
+    def build(objective: str):
+        return build_loss(objective, model, temperature=stage.temperature, mini_batch_size=stage.mini_batch_size)
+
+    return {name: build(name) for name in dataset} if isinstance(dataset, dict) else build(stage.objective)
 
 
 def _evaluate(model, recipe: Recipe, stage: str, extra: dict) -> dict:
@@ -236,14 +254,14 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
                 raise TrainingError(f"the recipe's budget of {recipe.budget_minutes} min is spent before stage '{stage.name}' "
                                     f"({spent:.1f} min used). Raise budget_minutes or give earlier stages a max_minutes.")
             max_minutes = left if max_minutes is None else min(max_minutes, left)
-        loss = build_loss(stage.objective, model, temperature=stage.temperature, mini_batch_size=stage.mini_batch_size)
+        loss = _stage_loss(stage, model, dataset)
         settings = TrainSettings(learning_rate=stage.learning_rate, batch_size=stage.batch_size, epochs=stage.epochs,
                                  max_steps=stage.max_steps, max_minutes=max_minutes, warmup_ratio=stage.warmup_ratio,
                                  schedule=stage.schedule,
                                  seed=recipe.seed, precision=recipe.precision,
-                                 no_duplicates=stage.objective in ("simcse", "infonce"))
+                                 no_duplicates=bool({"simcse", "infonce"} & set(group_by_objective(stage.data, stage.objective))))
         params = {"stage": stage.name, "scope": stage.scope, "objective": stage.objective, "source": source,
-                  "examples": len(dataset), "trainable_params": handle.trainable_parameters(),
+                  "examples": _n_examples(dataset), "trainable_params": handle.trainable_parameters(),
                   **{f"cfg.{k}": v for k, v in config_to_dict(stage).items() if k != "data"}}
         with tracked_run(recipe.experiment, run_name=f"{recipe.name}/{stage.name}", params=params if main else None) as run:
             scratch = out / ".scratch" / stage.name
@@ -253,7 +271,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
             handle.finalize()
             final = out / "checkpoints" / stage.name / "final"
             extra = {"train/steps": float(run_info.steps), "train/seconds": run_info.seconds, "train/last_loss": run_info.last_loss,
-                     "train/examples": float(len(dataset))}
+                     "train/examples": float(_n_examples(dataset))}
             if main:
                 shutil.rmtree(scratch, ignore_errors=True)
                 meta = {"recipe": config_to_dict(recipe), "stage": stage.name, "source": source, "train": extra,

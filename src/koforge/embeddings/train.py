@@ -74,7 +74,7 @@ class StageRun:
     stopped_by_budget: bool
 
 
-def _callbacks(guard: LossGuard, settings: TrainSettings, tracker: Any, state: dict):
+def _callbacks(guards: LossGuard | dict[str, LossGuard], settings: TrainSettings, tracker: Any, state: dict):
     from transformers import TrainerCallback
 
     class KoforgeCallback(TrainerCallback):
@@ -92,7 +92,8 @@ def _callbacks(guard: LossGuard, settings: TrainSettings, tracker: Any, state: d
                     group["lr"] = settings.learning_rate * max(scale, 0.01)
 
         def on_step_end(self, args, st, control, **kw):
-            guard.step = st.global_step
+            for guard in guards.values() if isinstance(guards, dict) else [guards]:
+                guard.step = st.global_step
             if settings.max_minutes is not None and time.perf_counter() - state["start"] > settings.max_minutes * 60:
                 state["budget"] = True
                 control.should_training_stop = True
@@ -107,14 +108,18 @@ def _callbacks(guard: LossGuard, settings: TrainSettings, tracker: Any, state: d
     return [KoforgeCallback()]
 
 
-def train_stage(model: Any, loss: nn.Module, dataset: Any, settings: TrainSettings, *, stage: str, scratch_dir: str,
-                tracker: Any = None) -> StageRun:
-    """Train `model` in place on `dataset` with `loss`; returns steps, time and last loss."""
+def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any, settings: TrainSettings, *, stage: str,
+                scratch_dir: str, tracker: Any = None) -> StageRun:
+    """Train `model` in place on `dataset` with `loss`; returns steps, time and last loss.
+
+    A dict of datasets with a dict of losses (same keys) is a multi-task stage: every batch comes from
+    one dataset, drawn in proportion to the datasets' sizes, and meets that dataset's loss.
+    """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
 
     device = model.device
-    n = len(dataset)
+    n = sum(len(d) for d in dataset.values()) if isinstance(dataset, dict) else len(dataset)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, n // (settings.batch_size * world))
     max_steps = settings.max_steps if settings.max_steps else max(1, math.ceil(steps_per_epoch * settings.epochs))
@@ -133,11 +138,12 @@ def train_stage(model: Any, loss: nn.Module, dataset: Any, settings: TrainSettin
         seed=settings.seed, data_seed=settings.seed, use_cpu=device.type == "cpu", bf16=bf16, fp16=fp16,
         dataloader_drop_last=n >= settings.batch_size * world, ddp_backend="gloo" if device.type == "cpu" and world > 1 else None,
         batch_sampler=BatchSamplers.NO_DUPLICATES if settings.no_duplicates else BatchSamplers.BATCH_SAMPLER,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
     )
-    guard = LossGuard(loss, stage)
+    guards = {k: LossGuard(v, stage) for k, v in loss.items()} if isinstance(loss, dict) else LossGuard(loss, stage)
     state: dict = {"loss": float("nan"), "budget": False}
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=guard,
-                                         callbacks=_callbacks(guard, settings, tracker, state))
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=guards,
+                                         callbacks=_callbacks(guards, settings, tracker, state))
     start = time.perf_counter()
     out = trainer.train()
     seconds = time.perf_counter() - start
