@@ -29,6 +29,8 @@ newlines and digits, no word limit: -7.0 / -5.8 / -5.1 (sentence chunks,
 transition: -6.8 / -5.7 / -5.0 (28K stage-2 merges, only 3,920 superwords);
 from 8K with stage 2 on petitions x6 + 1/3 of the reviews: -9.6 / -6.4 / +0.3;
 from 4K with stage 2 on petitions only: -10.7 / -5.4 / +16.7.
+The bench itself with superbpe_transition=8000 superbpe_stage2_min_chars=200:
+-10.3 / -5.8 / +11.2 (chars/token 2.769 / 2.107 / 2.209).
 Applying stage-1 merges over whole chunks instead of per word changes
 nothing measurable (0 of 161 petitions, 6 of 964 KorQuAD paragraphs differ,
 5 tokens in 286K). Why -15% is out of reach at 32K: the 32K BPE already
