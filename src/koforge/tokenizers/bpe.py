@@ -18,30 +18,11 @@ for ~10% spare merges and a merge making a longer token is dropped, with the
 merges built on it (the counts of the merges after it were taken as if it
 had happened, a small approximation: 4 of 16K merges on the bench corpus).
 Stage 2 may learn from long documents only (`superbpe_stage2_min_chars`).
-Measured on Korean at 32K (bench/tokenizer_efficiency.py), superwords save
-~7% tokens on formal text: the transition (12K-24K) hardly matters, and even
-stage 2 on petitions only, from a 2K or 8K transition, stops near -11%:
-in Korean the pair counts favour subword merges over superwords. Further
-measurements (bench training corpus; % tokens vs the 32K BPE on held-out
-petitions / KorQuAD / held-out reviews): stage-2 chunks ending only at
-newlines and digits, no word limit: -7.0 / -5.8 / -5.1 (sentence chunks,
-4 words: -6.8 / -5.8 / -5.0 on the same count); the same from a 4K
-transition: -6.8 / -5.7 / -5.0 (28K stage-2 merges, only 3,920 superwords);
-from 8K with stage 2 on petitions x6 + 1/3 of the reviews: -9.6 / -6.4 / +0.3;
-from 4K with stage 2 on petitions only: -10.7 / -5.4 / +16.7.
-The bench itself with superbpe_transition=8000 superbpe_stage2_min_chars=200:
--10.3 / -5.8 / +11.2 (chars/token 2.769 / 2.107 / 2.209).
-Applying stage-1 merges over whole chunks instead of per word changes
-nothing measurable (0 of 161 petitions, 6 of 964 KorQuAD paragraphs differ,
-5 tokens in 286K). Why -15% is out of reach at 32K: the 32K BPE already
-spends 1.42 tokens per pre-token on petitions (70% of pre-tokens are one
-token); superword tokens are only 4.2% of the SuperBPE tokens there (3,637
-tokens carrying 7,606 words), and stage 2 spends ~80% of its merges on
-subwords. Even the full 32K BPE plus 16K more stage-2 merges (a 48K
-vocabulary, 5,323 superwords) saves only -11.9% / -10.1% / -10.4%. Stage 2 re-uses
-the Rust trainer: every stage-1 token becomes one private-use character, each
-chunk of the corpus is rewritten as its stage-1 token sequence, and the new
-merges are translated back. The final model's merge list is stage 1's
+Measured on Korean at 32K, superwords save ~7% tokens on formal text, and
+no variant tried reached the -15% of issue 2: see bench/tokenizer_efficiency.py.
+Stage 2 re-uses the Rust trainer: every stage-1 token becomes one private-use
+character, each chunk of the corpus is rewritten as its stage-1 token
+sequence, and the new merges are translated back. The final model's merge list is stage 1's
 followed by stage 2's, so encoding reproduces stage 1 inside each word before
 any superword merge, as in the paper.
 """
