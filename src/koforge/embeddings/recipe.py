@@ -175,8 +175,7 @@ def _stage_dataset(stage: StageConfig, recipe: Recipe, model, cache_dir: Path):
     for objective, sources in groups.items():
         columns = build_examples(sources, objective, data_root=recipe.resolved_data_root(), seed=recipe.seed)
         if objective == "distill":
-            cache = cache_dir / (f"{stage.name}_teacher.npy" if len(groups) == 1 else f"{stage.name}_{objective}_teacher.npy")
-            labels = teacher_embeddings(stage.teacher or recipe.teacher, columns["text"], cache,
+            labels = teacher_embeddings(stage.teacher or recipe.teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
                                         device=str(model.device), max_length=stage.max_length)
             columns["label"] = [row.tolist() for row in labels]
         sets[objective] = datasets.Dataset.from_dict(columns)
