@@ -10,8 +10,8 @@ back most of the retrieval gain (expanded model, KorQuAD NDCG@10 at 128
 tokens 0.219 after InfoNCE, 0.142 after CoSENT); CoSENT first and 8 minutes
 of InfoNCE after it took NDCG to 0.347 for 0.034 of KorSTS dev Spearman.
 Both runs get the same wall-clock training budget (`EMBED_BENCH_BUDGET`
-minutes, default 30, teacher encoding included;
-donor training and expansion are preparation and are timed separately).
+minutes, default 30, teacher encoding included; donor training and
+expansion are preparation and are timed separately).
 Training data: KorSTS train, KorNLI (xnli dev) pairs, NSMC reviews and
 petitions (unlabelled corpora) — never a test split. Reported:
 KorSTS test Spearman, KorQuAD 1.0 dev question->paragraph NDCG@10 (a seeded

@@ -186,6 +186,10 @@ def _n_examples(dataset) -> int:
     return sum(len(d) for d in dataset.values()) if isinstance(dataset, dict) else len(dataset)
 
 
+def _objectives(stage: StageConfig, dataset) -> set[str]:
+    return set(dataset) if isinstance(dataset, dict) else {stage.objective}
+
+
 def _stage_loss(stage: StageConfig, model, dataset):
     """One loss, or one per objective (keys match the DatasetDict's)."""
     def build(objective: str):
@@ -258,7 +262,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
                                  max_steps=stage.max_steps, max_minutes=max_minutes, warmup_ratio=stage.warmup_ratio,
                                  schedule=stage.schedule,
                                  seed=recipe.seed, precision=recipe.precision,
-                                 no_duplicates=bool({"simcse", "infonce"} & set(group_by_objective(stage.data, stage.objective))))
+                                 no_duplicates=bool({"simcse", "infonce"} & _objectives(stage, dataset)))
         params = {"stage": stage.name, "scope": stage.scope, "objective": stage.objective, "source": source,
                   "examples": _n_examples(dataset), "trainable_params": handle.trainable_parameters(),
                   **{f"cfg.{k}": v for k, v in config_to_dict(stage).items() if k != "data"}}
