@@ -58,6 +58,8 @@ class StageConfig:
     schedule: str = "steps"
     """Learning-rate schedule: steps (linear over max_steps) or time (linear over the stage's time budget)."""
     temperature: float = 0.05
+    group_by_length: bool = True
+    """Batch rows of similar length together (batches in random order): much less padding per step."""
     teacher: Optional[str] = None
     """distill: the teacher model (path/hub name) whose embeddings the student learns."""
     top_blocks: int = 2
@@ -260,7 +262,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
         loss = _stage_loss(stage, model, dataset)
         settings = TrainSettings(learning_rate=stage.learning_rate, batch_size=stage.batch_size, epochs=stage.epochs,
                                  max_steps=stage.max_steps, max_minutes=max_minutes, warmup_ratio=stage.warmup_ratio,
-                                 schedule=stage.schedule,
+                                 schedule=stage.schedule, group_by_length=stage.group_by_length,
                                  seed=recipe.seed, precision=recipe.precision,
                                  no_duplicates=bool({"simcse", "infonce"} & _objectives(stage, dataset)))
         params = {"stage": stage.name, "scope": stage.scope, "objective": stage.objective, "source": source,

@@ -9,6 +9,7 @@ progress in tests. DDP comes from the trainer itself under `torchrun`
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -35,6 +36,8 @@ class TrainSettings:
     seed: int = 0
     precision: str = "auto"
     no_duplicates: bool = False
+    group_by_length: bool = True
+    """Batch rows of similar length together (`LengthGroupedBatchSampler`): less padding per step."""
     logging_steps: int = 10
     schedule: str = "steps"
     """steps: linear warmup/decay over max_steps; time: the same shape over the `max_minutes` wall clock."""
@@ -108,6 +111,16 @@ def _callbacks(guards: LossGuard | dict[str, LossGuard], settings: TrainSettings
     return [KoforgeCallback()]
 
 
+def _batch_sampler(settings: TrainSettings) -> Any:
+    if settings.group_by_length:
+        from koforge.embeddings.batching import LengthGroupedBatchSampler
+
+        return functools.partial(LengthGroupedBatchSampler, no_duplicates=settings.no_duplicates)
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    return BatchSamplers.NO_DUPLICATES if settings.no_duplicates else BatchSamplers.BATCH_SAMPLER
+
+
 def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any, settings: TrainSettings, *, stage: str,
                 scratch_dir: str, tracker: Any = None) -> StageRun:
     """Train `model` in place on `dataset` with `loss`; returns steps, time and last loss.
@@ -116,7 +129,7 @@ def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any
     one dataset, drawn in proportion to the datasets' sizes, and meets that dataset's loss.
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+    from sentence_transformers.base.sampler import MultiDatasetBatchSamplers
 
     device = model.device
     n = sum(len(d) for d in dataset.values()) if isinstance(dataset, dict) else len(dataset)
@@ -137,7 +150,7 @@ def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any
         logging_steps=settings.logging_steps, disable_tqdm=os.environ.get("KOFORGE_PROGRESS", "1") == "0",
         seed=settings.seed, data_seed=settings.seed, use_cpu=device.type == "cpu", bf16=bf16, fp16=fp16,
         dataloader_drop_last=n >= settings.batch_size * world, ddp_backend="gloo" if device.type == "cpu" and world > 1 else None,
-        batch_sampler=BatchSamplers.NO_DUPLICATES if settings.no_duplicates else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=_batch_sampler(settings),
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
     )
     guards = {k: LossGuard(v, stage) for k, v in loss.items()} if isinstance(loss, dict) else LossGuard(loss, stage)
