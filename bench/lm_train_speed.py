@@ -17,6 +17,8 @@ removes is the rest (transformers' full-logits log-softmax, separate q/k/v and g
 elementwise work). Even with the rest at zero a step would take ~1.23 s against transformers' 1.475 s,
 so on this CPU the ratio cannot pass ~1.2 (measured: eager 1.02, compiled 1.13, koforge compiled vs
 transformers eager 1.14); the math path for attention was slower (21.9 vs 17.9 ms per layer).
+With KOFORGE_BENCH_THREADS=2 on a quiet machine, three runs gave koforge compiled vs transformers eager
+1.19, 1.20 and 1.11 (matrix multiplies still ~70% of both steps): the ceiling is the same, the noise larger.
 Env: KOFORGE_BENCH_PRESET (default tiny-10m),
 KOFORGE_BENCH_BATCH (8), KOFORGE_BENCH_SEQ (128), KOFORGE_BENCH_ROUNDS (3), KOFORGE_BENCH_STEPS (2),
 KOFORGE_BENCH_DTYPE (fp32 on CPU; bf16 on a GPU). On CUDA it also prints MFU
