@@ -61,3 +61,15 @@ def test_non_float32_falls_back_to_the_plain_loss():
     got = linear_cross_entropy(h.double(), w.double(), t)
     assert type(got.grad_fn).__name__ == "NllLossBackward0"  # the plain path (the fused one is float32 only)
     assert torch.allclose(got.float(), F.cross_entropy(F.linear(h, w), t), atol=1e-5)
+
+
+def test_compiled_callers_run_the_fused_loss_eagerly():
+    h, w, t = _inputs(n=24)
+    ref = F.cross_entropy(F.linear(torch.tanh(h), w), t)
+    ref_h = torch.autograd.grad(ref, h)[0]
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda h, w, t: linear_cross_entropy(torch.tanh(h), w, t, chunk=5), backend="aot_eager")
+    got = compiled(h, w, t)
+    assert type(got.grad_fn).__name__ == "_LinearCrossEntropyBackward"  # not inductor's fusion of the plain loss
+    assert (got - ref).abs() < 1e-5
+    assert (torch.autograd.grad(got, h)[0] - ref_h).abs().max() < 1e-5
