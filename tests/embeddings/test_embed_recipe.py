@@ -178,6 +178,23 @@ def test_cli_train_error_and_eval(assets, tiny_bert, tmp_path):
     assert {"korsts/spearman", "korquad/ndcg@10", "separation/separation"} <= metrics.keys()
 
 
+def test_cli_eval_runs_mteb_tasks(assets, tiny_bert, tmp_path):
+    pytest.importorskip("mteb")
+    from typer.testing import CliRunner
+
+    from koforge.cli.main import app
+
+    res = CliRunner().invoke(app, ["embed", "eval", str(tiny_bert), "korsts=null", "korquad=embed_korquad.json",
+                                   "separation=null", "bitext_ko=null", "mteb_tasks=[korquad]", "--data-root", str(assets),
+                                   "-o", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert metrics["mteb/KorQuADRetrieval/dev/ndcg_at_10"] == pytest.approx(metrics["korquad/ndcg@10"], abs=1e-5)
+    res = CliRunner().invoke(app, ["embed", "eval", str(tiny_bert), "korsts=null", "korquad=null", "separation=null",
+                                   "bitext_ko=null", "mteb_tasks=[NoSuchTask]"])
+    assert res.exit_code == 1 and "unknown MTEB task" in res.output and "Traceback" not in res.output
+
+
 def test_mlflow_logs_each_stage(assets, tiny_bert, tmp_path, mlflow_store):
     import mlflow
 

@@ -11,7 +11,7 @@ from koforge._utils.errors import DataError
 from koforge.eval import metrics as M
 from koforge.eval.bitext import evaluate_bitext
 from koforge.eval.korsts import evaluate_korsts, read_sts_pairs
-from koforge.eval.retrieval import evaluate_korquad_retrieval, evaluate_mteb
+from koforge.eval.retrieval import evaluate_korquad_retrieval
 from koforge.eval.separation import evaluate_separation
 
 
@@ -84,15 +84,3 @@ def test_bitext_identity_is_perfect(assets, tmp_path):
     short.write_text("one\n", encoding="utf-8")
     with pytest.raises(DataError, match="line-aligned"):
         evaluate_bitext(CharEncoder(), assets / "embed_ko.txt", short)
-
-
-def test_mteb_absent_is_a_clear_error():
-    try:
-        import mteb  # noqa: F401
-        pytest.skip("mteb is installed here")
-    except ImportError:
-        pass
-    from koforge._utils.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="koforge\\[mteb\\]"):
-        evaluate_mteb(CharEncoder(), ["Ko-StrategyQA"])

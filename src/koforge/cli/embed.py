@@ -42,9 +42,13 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
              pooling: str = typer.Option("mean", help="Pooling for a plain HF backbone: mean, cls or lasttoken."),
              trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code.")) -> None:
-    """Evaluate a model: KorSTS Spearman, KorQuAD NDCG/MAP/Recall/P@10, separation, bitext.
+    """Evaluate a model: KorSTS Spearman, KorQuAD NDCG/MAP/Recall/P@10, separation, bitext, MTEB tasks.
 
     Example: koforge embed eval ./runs/emb/checkpoints/cosent/final korsts=korsts/sts-test.tsv korquad_max_queries=500
+
+    MTEB (pip install 'koforge\\[mteb]'): mteb_tasks=\\[korean] runs Ko-StrategyQA, AutoRAGRetrieval, MIRACLRetrieval,
+    MrTidyRetrieval, BelebeleRetrieval and PublicHealthQA from the hub; mteb_tasks=\\[korquad] runs the local KorQuAD
+    file through MTEB's evaluator.
     """
     from koforge._utils.io import write_json
     from koforge.config import load_config

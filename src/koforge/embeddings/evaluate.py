@@ -1,8 +1,8 @@
 """The evaluation suite run after every stage (and by `koforge embed eval`).
 
 Which tasks run is an `EvalSuite` config: KorSTS (any split), KorQuAD
-retrieval, separation pairs and Korean-English bitext; a task whose input is
-unset is skipped. Results are flattened to `task/metric` keys for tables,
+retrieval, separation pairs, Korean-English bitext and MTEB tasks (the
+optional `mteb` extra); a task whose input is unset is skipped. Results are flattened to `task/metric` keys for tables,
 plots and MLflow.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 
 @dataclass(kw_only=True)
@@ -29,6 +29,9 @@ class EvalSuite:
     bitext_ko: Optional[str] = "parallel/jhe-koen-dev.ko"
     bitext_en: Optional[str] = "parallel/jhe-koen-dev.en"
     bitext_max_pairs: Optional[int] = 500
+    mteb_tasks: Optional[List[str]] = None
+    """MTEB task names (hub tasks such as Ko-StrategyQA; 'korean' for the six Korean retrieval tasks;
+    'korquad' for the korquad file through MTEB's evaluator). Needs `pip install koforge[mteb]`."""
     batch_size: int = 64
 
 
@@ -75,4 +78,12 @@ def run_suite(model: Any, suite: EvalSuite, data_root: str | os.PathLike | None 
     if suite.bitext_ko and suite.bitext_en:
         results["bitext"] = evaluate_bitext(model, _resolve(suite.bitext_ko, data_root), _resolve(suite.bitext_en, data_root),
                                             max_pairs=suite.bitext_max_pairs, batch_size=suite.batch_size)
+    if suite.mteb_tasks:
+        from koforge.eval.mteb_bridge import evaluate_mteb
+
+        start = time.perf_counter()
+        korquad = _resolve(suite.korquad, data_root) if suite.korquad else None
+        results["mteb"] = {**evaluate_mteb(model, suite.mteb_tasks, korquad_json=korquad, batch_size=suite.batch_size,
+                                           korquad_max_queries=suite.korquad_max_queries),
+                           "seconds": time.perf_counter() - start}
     return results

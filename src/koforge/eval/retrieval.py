@@ -1,11 +1,10 @@
-"""Question -> paragraph retrieval on KorQuAD 1.0, plus the MTEB Korean retrieval tasks.
+"""Question -> paragraph retrieval on KorQuAD 1.0.
 
 `evaluate_korquad_retrieval` embeds every paragraph of a SQuAD-format file
 once and ranks them for each question by cosine; the paragraph a question was
 asked on is its one relevant document. Metrics: NDCG@10 (primary), MAP@10,
-Recall@10, P@10, the metrics MTEB reports for its Korean retrieval tasks.
-`evaluate_mteb` runs named hub tasks through the optional `mteb` package
-(`pip install koforge[mteb]`); it is imported lazily.
+Recall@10, P@10, the metrics MTEB reports for its Korean retrieval tasks
+(`koforge.eval.mteb_bridge` runs those, and this task through MTEB's evaluator).
 """
 from __future__ import annotations
 
@@ -13,14 +12,10 @@ import os
 import random
 from typing import Any, Sequence
 
-from koforge._utils.errors import ConfigError, DataError
+from koforge._utils.errors import DataError
 from koforge._utils.io import read_json
 from koforge.eval._encode import encode
 from koforge.eval.metrics import cosine_matrix, retrieval_metrics, top_k
-
-MTEB_KOREAN_TASKS = ("Ko-StrategyQA", "AutoRAGRetrieval", "MIRACLRetrieval", "MrTidyRetrieval",
-                     "BelebeleRetrieval", "PublicHealthQA")
-
 
 def read_korquad(path: str | os.PathLike) -> tuple[list[str], list[str], list[int]]:
     """(paragraphs, questions, index of each question's paragraph) from a SQuAD-format JSON."""
@@ -41,14 +36,20 @@ def read_korquad(path: str | os.PathLike) -> tuple[list[str], list[str], list[in
     return paragraphs, questions, gold
 
 
+def sample_queries(n: int, max_queries: int | None, seed: int) -> list[int]:
+    """Indices of the evaluated questions: all, or a seeded sample of `max_queries` in file order."""
+    order = list(range(n))
+    if max_queries and max_queries < n:
+        order = sorted(random.Random(seed).sample(order, max_queries))
+    return order
+
+
 def evaluate_korquad_retrieval(model: Any, korquad_json: str | os.PathLike, *, k: int = 10, max_queries: int | None = None,
                                seed: int = 0, batch_size: int = 32, query_prompt: str | None = None,
                                passage_prompt: str | None = None) -> dict[str, Any]:
     """NDCG/MAP/Recall/P@k of questions against all paragraphs; `max_queries` samples questions (seeded)."""
     paragraphs, questions, gold = read_korquad(korquad_json)
-    order = list(range(len(questions)))
-    if max_queries and max_queries < len(order):
-        order = sorted(random.Random(seed).sample(order, max_queries))
+    order = sample_queries(len(questions), max_queries, seed)
     queries = [questions[i] for i in order]
     relevant = [{gold[i]} for i in order]
     p_emb = encode(model, paragraphs, batch_size=batch_size, prompt=passage_prompt)
@@ -56,25 +57,3 @@ def evaluate_korquad_retrieval(model: Any, korquad_json: str | os.PathLike, *, k
     ranked = top_k(cosine_matrix(q_emb, p_emb), k)
     metrics = retrieval_metrics(ranked.tolist(), relevant, k)
     return {"primary": metrics[f"ndcg@{k}"], **metrics, "n_queries": len(queries), "n_docs": len(paragraphs)}
-
-
-def evaluate_mteb(model: Any, tasks: Sequence[str] = MTEB_KOREAN_TASKS, *, languages: Sequence[str] = ("kor",),
-                  output_folder: str | None = None) -> dict[str, Any]:
-    """Run MTEB retrieval tasks by name (needs `pip install koforge[mteb]` and the hub)."""
-    try:
-        import mteb  # noqa: PLC0415 - optional extra
-    except ImportError:
-        raise ConfigError("the `mteb` package is not installed. Install it with `pip install 'koforge[mteb]'` "
-                          "(into an environment whose torch you are happy to keep).") from None
-    unknown = [t for t in tasks if not isinstance(t, str) or not t]
-    if unknown:
-        raise ConfigError(f"MTEB task names must be non-empty strings, got {unknown!r}.")
-    selected = mteb.get_tasks(tasks=list(tasks), languages=list(languages))
-    results = mteb.MTEB(tasks=selected).run(model, output_folder=output_folder)
-    scores: dict[str, float] = {}
-    for res in results:
-        name = getattr(res, "task_name", str(res))
-        main = res.get_score() if hasattr(res, "get_score") else float("nan")
-        scores[name] = float(main)
-    primary = sum(scores.values()) / len(scores) if scores else 0.0
-    return {"primary": primary, **scores}
