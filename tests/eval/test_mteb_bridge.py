@@ -63,6 +63,16 @@ def test_korquad_figures_match_mteb_evaluator(tmp_path):
                          evaluate_mteb(WeightedCharEncoder(), [task]))
 
 
+def test_query_and_passage_prompts_reach_the_right_side(tmp_path):
+    pytest.importorskip("mteb")
+    path = _synthetic_korquad(tmp_path / "squad.json")
+    prompts = {"query_prompt": "질문: 가가가", "passage_prompt": "문서: "}
+    ours = evaluate_korquad_retrieval(WeightedCharEncoder(), path, max_queries=30, **prompts)
+    assert ours["ndcg@10"] != evaluate_korquad_retrieval(WeightedCharEncoder(), path, max_queries=30)["ndcg@10"]
+    _assert_same_figures(ours, evaluate_mteb(WeightedCharEncoder(), ["korquad"], korquad_json=path,
+                                             korquad_max_queries=30, **prompts))
+
+
 def test_korquad_figures_match_mteb_on_shared_korquad(shared_data):
     pytest.importorskip("mteb")
     path = shared_data / "korquad" / "KorQuAD_v1.0_dev.json"
