@@ -2,8 +2,8 @@
 
 Which tasks run is an `EvalSuite` config: KorSTS (any split), KorQuAD
 retrieval, separation pairs, Korean-English bitext and MTEB tasks (the
-optional `mteb` extra); a task whose input is unset is skipped. Results are flattened to `task/metric` keys for tables,
-plots and MLflow.
+optional `mteb` extra); a task whose input is unset is skipped. Results are
+flattened to `task/metric` keys for tables, plots and MLflow.
 """
 from __future__ import annotations
 
