@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Sequence
+from typing import Any
 
 from koforge._utils.errors import DataError
 from koforge._utils.io import read_json
