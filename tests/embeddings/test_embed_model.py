@@ -42,6 +42,51 @@ def test_fast_encoder_matches_sentence_transformer(tiny_bert):
     assert got.dtype == np.float32
 
 
+def test_decoder_with_chat_template_reads_plain_text_everywhere(tiny_decoder, tmp_path):
+    """sentence-transformers >= 6 renders texts through a tokenizer's chat template unless the module is
+    pinned to plain text: koforge pins it, so training, koforge's encoder and a plain
+    SentenceTransformer(path) of the saved model all embed the same tokens."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    from koforge.embeddings.model import load_embedder, save_embedding_model
+
+    chatty = tmp_path / "chatty"
+    import shutil
+
+    shutil.copytree(tiny_decoder, chatty)
+    tok = AutoTokenizer.from_pretrained(str(chatty))
+    tok.chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    tok.save_pretrained(str(chatty))
+    model = build_embedding_model(chatty, EmbeddingModelConfig(pooling="lasttoken"))
+    assert "message" not in model[0].modality_config
+    plain = model.tokenizer(TEXTS[0])["input_ids"]
+    assert model.preprocess([TEXTS[0]])["input_ids"][0].tolist() == plain  # no template tokens around the text
+    ref = model.encode(TEXTS, convert_to_numpy=True)
+    np.testing.assert_allclose(FastEncoder(model).encode(TEXTS), ref, atol=1e-5)
+    save_embedding_model(model, tmp_path / "saved")
+    np.testing.assert_allclose(SentenceTransformer(str(tmp_path / "saved")).encode(TEXTS, convert_to_numpy=True), ref, atol=1e-5)
+    np.testing.assert_allclose(load_embedder(tmp_path / "saved").encode(TEXTS), ref, atol=1e-5)
+
+
+def test_fast_encoder_defers_to_sentence_transformer_for_chat_messages(tiny_decoder, tmp_path):
+    """A folder saved with the message modality (texts through the chat template) encodes as ST does."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_decoder))
+    tok.chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    word = Transformer(str(tiny_decoder), processor_kwargs={"chat_template": tok.chat_template})
+    word.tokenizer.chat_template = tok.chat_template
+    st = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), pooling_mode="lasttoken"), Normalize()])
+    if "message" not in word.modality_config:
+        pytest.skip("this sentence-transformers does not render plain texts through chat templates")
+    st.tokenizer.pad_token = st.tokenizer.pad_token or st.tokenizer.eos_token
+    np.testing.assert_allclose(FastEncoder(st).encode(TEXTS), st.encode(TEXTS, convert_to_numpy=True), atol=1e-5)
+
+
 def test_query_prompt_is_stored(tiny_bert):
     model = build_embedding_model(tiny_bert, EmbeddingModelConfig(query_prompt="query: "))
     assert model.prompts["query"] == "query: "

@@ -3,8 +3,12 @@
 SentenceTransformer.encode already sorts by length; what this adds is
 `inference_mode` (no version counters), one tokenizer call for all texts
 (batches are then padded from the cached ids, never re-tokenized) and sorting
-by real token count instead of character length, so batches pad less. The bench reports its throughput against SentenceTransformer's own
-`encode` on the same saved model.
+by real token count instead of character length, so batches pad less. The
+bench reports its throughput against SentenceTransformer's own `encode` on the
+same saved model. A model whose backbone reads chat messages (a folder saved
+by sentence-transformers >= 6 with the `message` modality: texts are rendered
+through the chat template) is encoded by SentenceTransformer itself, so both
+always see the same tokens; koforge's own models read plain text.
 """
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ class FastEncoder:
         if not texts:
             return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
         bs = batch_size or self.batch_size
+        if "message" in (getattr(self.model[0], "modality_config", None) or {}):
+            with torch.inference_mode():
+                return self.model.encode(texts, batch_size=bs, convert_to_numpy=True).astype(np.float32, copy=False)
         tok = self.model.tokenizer
         max_len = self.model.max_seq_length
         encoded = tok(texts, add_special_tokens=True, truncation=True, max_length=max_len)

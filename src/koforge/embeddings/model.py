@@ -51,6 +51,8 @@ def is_sentence_transformer_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / "modules.json").exists()
 
 
+TEXT_ONLY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
+
 KOFORGE_MODULES = ("koforge.embeddings.adapters.AdaptedTransformer",)
 
 
@@ -84,8 +86,10 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
             model = SentenceTransformer(base, device=str(device), trust_remote_code=trust)
         else:
             kwargs = {"trust_remote_code": cfg.trust_remote_code}
+            # Plain text in, token states out: sentence-transformers >= 6 would otherwise render every text
+            # through a decoder's chat template, so an embedding would pool template tokens too.
             word = Transformer(base, model_kwargs=kwargs, config_kwargs=kwargs, processor_kwargs=kwargs,
-                               max_seq_length=cfg.max_length)
+                               max_seq_length=cfg.max_length, modality_config=TEXT_ONLY, module_output_name="token_embeddings")
             modules = [word, Pooling(word.get_embedding_dimension(), pooling_mode=cfg.pooling)]
             if cfg.normalize:
                 modules.append(Normalize())
