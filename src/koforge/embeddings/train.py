@@ -41,6 +41,8 @@ class TrainSettings:
     logging_steps: int = 10
     schedule: str = "steps"
     """steps: linear warmup/decay over max_steps; time: the same shape over the `max_minutes` wall clock."""
+    query_prompt: Optional[str] = None
+    """Prefix of the `anchor` column of contrastive pairs (the model's query prompt: trained as it is used)."""
 
 
 class LossGuard(nn.Module):
@@ -121,6 +123,15 @@ def _batch_sampler(settings: TrainSettings) -> Any:
     return BatchSamplers.NO_DUPLICATES if settings.no_duplicates else BatchSamplers.BATCH_SAMPLER
 
 
+def _anchor_prompts(dataset: Any, prompt: Optional[str]) -> dict:
+    """sentence-transformers' `prompts` argument: `prompt` before every `anchor` (query) text."""
+    if not prompt:
+        return {}
+    if isinstance(dataset, dict):
+        return {name: {"anchor": prompt} for name, part in dataset.items() if "anchor" in part.column_names}
+    return {"anchor": prompt} if "anchor" in dataset.column_names else {}
+
+
 def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any, settings: TrainSettings, *, stage: str,
                 scratch_dir: str, tracker: Any = None) -> StageRun:
     """Train `model` in place on `dataset` with `loss`; returns steps, time and last loss.
@@ -152,6 +163,7 @@ def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any
         dataloader_drop_last=n >= settings.batch_size * world, ddp_backend="gloo" if device.type == "cpu" and world > 1 else None,
         batch_sampler=_batch_sampler(settings),
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
+        prompts=_anchor_prompts(dataset, settings.query_prompt),
     )
     guards = {k: LossGuard(v, stage) for k, v in loss.items()} if isinstance(loss, dict) else LossGuard(loss, stage)
     state: dict = {"loss": float("nan"), "budget": False}
