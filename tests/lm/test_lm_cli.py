@@ -1,17 +1,24 @@
 """`koforge lm` through typer's CliRunner: train -> generate -> export -> import, and bad inputs."""
 from __future__ import annotations
 
+import logging
+import shutil
+
 import pytest
 import torch
 from lm_helpers import tiny_config, write_tiny_shards
 from typer.testing import CliRunner
 
 from koforge.cli.main import app
-from koforge.lm.checkpoint import load_model
-from koforge.lm.hf import export_model
+from koforge.lm.checkpoint import load_model, resolve_checkpoint, verify_checkpoint
+from koforge.lm.hf import export_model, export_to_hf
 from koforge.lm.model import KoLM
 
 runner = CliRunner()
+TINY = ["model.vocab_size=64", "model.d_model=32", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2",
+        "model.d_ff=64", "model.max_seq_len=64"]
+SHORT_RUN = ["train.steps=4", "train.batch=4", "train.seq_len=16", "train.eval_every=2", "train.eval_batches=1",
+             "train.warmup=1", "train.sample_tokens=4"]
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +37,7 @@ def tokenizer_dir(tmp_path_factory):
 def test_train_generate_export_import(tmp_path, tokenizer_dir):
     shards = write_tiny_shards(tmp_path / "shards")
     out = tmp_path / "run"
-    args = ["lm", "train", "--data", str(shards), "--out", str(out), "--tokenizer", str(tokenizer_dir),
-            "model.vocab_size=64", "model.d_model=32", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2",
-            "model.d_ff=64", "model.max_seq_len=64", "train.steps=4", "train.batch=4", "train.seq_len=16",
-            "train.eval_every=2", "train.eval_batches=1", "train.warmup=1", "train.sample_tokens=4"]
+    args = ["lm", "train", "--data", str(shards), "--out", str(out), "--tokenizer", str(tokenizer_dir), *TINY, *SHORT_RUN]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "best checkpoint" in r.output
@@ -51,6 +55,10 @@ def test_train_generate_export_import(tmp_path, tokenizer_dir):
     b, _, _ = load_model(tmp_path / "imported")
     ids = torch.randint(0, 64, (1, 8))
     assert torch.equal(a(ids), b(ids))
+    # The imported checkpoint trains further; the model config comes from it.
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(tmp_path / "more"),
+                            "--init-from", str(tmp_path / "imported"), *SHORT_RUN])
+    assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(out), "--resume", "model.d_model=64",
                             "model.vocab_size=64", "train.steps=8", "train.batch=4", "train.seq_len=16"])
     assert r.exit_code == 1 and "another model config" in r.output and "Traceback" not in r.output
@@ -61,6 +69,9 @@ def test_train_generate_export_import(tmp_path, tokenizer_dir):
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "model.n_heads=4", "model.n_kv_heads=3"], "n_kv_heads"),
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o"], "manifest.json"),
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "steps=3"], "model. or train."),
+    (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "model.max_seq_len=16", "train.seq_len=32"],
+     "seq_len=32 exceeds LMConfig.max_seq_len=16"),
+    (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "--init-from", "{tmp}/nope"], "not found"),
     (["lm", "generate", "{tmp}/hf", "w1 " * 70, "--tokenizer", "{tok}"], "truncate"),
     (["lm", "generate", "{tmp}/hf", "w1", "--tokenizer", "{tok}", "--precision", "int8", "--compile"], "int8"),
     (["lm", "export", "{tmp}/nope", "{tmp}/x"], "not found"),
@@ -71,3 +82,73 @@ def test_bad_inputs_give_one_clear_line(tmp_path, tokenizer_dir, args, message):
     r = runner.invoke(app, args)
     assert r.exit_code == 1, r.output
     assert message in r.output and "Traceback" not in r.output
+
+
+def _counting_model() -> KoLM:
+    """Greedy decoding counts: id i is followed by i + 1 (one-hot embeddings, blocks silenced, shifted lm_head)."""
+    model = KoLM(tiny_config(d_model=64))  # d_model = vocabulary: embeddings can be one-hot
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                p.zero_()
+        model.model.embed_tokens.weight.copy_(torch.eye(64))
+        model.lm_head.weight.copy_(torch.roll(torch.eye(64), 1, dims=0))
+    return model
+
+
+def test_streaming_holds_back_a_partial_stop_string_and_echoes_the_prompt_used(tmp_path, tokenizer_dir):
+    export_model(_counting_model(), tmp_path / "hf", tokenizer=tokenizer_dir, eos_id=0)
+    greedy = ["--temperature", "0", "--repetition-penalty", "1"]
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "hf"), "w5 w6", "-n", "8", *greedy, "--no-stream"])
+    assert r.exit_code == 0 and "w7 w8 w9 w10" in r.output, r.output
+    # "w9" may begin the stop string "w9 w10": streamed only once the next token shows it does not.
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "hf"), "w5 w6", "-n", "8", *greedy, "--stop", "w9 w10"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("w5 w6") and "w8" in r.output and "w9" not in r.output, r.output
+    # A prompt over the context: the error alone, nothing echoed; truncated, the kept tokens are echoed.
+    long = " ".join(f"w{i}" for i in range(1, 63)) + " " + " ".join(f"w{i}" for i in range(1, 11))  # 72 tokens
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "hf"), long, "-n", "4", *greedy])
+    assert r.exit_code == 1 and r.output.startswith("error:") and "w1 w2" not in r.output, r.output
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "hf"), long, "-n", "4", *greedy, "--truncate", "left"])
+    assert r.exit_code == 0 and r.output.startswith("w13 w14 "), r.output  # the last 60 tokens (64 - 4 new)
+
+
+def test_recorded_tokenizer_path_is_absolute_and_a_missing_one_is_reported(tmp_path, tokenizer_dir, monkeypatch, caplog):
+    write_tiny_shards(tmp_path / "shards")
+    shutil.copytree(tokenizer_dir, tmp_path / "tok")
+    monkeypatch.chdir(tmp_path)  # relative paths, as typed in a shell
+    r = runner.invoke(app, ["lm", "train", "--data", "shards", "--out", "run", "--tokenizer", "tok", *TINY, *SHORT_RUN])
+    assert r.exit_code == 0, r.output
+    assert verify_checkpoint(resolve_checkpoint(tmp_path / "run"))["tokenizer"] == str((tmp_path / "tok").resolve())
+    r = runner.invoke(app, ["lm", "export", "run", "hf"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["lm", "import", "hf", "imported"])
+    assert r.exit_code == 0, r.output
+    assert verify_checkpoint(resolve_checkpoint(tmp_path / "imported"))["tokenizer"] == str((tmp_path / "hf").resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "run"), "w5 w6", "-n", "3"])
+    assert r.exit_code == 0, r.output
+    shutil.rmtree(tmp_path / "tok")
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        export_to_hf(tmp_path / "run", tmp_path / "hf2")
+    assert "tokenizer recorded" in caplog.text and "--tokenizer" in caplog.text
+    assert not (tmp_path / "hf2" / "tokenizer.json").exists()
+
+
+def test_speculative_generation_prints_the_greedy_text_and_its_draft_statistics(tmp_path, tokenizer_dir):
+    from koforge.lm.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = KoLM(tiny_config(mtp_heads=2))
+    save_checkpoint(tmp_path / "run", 0, model, {}, {"model_config": model.config.to_dict(), "eos_id": 0,
+                                                     "tokenizer": str(tokenizer_dir)})
+    greedy = runner.invoke(app, ["lm", "generate", str(tmp_path / "run"), "w5 w6", "-n", "6", "--temperature", "0",
+                                 "--repetition-penalty", "1", "--no-stream"])
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "run"), "w5 w6", "-n", "6", "--speculative"])
+    assert r.exit_code == 0, r.output
+    completion = next(line for line in greedy.output.splitlines() if "w5 w6" in line).split("│")[2].strip()
+    assert r.output.splitlines()[0].replace(" ", "") == ("w5 w6" + completion).replace(" ", "")
+    assert "drafts accepted" in r.output
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "run"), "w5", "w6", "--speculative"])
+    assert r.exit_code == 1 and "one prompt" in r.output and "Traceback" not in r.output

@@ -46,6 +46,28 @@ def test_left_padded_batch_equals_each_prompt_alone(model, prompts):
         assert b.tokens == engine.generate([p], cfg)[0].tokens
 
 
+def _near_context_prompts() -> list[list[int]]:
+    """Prompts for the 64-token context: a short one batched with ones 4, 12 and 24 tokens short of the end."""
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(1, 64, (n,), generator=g).tolist() for n in (5, 60, 40, 52)]
+    prompts[0][1] = 0  # a real id 0, the id the batch pads with (the repetition penalty must see it)
+    return prompts
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.5])
+def test_each_row_of_a_batch_gets_its_own_length_and_finish_reason(model, penalty):
+    """Rows share the cache's time axis; a short prompt beside a long one is not cut short by the long one's context."""
+    engine = GenerationEngine(model, max_batch=4)
+    cfg = GenerationConfig(max_new_tokens=20, repetition_penalty=penalty)
+    prompts = _near_context_prompts()
+    alone = [engine.generate([p], cfg)[0] for p in prompts]
+    assert [(len(a.tokens), a.finish_reason) for a in alone] == [(20, "length"), (4, "context"), (20, "length"),
+                                                                  (12, "context")]
+    batched = engine.generate(prompts, cfg)
+    for i, (b, a) in enumerate(zip(batched, alone)):
+        assert (b.tokens, b.finish_reason) == (a.tokens, a.finish_reason), f"row {i}"
+
+
 def test_streaming_yields_the_generated_tokens(model, prompts):
     engine = GenerationEngine(model, max_batch=2)
     steps = list(engine.stream(prompts[:2], GenerationConfig(max_new_tokens=6)))
@@ -77,6 +99,10 @@ def test_prompt_longer_than_context_errors_or_truncates(prompts):
     long = list(range(1, 21))
     with pytest.raises(ConfigError, match="truncate"):
         engine.generate([long], GenerationConfig(max_new_tokens=4))
+    with pytest.raises(ConfigError, match="truncate"):  # when stream is called, before any step is asked for
+        engine.stream([long], GenerationConfig(max_new_tokens=4))
+    engine.stream([long], GenerationConfig(max_new_tokens=4, truncate="left"))
+    assert engine.prompts == [long[-12:]]  # what the CLI echoes
     out = engine.generate([long], GenerationConfig(max_new_tokens=4, truncate="left"))[0]
     assert len(out.tokens) == 4
     assert out.tokens == engine.generate([long[-12:]], GenerationConfig(max_new_tokens=4))[0].tokens
@@ -130,7 +156,11 @@ def test_compiled_decode_step_gives_the_eager_greedy_tokens_and_compiles_once(mo
     shifted = [p[1:] + [7] for p in prompts]
     with torch._dynamo.config.patch(error_on_recompile=True):
         got = [g.tokens for g in compiled.generate(shifted, cfg)]
+        # Rows near the end of the context: the cache drops common padding between steps, same graph.
+        near = _near_context_prompts()[:3]
+        got_near = [(g.tokens, g.finish_reason) for g in compiled.generate(near, GenerationConfig(max_new_tokens=20))]
     assert got == [g.tokens for g in eager.generate(shifted, cfg)]
+    assert got_near == [(g.tokens, g.finish_reason) for g in eager.generate(near, GenerationConfig(max_new_tokens=20))]
 
 
 def test_compile_refuses_an_int8_model(model):

@@ -1,6 +1,8 @@
 """KoLM against transformers' LlamaForCausalLM on copied weights; config validation; MoE and MTP."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from lm_helpers import tiny_config
@@ -34,6 +36,39 @@ def test_logits_and_greedy_match_transformers_llama(tmp_path, llama_cls, scaling
     ours = model.generate(ids[:1, :6], 16)
     theirs = ref.generate(ids[:1, :6], max_new_tokens=16, min_new_tokens=16, do_sample=False)
     assert torch.equal(ours, theirs), f"first mismatch at {(ours != theirs).nonzero()[0].tolist()}"
+
+
+YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}
+
+
+@pytest.mark.parametrize("rope,supported", [
+    (YARN, True),
+    ({**YARN, "attention_factor": 0.1 * math.log(4.0) + 1.0}, True),  # the default, written out
+    ({**YARN, "mscale": 1.0}, True),  # mscale alone is ignored by transformers
+    ({"rope_type": "yarn", "factor": 4.0}, True),  # original context: transformers' default
+    ({**YARN, "attention_factor": 1.0}, False),
+    ({**YARN, "mscale": 2.0, "mscale_all_dim": 1.0}, False),
+    ({**YARN, "mscale": 1.0, "mscale_all_dim": 1.0}, False),
+    ({**YARN, "beta_fast": 8.0, "beta_slow": 2.0}, False),
+], ids=["defaults", "attention_factor_default", "mscale_alone", "no_original", "attention_factor", "mscale_ratio",
+        "mscale_equal", "betas"])
+def test_yarn_import_matches_transformers_or_is_refused(tmp_path, llama_cls, rope, supported):
+    from transformers import LlamaConfig
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=64, initializer_range=0.2, rope_scaling=rope)
+    ref = llama_cls(config).eval()
+    ref.save_pretrained(tmp_path / "hf")
+    if not supported:
+        with pytest.raises(ModelLoadError, match="YaRN RoPE with .* is not supported"):
+            import_from_hf(tmp_path / "hf")
+        return
+    model, _ = import_from_hf(tmp_path / "hf")
+    ids = torch.randint(0, 64, (1, 64))
+    with torch.no_grad():
+        diff = (model(ids) - ref(ids).logits).abs()
+    assert diff.max() < 1e-4, f"max {diff.max():.2e} mean {diff.mean():.2e}"
 
 
 def test_import_round_trip_is_exact(tmp_path):
@@ -149,6 +184,21 @@ def test_mtp_heads_do_not_change_next_token_logits():
     with_mtp.load_state_dict(base.state_dict(), strict=False)
     ids = torch.randint(0, 64, (1, 10))
     assert torch.equal(base(ids), with_mtp(ids))
+
+
+def test_expert_usage_counts_each_token_once_under_gradient_checkpointing():
+    torch.manual_seed(0)
+    model = KoLM(tiny_config(moe_experts=4, moe_top_k=2))
+    model.gradient_checkpointing = True  # backward runs every block's forward a second time
+    ids = torch.randint(0, 64, (2, 16))
+    model.train().compute_loss(ids[:, :-1], ids[:, 1:]).loss.backward()
+    routed = 2 * 15 * 2  # tokens x top_k per layer
+    assert model.expert_usage().sum(1).tolist() == [routed, routed]
+    assert [int(m.take_step_load().sum()) for m in model.moe_layers()] == [routed, routed]
+    with torch.no_grad():
+        model.eval()(ids)  # inference counts usage too, but is no training step's load
+    assert model.expert_usage().sum(1).tolist() == [routed + 2 * 16 * 2] * 2
+    assert int(model.moe_layers()[0].take_step_load().sum()) == 0
 
 
 def test_gradient_checkpointing_gives_same_gradients():

@@ -13,8 +13,10 @@ import torch
 from lm_helpers import tiny_config, write_tiny_shards
 from safetensors.torch import load_file
 
-from koforge._utils.errors import CheckpointError, ConfigError, DataError, OutputExistsError, TrainingError
+from koforge._utils.errors import (CheckpointError, ConfigError, DataError, KoforgeError, OutputExistsError,
+                                   TrainingError)
 from koforge.lm.checkpoint import list_checkpoints, load_model, verify_checkpoint
+from koforge.lm.hf import export_model
 from koforge.lm.model import KoLM
 from koforge.lm.train import TrainConfig, train_lm
 
@@ -52,22 +54,29 @@ def test_training_lowers_validation_loss_and_reports_bpb(shards, tmp_path):
     assert json.loads((res.out_dir / "history.json").read_text())[-1]["step"] == 30
 
 
-def test_killed_run_resumed_equals_uninterrupted_run_bit_for_bit(shards, tmp_path):
-    full = train_lm(tiny_config(), cfg(shards, tmp_path / "full"))
+# spike_factor 0.98 skips steps whose loss is not 2% under the running mean (it lags a falling loss): the mean and
+# the skip counters must come back from the checkpoint, or the resumed run skips other steps.
+@pytest.mark.parametrize("spike_factor", [0.0, 0.98], ids=["plain", "spike_skipping"])
+def test_killed_run_resumed_equals_uninterrupted_run_bit_for_bit(shards, tmp_path, spike_factor):
+    run = dict(steps=12, ckpt_every=6, eval_every=6, spike_factor=spike_factor)
+    full = train_lm(tiny_config(), cfg(shards, tmp_path / "full", **run))
 
-    def kill_at_6(step, record):
-        if step == 6:
-            raise KeyboardInterrupt  # as if the process died after the step-4 checkpoint
+    def kill_at_9(step, record):
+        if step == 9:
+            raise KeyboardInterrupt  # as if the process died after the step-6 checkpoint
 
     with pytest.raises(KeyboardInterrupt):
-        train_lm(tiny_config(), cfg(shards, tmp_path / "killed"), on_step=kill_at_6)
-    assert [p.name for p in list_checkpoints(tmp_path / "killed" / "checkpoints")] == ["step_0000004"]
-    resumed = train_lm(tiny_config(), cfg(shards, tmp_path / "killed"), resume=True)
-    a = weights(full.out_dir / "checkpoints" / "step_0000008")
-    b = weights(resumed.out_dir / "checkpoints" / "step_0000008")
+        train_lm(tiny_config(), cfg(shards, tmp_path / "killed", **run), on_step=kill_at_9)
+    assert [p.name for p in list_checkpoints(tmp_path / "killed" / "checkpoints")] == ["step_0000006"]
+    resumed = train_lm(tiny_config(), cfg(shards, tmp_path / "killed", **run), resume=True)
+    a = weights(full.out_dir / "checkpoints" / "step_0000012")
+    b = weights(resumed.out_dir / "checkpoints" / "step_0000012")
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k}: max diff {(a[k] - b[k]).abs().max():.3e}"
     assert [h["train_loss"] for h in full.history] == [h["train_loss"] for h in resumed.history]
+    assert resumed.skipped_steps == full.skipped_steps
+    if spike_factor:
+        assert full.skipped_steps > 0
 
 
 def test_existing_run_needs_resume_or_overwrite(shards, tmp_path):
@@ -171,10 +180,68 @@ def test_empty_or_missing_shard_folder_is_one_clear_error(tmp_path, shards):
 
 def test_moe_mtp_model_trains_with_bias_balancing(shards, tmp_path):
     mc = tiny_config(moe_experts=4, moe_top_k=2, moe_balancing="bias", mtp_heads=1)
-    res = train_lm(mc, cfg(shards, tmp_path / "run", steps=4, eval_every=0))
+    res = train_lm(mc, cfg(shards, tmp_path / "run", steps=4, eval_every=0, gradient_checkpointing=True))
     assert "mtp_loss" in res.history[-1]
     model, _, _ = load_model(res.checkpoint_dir)
     assert model.moe_layers()[0].expert_bias.abs().sum() > 0  # saved with the checkpoint
+    assert model.mtp[0].block.mlp.expert_bias.abs().sum() > 0  # the MTP head's experts balance too
+    # Expert usage at the validation: each expert's share per MoE layer (2 blocks, then the MTP head's).
+    usage = res.history[-1]["expert_usage"]
+    assert len(usage) == 3 and all(len(row) == 4 and sum(row) == pytest.approx(1.0, abs=1e-3) for row in usage)
+    assert res.history[-1]["moe_max_load"] == pytest.approx(4 * max(max(row) for row in usage), abs=1e-3)
+
+
+def test_seq_len_beyond_the_context_is_refused_up_front(shards, tmp_path):
+    with pytest.raises(ConfigError, match=r"seq_len=32 exceeds LMConfig.max_seq_len=16.*<= 16.*>= 32"):
+        train_lm(tiny_config(max_seq_len=16), cfg(shards, tmp_path / "run", seq_len=32))
+    assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_checks_the_inputs_before_deleting_checkpoints(shards, tmp_path):
+    run = tmp_path / "run"
+    train_lm(tiny_config(), cfg(shards, run, steps=4))
+    kept = list_checkpoints(run / "checkpoints")
+    bad_inputs = [(tiny_config(), dict(data_dir=str(tmp_path / "no_shards"))), (tiny_config(max_seq_len=8), {}),
+                  (tiny_config(vocab_size=32), {}), (tiny_config(), dict(tokenizer=str(tmp_path / "no_tokenizer"))),
+                  (tiny_config(), dict(init_from=str(tmp_path / "no_model")))]
+    for model_config, bad in bad_inputs:
+        with pytest.raises(KoforgeError):
+            train_lm(model_config, cfg(shards, run, steps=2, overwrite=True, **bad))
+        assert list_checkpoints(run / "checkpoints") == kept, bad
+    for ckpt in kept:
+        verify_checkpoint(ckpt)
+    train_lm(tiny_config(), cfg(shards, run, steps=2, overwrite=True))
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["step_0000002"]
+
+
+def test_resume_from_implies_resume_and_contradicts_overwrite(shards, tmp_path):
+    run = tmp_path / "run"
+    train_lm(tiny_config(), cfg(shards, run, steps=4))
+    ckpt = run / "checkpoints" / "step_0000004"
+    res = train_lm(tiny_config(), cfg(shards, run, steps=6, resume_from=str(ckpt)))  # no resume=True
+    assert res.final_step == 6 and [h["step"] for h in res.history][:2] == [1, 2]  # history of steps 1-4 kept
+    with pytest.raises(ConfigError, match="contradicts"):
+        train_lm(tiny_config(), cfg(shards, run, steps=8, resume_from=str(ckpt), overwrite=True))
+    assert ckpt.exists()
+
+
+def test_init_from_an_exported_model_loads_weights_with_a_fresh_run(shards, tmp_path):
+    torch.manual_seed(1)
+    source = KoLM(tiny_config())
+    export_model(source, tmp_path / "hf")
+    # A learning rate too small to move the weights visibly: the run starts from the source's weights.
+    res = train_lm(tiny_config(mtp_heads=1), cfg(shards, tmp_path / "run", steps=2, lr=1e-8,
+                                                 init_from=str(tmp_path / "hf")))
+    assert [h["step"] for h in res.history] == [1, 2]  # fresh schedule and data position
+    got = weights(res.checkpoint_dir)
+    want = source.state_dict()
+    for k, v in want.items():
+        assert (got[k] - v).abs().max() < 1e-5, k
+    assert any(k.startswith("mtp.0.") for k in got)  # an MTP head the source lacks starts from the init
+    # Continuing from that run's checkpoint (a koforge folder) works the same way.
+    train_lm(tiny_config(), cfg(shards, tmp_path / "more", steps=1, init_from=str(tmp_path / "run")))
+    with pytest.raises(ConfigError, match=r"another architecture \(d_model: 32 there vs 48 here.*model.d_model=32"):
+        train_lm(tiny_config(d_model=48), cfg(shards, tmp_path / "run2", init_from=str(tmp_path / "hf")))
 
 
 def _free_port() -> int:
@@ -183,9 +250,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_cfg(shards, out, steps) -> TrainConfig:
-    return TrainConfig(data_dir=str(shards), out_dir=str(out), steps=steps, batch=8, seq_len=16, lr=3e-3, warmup=2,
+def _ddp_cfg(shards, out, steps, seq_len=16) -> TrainConfig:
+    return TrainConfig(data_dir=str(shards), out_dir=str(out), steps=steps, batch=8, seq_len=seq_len, lr=3e-3, warmup=2,
                        eval_every=0, ckpt_every=0, device="cpu", log_every=1)
+
+
+# 16 tokens per rank over 8 top-1 experts: some experts get no token on a rank (DDP must find them unused), and
+# biases moved by one rank's load alone would route differently from the 1-process run.
+MOE_DDP = dict(moe_experts=16, moe_top_k=2, moe_balancing="bias", moe_bias_rate=0.05)
 
 
 def assert_same_run(single, two_losses: list[float], tmp_path, steps: int) -> None:
@@ -198,25 +270,28 @@ def assert_same_run(single, two_losses: list[float], tmp_path, steps: int) -> No
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
-def _ddp_child(rank: int, port: int, shards, out, steps, queue) -> None:
+def _ddp_child(rank: int, port: int, shards, out, steps, queue, model_kw: dict, seq_len: int) -> None:
     # The same env:// rendezvous torchrun sets up, without re-importing torch in fresh interpreters.
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    result = train_lm(tiny_config(), _ddp_cfg(shards, out, steps))
+    result = train_lm(tiny_config(**model_kw), _ddp_cfg(shards, out, steps, seq_len))
     if rank == 0:
         queue.put([h["train_loss"] for h in result.history])
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path):
-    """2 forked ranks on gloo (env:// like torchrun) vs 1 process on the same global batch."""
+@pytest.mark.parametrize("model_kw,seq_len", [({}, 16), (MOE_DDP, 4)], ids=["dense", "moe_bias_balancing"])
+def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path, model_kw, seq_len):
+    """2 forked ranks on gloo (env:// like torchrun) vs 1 process on the same global batch (weights include
+    the MoE router biases, updated from the expert load summed over ranks)."""
     import multiprocessing as mp
 
     steps = 4
-    single = train_lm(tiny_config(), _ddp_cfg(shards, tmp_path / "one", steps))
+    single = train_lm(tiny_config(**model_kw), _ddp_cfg(shards, tmp_path / "one", steps, seq_len))
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_ddp_child, args=(r, port, shards, tmp_path / "two", steps, queue)) for r in range(2)]
+    procs = [ctx.Process(target=_ddp_child, args=(r, port, shards, tmp_path / "two", steps, queue, model_kw, seq_len))
+             for r in range(2)]
     for p in procs:
         p.start()
     two = queue.get(timeout=120)

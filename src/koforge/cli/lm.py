@@ -17,19 +17,25 @@ app = typer.Typer(help="Small Korean LLMs: train, generate, export, import.\n\nE
 def train(
     data: Path = typer.Option(..., "--data", help="Shard folder of `koforge data pack`."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, history)."),
-    model: str = typer.Option("tiny-10m", help="Model preset (tiny-10m, 50m, 125m, 150m) or YAML."),
+    model: Optional[str] = typer.Option(None, help="Model preset (tiny-10m, 50m, 125m, 150m) or YAML; "
+                                        "default tiny-10m, or with --init-from that model's own architecture."),
     train_preset: str = typer.Option("train-cpu", "--train", help="Train preset (train-cpu, train-gpu) or YAML."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete existing checkpoints in --out and start afresh."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out "
+                                "(or from train.resume_from=CKPT, which implies it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete existing checkpoints in --out and start afresh "
+                                   "(once data and configs are checked)."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from the weights of a koforge "
+                                            "checkpoint/run or an exported/imported model (fresh optimiser and schedule)."),
     tokenizer: Optional[str] = typer.Option(None, help="Tokenizer for sample generations at each validation."),
     overrides: Optional[List[str]] = typer.Argument(None, help="model.KEY=VALUE / train.KEY=VALUE overrides."),
 ) -> None:
-    """Pretrain a model on token shards.
+    """Pretrain a model on token shards, or train an imported one further (--init-from).
 
     Example: koforge lm train --data shards/ --out runs/tiny --model tiny-10m train.steps=500 model.n_layers=6
     """
     from koforge.config import load_config
     from koforge.lm.config import LMConfig
+    from koforge.lm.load import read_model_config
     from koforge.lm.train import TrainConfig, train_lm
 
     overrides = overrides or []
@@ -38,9 +44,11 @@ def train(
         from koforge._utils.errors import ConfigError
 
         raise ConfigError(f"override '{bad[0]}' must start with model. or train. (e.g. train.steps=500).")
-    model_cfg = load_config(LMConfig, model, [o[6:] for o in overrides if o.startswith("model.")], group="lm")
-    extra = [f"data_dir={data}", f"out_dir={out}", f"overwrite={overwrite}"] + ([f"tokenizer={tokenizer}"] if tokenizer else [])
+    extra = [f"data_dir={data}", f"out_dir={out}", f"overwrite={overwrite}"] + ([f"tokenizer={tokenizer}"] if tokenizer else []) \
+        + ([f"init_from={init_from}"] if init_from else [])
     train_cfg = load_config(TrainConfig, train_preset, extra + [o[6:] for o in overrides if o.startswith("train.")], group="lm")
+    base = model or (read_model_config(train_cfg.init_from).to_dict() if train_cfg.init_from else "tiny-10m")
+    model_cfg = load_config(LMConfig, base, [o[6:] for o in overrides if o.startswith("model.")], group="lm")
     result = train_lm(model_cfg, train_cfg, resume=resume)
     rows = [{k: h[k] for k in ("step", "train_loss", "val_loss", "val_ppl", "val_bpb")} for h in result.history if "val_loss" in h]
     console.print(rows_table(rows, title="validation"))
@@ -58,6 +66,17 @@ def _cut(text: str, stops: list[str]) -> str:
         if s in text:
             text = text[:text.index(s)]
     return text
+
+
+def _hold_back(text: str, stops: list[str]) -> str:
+    """`text` without its longest tail that may begin a stop string (streamed once the next tokens tell)."""
+    keep = len(text)
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                keep = min(keep, len(text) - n)
+                break
+    return text[:keep]
 
 
 @app.command()
@@ -78,10 +97,14 @@ def generate(
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they come (one prompt)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step: faster decoding after a "
                                  "one-off compile (tens of seconds on CPU); not with int8."),
+    speculative: bool = typer.Option(False, "--speculative", help="Greedy decoding drafted by the model's MTP heads "
+                                     "(one prompt; the sampling options do not apply): the same tokens in fewer passes."),
 ) -> None:
     """Generate continuations with the KV-cache engine.
 
     Example: koforge lm generate runs/tiny "이 영화 정말" -n 40 --stop "."
+
+    A model trained with mtp_heads >= 1: koforge lm generate runs/mtp "이 영화 정말" -n 40 --speculative
     """
     from koforge._utils.errors import TokenizerError
     from koforge.lm.deploy import quantize_int8, to_dtype
@@ -101,13 +124,18 @@ def generate(
                            repetition_penalty=repetition_penalty, seed=seed, truncate=truncate,
                            stop_tokens=[eos] if eos is not None else [])
     ids = [tok.encode(p, add_special_tokens=False) for p in prompts]
+    if speculative:
+        _speculative(model, tok, prompts, ids, cfg, stops)
+        return
     engine = GenerationEngine(model, max_batch=len(ids), compile=compile)
     checker = _stop_checker(tok, stops)
     if stream and len(ids) == 1:
+        steps = engine.stream(ids, cfg, checker)  # checks (and truncates) the prompt before anything is printed
+        used = engine.prompts[0]
+        console.print(prompts[0] if used == ids[0] else tok.decode(used), end="", highlight=False)
         shown = ""
-        console.print(prompts[0], end="", highlight=False)
-        for _ in engine.stream(ids, cfg, checker):
-            text = _cut(tok.decode(engine.partial[0]), stops)
+        for _ in steps:
+            text = _hold_back(_cut(tok.decode(engine.partial[0]), stops), stops)
             if not text.endswith("\ufffd"):  # wait for the rest of a split multi-byte character
                 console.print(text[len(shown):], end="", highlight=False, soft_wrap=True)
                 shown = text
@@ -116,6 +144,19 @@ def generate(
     results = engine.generate(ids, cfg, checker)
     console.print(rows_table([{"prompt": p, "completion": _cut(tok.decode(r.tokens), stops), "end": r.finish_reason}
                               for p, r in zip(prompts, results)], title="generations"))
+
+
+def _speculative(model, tok, prompts: list[str], ids: list[list[int]], cfg, stops: list[str]) -> None:
+    from koforge._utils.errors import ConfigError
+    from koforge.lm.speculative import speculative_generate
+
+    if len(ids) != 1:
+        raise ConfigError(f"--speculative decodes one prompt at a time; got {len(ids)}.")
+    result = speculative_generate(model, ids[0], cfg.max_new_tokens, stop_tokens=cfg.stop_tokens)
+    console.print(prompts[0] + _cut(tok.decode(result.tokens), stops), highlight=False, soft_wrap=True)
+    console.print(f"speculative (greedy): {len(result.tokens)} tokens in {result.rounds} passes of the model after the "
+                  f"prompt ({result.tokens_per_round:.2f} a pass); {result.accepted} of {result.drafted} drafts accepted "
+                  f"({100 * result.acceptance:.0f}%); ended by {result.finish_reason}", style="dim", highlight=False)
 
 
 @app.command("export")
@@ -158,14 +199,15 @@ def import_cmd(
 ) -> None:
     """Import a Llama model as a koforge checkpoint (for generation, export or further training).
 
-    Example: koforge lm import hf/tiny ckpt/tiny
+    Example: koforge lm import hf/tiny ckpt/tiny, then koforge lm train --init-from ckpt/tiny --data shards/ --out runs/more
     """
     from koforge._utils.io import check_output
-    from koforge.lm.checkpoint import save_checkpoint
+    from koforge.lm.checkpoint import save_checkpoint, tokenizer_reference
     from koforge.lm.load import open_model
 
     check_output(output, overwrite)
     model, config, info = open_model(folder)
     path = save_checkpoint(output, 0, model, {}, {"model_config": config.to_dict(), "eos_id": info.get("eos_id"),
-                                                 "tokenizer": info.get("tokenizer"), "val_loss": None, "imported_from": str(folder)})
+                                                 "tokenizer": tokenizer_reference(info.get("tokenizer")), "val_loss": None,
+                                                 "imported_from": str(Path(folder).resolve())})
     console.print(f"wrote {path} ({model.num_parameters():,} parameters)")

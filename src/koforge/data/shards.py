@@ -6,7 +6,9 @@ uint32 token ids, documents separated by the EOS id. The manifest records the
 dtype, EOS id, vocab size, the tokenizer's fingerprint (sha256 of its
 `tokenizer.json`) and, per split, tokens, documents and UTF-8 bytes of the
 source text (so bits per byte can be computed without the tokenizer).
-Shards are read back as numpy memmaps, so a corpus larger than memory works.
+Shards are read back as numpy memmaps, so a corpus larger than memory works;
+their sizes are checked against the manifest first (a truncated copy is
+refused, never trained on).
 """
 from __future__ import annotations
 
@@ -105,13 +107,24 @@ def open_split(folder: str | Path, split: str) -> tuple[ShardManifest, list[np.m
     if split not in manifest.splits or not manifest.splits[split].files:
         raise DataError(f"shard folder '{folder}' has no tokens for split '{split}' "
                         f"(splits: {', '.join(k for k, v in manifest.splits.items() if v.files) or 'none'}). Pack it with `koforge data pack`.")
-    maps = []
-    for name in manifest.splits[split].files:
+    info, dtype = manifest.splits[split], np.dtype(manifest.dtype)
+    fix = f"Rebuild the folder: re-run `koforge data pack` (with --overwrite to replace '{folder}')."
+    sizes = {}
+    for name in info.files:
         path = folder / name
         if not path.exists():
-            raise DataError(f"shard '{path}' listed in the manifest is missing. Re-pack the folder.")
-        maps.append(np.memmap(path, dtype=np.dtype(manifest.dtype), mode="r"))
-    return manifest, maps
+            raise DataError(f"shard '{path}' listed in the manifest is missing. {fix}")
+        size = path.stat().st_size
+        # write_split never writes an empty shard, and a partial token means the copy or write was cut short.
+        if size == 0 or size % dtype.itemsize:
+            raise DataError(f"shard '{path}' is {size} bytes, not a positive multiple of {dtype.itemsize} "
+                            f"({dtype.name} token ids): it is empty or truncated. {fix}")
+        sizes[path] = size // dtype.itemsize
+    if sum(sizes.values()) != info.tokens:
+        found = ", ".join(f"'{p}': {n} tokens" for p, n in sizes.items())
+        raise DataError(f"split '{split}' of '{folder}' holds {sum(sizes.values())} tokens ({found}) but the manifest "
+                        f"records {info.tokens}: a shard is truncated or was changed after packing. {fix}")
+    return manifest, [np.memmap(path, dtype=dtype, mode="r") for path in sizes]
 
 
 def iter_documents(folder: str | Path, split: str) -> Iterator[np.ndarray]:

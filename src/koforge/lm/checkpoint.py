@@ -54,6 +54,15 @@ def save_checkpoint(root: str | Path, step: int, model: KoLM, state: dict[str, A
     return final
 
 
+def tokenizer_reference(tokenizer: str | Path | None) -> str | None:
+    """How a checkpoint records its tokenizer: a local file or folder as an absolute path (the run is then
+    usable from any working directory), anything else (a hub name) as given."""
+    if tokenizer is None or str(tokenizer) == "":
+        return None
+    path = Path(tokenizer).expanduser()
+    return str(path.resolve()) if path.exists() else str(tokenizer)
+
+
 def verify_checkpoint(path: str | Path) -> dict:
     """Return the meta of a complete checkpoint, or raise CheckpointError saying what is wrong."""
     path = require_path(path, "checkpoint")

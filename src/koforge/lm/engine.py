@@ -4,8 +4,13 @@ The engine knows nothing about tokenization: prompts are lists of ids, stop
 conditions are ids, id sequences or a callback (the CLI turns stop strings
 into one). Batched prompts of different lengths are left-padded; an attention
 mask hides the padding and per-row positions keep RoPE exact, so every row
-generates what it would alone. Sampling is shared with the model's naive
-`generate` (`koforge.lm.sampling`), which the tests compare token for token.
+generates what it would alone (greedy; sampled rows draw from one generator),
+with its own length budget and finish reason. The rows share the cache's time
+axis, padding included: when it fills while a shorter row still has context
+left, the slots that are padding for every unfinished row are dropped (one
+copy of the cache), so a short prompt is never cut short by a long one.
+Sampling is shared with the model's naive `generate` (`koforge.lm.sampling`),
+which the tests compare token for token.
 """
 from __future__ import annotations
 
@@ -105,16 +110,21 @@ class GenerationEngine:
             out.append(p)
         return out
 
-    @torch.inference_mode()
     def stream(self, prompts: list[list[int]], config: GenerationConfig | None = None,
                should_stop: Callable[[int, list[int]], bool] | None = None) -> Iterator[list[Optional[int]]]:
-        """Yield, per decoding step, the new id of each row (None for rows already finished).
+        """An iterator yielding, per decoding step, the new id of each row (None for rows already finished).
 
-        `should_stop(row, generated_ids)` is asked after each new id (stop strings).
-        Finished rows' outputs are available in `self.results` when the iterator ends.
+        The prompts are checked (and truncated by `config.truncate`) by this call, before any step: errors
+        come here, and `self.prompts` holds the prompts as they are used. `should_stop(row, generated_ids)`
+        is asked after each new id (stop strings). Finished rows' outputs are in `self.results` at the end.
         """
         config = config or GenerationConfig()
-        prompts = self._prepare(prompts, config)
+        self.prompts = self._prepare(prompts, config)
+        return self._decode(self.prompts, config, should_stop)
+
+    @torch.inference_mode()
+    def _decode(self, prompts: list[list[int]], config: GenerationConfig,
+                should_stop: Callable[[int, list[int]], bool] | None) -> Iterator[list[Optional[int]]]:
         B, lengths = len(prompts), [len(p) for p in prompts]
         T = max(lengths)
         dev = self.device
@@ -127,10 +137,15 @@ class GenerationEngine:
         seen = None  # tokens so far, only needed by a repetition penalty
         if config.repetition_penalty != 1.0:
             seen = torch.zeros(B, self.config.vocab_size, dtype=torch.bool, device=dev)
-            seen.scatter_(1, ids, valid)
+            # Padding slots repeat the row's last token: scattering False for the pad id (0) could
+            # otherwise overwrite a True of a real 0 in the prompt (scatter order is undefined).
+            seen.scatter_(1, torch.where(valid, ids, ids[:, -1:]), True)
         gen = torch.Generator(device=dev).manual_seed(config.seed) if config.seed is not None else None
         self.cache.reset(B)
-        budget = min(config.max_new_tokens, self.max_len - T)
+        budget = [min(config.max_new_tokens, self.max_len - n) for n in lengths]  # what each row gets alone
+        # A row finished early at the end of the context still decodes (its output ignored): hold its position.
+        last_pos = self.max_len - 1 if len(set(budget)) > 1 else None
+        pad, filled = [T - n for n in lengths], T  # leading padding slots of each row; slots in use
         # Keys each row may attend to. Eager steps slice it to the positions written so far; the compiled
         # step attends to the whole cache and marks each position valid as it writes it.
         key_valid = torch.full((B, self.max_len), self._compiled_step is None, dtype=torch.bool, device=dev)
@@ -148,7 +163,7 @@ class GenerationEngine:
         outputs: list[list[int]] = [[] for _ in range(B)]
         self.partial = outputs  # what each row has generated so far (read by streaming callers)
         reasons: list[Optional[str]] = [None] * B
-        for step in range(budget):
+        for step in range(max(budget)):
             nxt = sample_next(logits, config, gen, seen)
             if seen is not None:
                 seen.scatter_(1, nxt[:, None], True)
@@ -168,20 +183,36 @@ class GenerationEngine:
                         break
                 if reasons[i] is None and should_stop is not None and should_stop(i, outputs[i]):
                     reasons[i] = "stop"
+                if reasons[i] is None and step + 1 == budget[i]:
+                    reasons[i] = "length" if budget[i] == config.max_new_tokens else "context"
             yield emitted
-            if all(r is not None for r in reasons) or step == budget - 1:
+            if all(r is not None for r in reasons):
                 break
+            if filled == self.max_len:  # the shared time axis is full, but a shorter row has context left
+                drop = min(p for p, r in zip(pad, reasons) if r is None)
+                self._drop_oldest(drop, key_valid, slot)
+                pad, filled = [p - drop for p in pad], filled - drop
+            filled += 1
             if self._compiled_step is not None:
                 logits = self._compiled_step(self.model, *self.cache.layers(), nxt, next_pos, slot, key_valid)
+                if last_pos is not None:
+                    next_pos.clamp_(max=last_pos)
             elif padded:
                 S = self.cache.length + 1
                 logits = self.model(nxt[:, None], positions=next_pos[:, None], attn_mask=key_valid[:, None, None, :S],
                                     cache=self.cache, last_only=True)[:, -1]
-                next_pos = next_pos + 1
+                next_pos = next_pos + 1 if last_pos is None else (next_pos + 1).clamp_(max=last_pos)
             else:
                 logits = self.model(nxt[:, None], cache=self.cache, last_only=True)[:, -1]
-        length_reason = "length" if budget == config.max_new_tokens else "context"
-        self.results = [Generation(tokens=o, finish_reason=r or length_reason) for o, r in zip(outputs, reasons)]
+        self.results = [Generation(tokens=o, finish_reason=r) for o, r in zip(outputs, reasons)]
+
+    def _drop_oldest(self, n: int, key_valid: torch.Tensor, slot: torch.Tensor) -> None:
+        """Drop the first `n` slots of the cache's time axis (padding for every unfinished row) in place."""
+        assert 0 < n < self.max_len, n
+        self.cache.drop_oldest(n)
+        key_valid[:, :-n] = key_valid[:, n:].clone()
+        key_valid[:, -n:] = self._compiled_step is None  # the initial value of positions not written yet
+        slot.sub_(n)
 
     def generate(self, prompts: list[list[int]], config: GenerationConfig | None = None,
                  should_stop: Callable[[int, list[int]], bool] | None = None) -> list[Generation]:

@@ -6,11 +6,13 @@ import), so export is: map the config, write the tensors into
 `model.safetensors`, write `config.json` (+ tokenizer files when given).
 MoE models have no Llama layout and are refused; MTP heads are
 training-time extras and are dropped (the next-token model is unchanged).
-Static-NTK RoPE exports as plain RoPE with its adjusted theta.
+Static-NTK RoPE exports as plain RoPE with its adjusted theta. YaRN imports
+with the paper's defaults only; other attention factors or betas are refused.
 """
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -19,9 +21,12 @@ from safetensors.torch import load_file, save_file
 
 from koforge._utils.errors import ConfigError, ModelLoadError
 from koforge._utils.io import atomic_dir, require_path, write_json
+from koforge._utils.logging import get_logger
 from koforge.lm.config import LMConfig
 from koforge.lm.model import KoLM, fuse_llama_tensors, split_fused_tensors
 from koforge.lm.rope import effective_theta
+
+log = get_logger(__name__)
 
 
 def to_llama_config_dict(config: LMConfig, *, bos_id: int | None = None, eos_id: int | None = None,
@@ -63,6 +68,12 @@ def from_llama_config_dict(raw: dict) -> LMConfig:
     scaling = {"default": "none", "linear": "linear", "yarn": "yarn"}.get(kind)
     if scaling is None:
         raise ModelLoadError(f"RoPE type {kind!r} is not supported (default, linear, yarn).")
+    if float(rope.get("partial_rotary_factor", raw.get("partial_rotary_factor", 1.0))) != 1.0:
+        raise ModelLoadError("partial_rotary_factor != 1 (RoPE on part of each head) is not supported by KoLM.")
+    if scaling == "yarn":
+        _check_yarn_parameters(rope)
+        # transformers' default when the key is absent (KoLM's own default, max_seq_len / factor, differs)
+        rope = {"original_max_position_embeddings": raw.get("max_position_embeddings"), **rope}
     try:
         return LMConfig(vocab_size=raw["vocab_size"], d_model=raw["hidden_size"], n_layers=raw["num_hidden_layers"],
                         n_heads=n_heads, n_kv_heads=raw.get("num_key_value_heads") or n_heads,
@@ -75,6 +86,30 @@ def from_llama_config_dict(raw: dict) -> LMConfig:
         raise ModelLoadError(f"config.json lacks the Llama key {e}.") from None
     except ConfigError as e:
         raise ModelLoadError(f"config.json does not describe a valid KoLM: {e}") from None
+
+
+def _check_yarn_parameters(rope: dict) -> None:
+    """Refuse YaRN settings KoLM does not implement (it has the paper's defaults only), so an import never
+    gives other logits than transformers. Values equal to the defaults are accepted."""
+    factor = float(rope.get("factor") or 1.0)
+
+    def mscale(scale: float, m: float = 1.0) -> float:  # the YaRN paper's attention scale, as transformers has it
+        return 0.1 * m * math.log(scale) + 1.0 if scale > 1 else 1.0
+
+    attention = rope.get("attention_factor")
+    if attention is None:
+        both = rope.get("mscale") and rope.get("mscale_all_dim")
+        attention = mscale(factor, rope["mscale"]) / mscale(factor, rope["mscale_all_dim"]) if both else mscale(factor)
+    bad = []
+    if not math.isclose(float(attention), mscale(factor), rel_tol=1e-9):
+        bad += [k for k in ("attention_factor", "mscale", "mscale_all_dim") if rope.get(k) is not None]
+    bad += [k for k, default in (("beta_fast", 32), ("beta_slow", 1)) if (rope.get(k) or default) != default]
+    bad += ["truncate"] if rope.get("truncate", True) is False else []
+    if bad:
+        shown = ", ".join(f"{k}={rope.get(k)!r}" for k in bad)
+        raise ModelLoadError(f"YaRN RoPE with {shown} is not supported: KoLM implements YaRN with its defaults only "
+                             f"(attention factor 0.1*ln(factor)+1 = {mscale(factor):.6g}, beta_fast=32, beta_slow=1, "
+                             "truncate=true), so this model would give other logits than in transformers.")
 
 
 def dense_state_dict(model: KoLM) -> dict[str, torch.Tensor]:
@@ -123,8 +158,14 @@ def export_to_hf(checkpoint_dir: str | Path, output_dir: str | Path, *, tokenize
     from koforge.lm.checkpoint import load_model
 
     model, _, meta = load_model(checkpoint_dir)
-    if tokenizer is None and meta.get("tokenizer"):
-        tokenizer = meta["tokenizer"] if Path(meta["tokenizer"]).exists() else None
+    recorded = meta.get("tokenizer")
+    if tokenizer is None and recorded:
+        if Path(recorded).exists():
+            tokenizer = recorded
+        else:
+            log.warning("the tokenizer recorded with '%s' ('%s') is not a local file or folder (moved, deleted, or a "
+                        "hub name): '%s' gets the model without tokenizer files. Pass tokenizer=PATH (--tokenizer) "
+                        "to ship one.", checkpoint_dir, recorded, output_dir)
     return export_model(model, output_dir, tokenizer=tokenizer, eos_id=meta.get("eos_id"), overwrite=overwrite)
 
 

@@ -2,7 +2,9 @@
 
 Allocated once per engine and reused across requests (only `length` is reset),
 so decoding never grows or copies tensors. Rows of a batch share one time axis;
-left padding is handled by the engine's attention mask, not here.
+left padding is handled by the engine's attention mask, not here (the engine
+only asks to drop leading slots once they are padding for every row it still
+decodes).
 """
 from __future__ import annotations
 
@@ -43,6 +45,16 @@ class KVCache:
         kc.narrow(2, start, end - start).copy_(k)
         vc.narrow(2, start, end - start).copy_(v)
         return kc.narrow(2, 0, end), vc.narrow(2, 0, end)
+
+    def drop_oldest(self, n: int) -> None:
+        """Forget the first `n` positions of the rows in use, moving the later ones to the front (one copy).
+
+        Covers the whole time axis, since the engine's compiled step writes by its own index, not `length`.
+        """
+        for kc, vc in zip(self._k, self._v):
+            kc[:, :, :-n] = kc[:, :, n:].clone()
+            vc[:, :, :-n] = vc[:, :, n:].clone()
+        self.length = max(0, self.length - n)
 
     def advance(self, n: int) -> None:
         """Called by the model once every layer has stored its `n` new positions."""

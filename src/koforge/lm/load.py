@@ -1,30 +1,46 @@
 """Open a model for inference from a koforge checkpoint/run folder or a Hugging Face Llama folder."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from koforge._utils.errors import ModelLoadError
 from koforge._utils.io import require_path
-from koforge.lm.checkpoint import list_checkpoints, load_model
+from koforge.lm.checkpoint import list_checkpoints, load_model, resolve_checkpoint, verify_checkpoint
 from koforge.lm.config import LMConfig
-from koforge.lm.hf import import_from_hf
+from koforge.lm.hf import from_llama_config_dict, import_from_hf
 from koforge.lm.model import KoLM
 
 
+def _is_koforge(path: Path) -> bool:
+    return (path / "meta.json").exists() or (path / "checkpoints").is_dir() or bool(list_checkpoints(path))
+
+
+def _not_a_model(path: Path) -> ModelLoadError:
+    return ModelLoadError(f"'{path}' is neither a koforge checkpoint/run folder nor a Hugging Face Llama folder "
+                          "(no meta.json, checkpoints/ or config.json).")
+
+
 def open_model(path: str | Path) -> tuple[KoLM, LMConfig, dict]:
-    """(model, config, info) where info may hold `eos_id` and `tokenizer` (a path)."""
+    """(model, config, info) where info may hold `eos_id` and `tokenizer` (an absolute path, or a hub name)."""
     path = require_path(path, "model")
-    is_koforge = (path / "meta.json").exists() or (path / "checkpoints").is_dir() or bool(list_checkpoints(path))
-    if is_koforge:
+    if _is_koforge(path):
         model, config, meta = load_model(path)
         return model, config, {"eos_id": meta.get("eos_id"), "tokenizer": meta.get("tokenizer")}
     if (path / "config.json").exists():
         model, config = import_from_hf(path)
-        import json
-
         raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
         eos = raw.get("eos_token_id")
-        tok = str(path) if (path / "tokenizer.json").exists() else None
+        tok = str(path.resolve()) if (path / "tokenizer.json").exists() else None
         return model, config, {"eos_id": eos[0] if isinstance(eos, list) else eos, "tokenizer": tok}
-    raise ModelLoadError(f"'{path}' is neither a koforge checkpoint/run folder nor a Hugging Face Llama folder "
-                         "(no meta.json, checkpoints/ or config.json).")
+    raise _not_a_model(path)
+
+
+def read_model_config(path: str | Path) -> LMConfig:
+    """The architecture of what `open_model` would open, without loading its weights."""
+    path = require_path(path, "model")
+    if _is_koforge(path):
+        return LMConfig.from_dict(verify_checkpoint(resolve_checkpoint(path))["model_config"])
+    if (path / "config.json").exists():
+        return from_llama_config_dict(json.loads((path / "config.json").read_text(encoding="utf-8")))
+    raise _not_a_model(path)

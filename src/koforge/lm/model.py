@@ -129,8 +129,10 @@ class MTPHead(nn.Module):
         self.block = Block(config, config.n_layers + index)
         self.norm_out = RMSNorm(config.d_model, config.norm_eps)
 
-    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        return self.block(self.proj(self.norm_in(h)), cos, sin)
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, mask: torch.Tensor | None = None,
+                cache: LayerCache | None = None) -> torch.Tensor:
+        """`cache` and `mask`: drafting for speculative decoding (`koforge.lm.speculative`), one step at a time."""
+        return self.block(self.proj(self.norm_in(h)), cos, sin, mask, cache)
 
 
 class Backbone(nn.Module):
@@ -200,11 +202,17 @@ class KoLM(nn.Module):
             raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
         x = self.model.embed_tokens(input_ids)
         cos, sin = self._rope(positions, start, T, x.dtype)
+        recompute = self.gradient_checkpointing and self.training
+        moes = self.moe_layers() if self.config.moe_experts else []
+        for moe in moes:
+            moe.count_usage = True
         for block in self.model.layers:
-            if self.gradient_checkpointing and self.training:
+            if recompute:
                 x = checkpoint(block, x, cos, sin, attn_mask, None, use_reentrant=False)
             else:
                 x = block(x, cos, sin, attn_mask, cache)
+        for moe in moes:
+            moe.count_usage = not recompute  # backward runs the blocks again: their tokens are already counted
         if cache is not None:
             cache.advance(T)
         return self.model.norm(x)

@@ -4,8 +4,10 @@ Balancing, as in the K-EXAONE / Solar Open / DeepSeek-V3 reports, is either a
 Switch-style load-balancing loss (`aux_loss`, returned by `forward` through
 `last_aux_loss`) or auxiliary-loss-free (`bias`): a per-expert bias added to
 the router scores for the top-k choice only, nudged after each optimiser step
-towards equal load (`update_bias`). `expert_counts` accumulates how many
-tokens each expert received (expert-usage statistics). Dispatch loops over
+towards equal load (`update_bias`, fed by `take_step_load`; under DDP the
+trainer sums the load over ranks first). `expert_counts` accumulates how many
+tokens each expert received (expert-usage statistics), each token once even
+when gradient checkpointing recomputes the layer. Dispatch loops over
 experts with index_select: simple and exact, not the fastest kernel.
 """
 from __future__ import annotations
@@ -45,7 +47,9 @@ class MoE(nn.Module):
         self.register_buffer("expert_bias", torch.zeros(config.moe_experts), persistent=True)
         self.register_buffer("expert_counts", torch.zeros(config.moe_experts, dtype=torch.long), persistent=False)
         self.last_aux_loss: torch.Tensor | None = None
-        self._last_load: torch.Tensor | None = None
+        self.step_load: torch.Tensor | None = None  # tokens per expert of the training forwards since the last take
+        # Off while gradient checkpointing recomputes the layer in backward (KoLM switches it), so tokens count once.
+        self.count_usage = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
@@ -63,18 +67,31 @@ class MoE(nn.Module):
                 out.index_add_(0, rows, expert(flat[rows]) * top_w[rows, slot, None])
         if self.shared_experts is not None:
             out = out + self.shared_experts(flat)
-        with torch.no_grad():
-            self.expert_counts += load
-            self._last_load = load
+        if self.count_usage:
+            with torch.no_grad():
+                self.expert_counts += load
+                if self.training:
+                    self.step_load = load if self.step_load is None else self.step_load + load
         # Switch Transformer: E * sum_i f_i * P_i (f = fraction of routed slots, P = mean router prob).
         frac = load.float() / max(1, top_idx.numel())
         self.last_aux_loss = self.n_experts * (frac * probs.mean(0)).sum()
         return out.view(B, T, D)
 
+    def take_step_load(self) -> torch.Tensor:
+        """Tokens routed to each expert [E] by the training forwards since the last call (then reset)."""
+        load = self.step_load if self.step_load is not None else torch.zeros_like(self.expert_counts)
+        self.step_load = None
+        return load
+
     @torch.no_grad()
-    def update_bias(self) -> None:
-        """Auxiliary-loss-free balancing: raise the bias of under-loaded experts, lower over-loaded ones."""
-        if self.balancing != "bias" or self._last_load is None:
+    def update_bias(self, load: torch.Tensor | None = None) -> None:
+        """Auxiliary-loss-free balancing: raise the bias of under-loaded experts, lower over-loaded ones.
+
+        `load` [E]: tokens per expert of the step; default `take_step_load()` (this process only; the
+        trainer passes the sum over DDP ranks so that every rank moves its biases identically).
+        """
+        load = self.take_step_load() if load is None else load
+        if self.balancing != "bias":
             return
-        load = self._last_load.float()
+        load = load.float()
         self.expert_bias += self.bias_rate * torch.sign(load.mean() - load)

@@ -2,15 +2,18 @@
 
 One loop for 1 process or DDP (`torchrun`, detected from WORLD_SIZE): every
 rank draws the same global batch of random windows and keeps its slice, so 2
-processes compute the same loss as 1 on the same global batch. AdamW (fused
-where available) with warmup + cosine decay, gradient clipping and
-accumulation, autocast on cuda/mps, optional gradient checkpointing and
-`torch.compile`. Every `eval_every` steps: validation loss, perplexity and
-bits per byte, sample generations (when a tokenizer is given), early stopping;
-every `ckpt_every` steps an atomic checkpoint holding everything needed to
-continue exactly (`resume=True` ends with the same weights as an
-uninterrupted run). A non-finite loss or gradient is skipped or stops the run
-by policy; a checkpoint is never written from non-finite weights.
+processes compute the same loss as 1 on the same global batch (MoE models: DDP
+looks for experts unused on a rank, and router biases move by the expert load
+summed over ranks). AdamW (fused where available) with warmup + cosine decay,
+gradient clipping and accumulation, autocast on cuda/mps, optional gradient
+checkpointing and `torch.compile`. Every `eval_every` steps: validation loss,
+perplexity and bits per byte, sample generations (when a tokenizer is given),
+early stopping; every `ckpt_every` steps an atomic checkpoint holding
+everything needed to continue exactly (`resume=True` ends with the same
+weights as an uninterrupted run, loss-spike skipping included). `init_from`
+starts a fresh run from the weights of a checkpoint or an imported/exported
+model. A non-finite loss or gradient is skipped or stops the run by policy; a
+checkpoint is never written from non-finite weights.
 Parallelism and compilation are applied here, never inside the model.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ import dataclasses
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -34,10 +38,11 @@ from koforge._utils.progress import progress
 from koforge._utils.seed import seed_everything
 from koforge.config import config_to_dict
 from koforge.lm.checkpoint import (best_checkpoint, list_checkpoints, load_weights, prune_checkpoints, read_state,
-                                   save_checkpoint, verify_checkpoint)
+                                   save_checkpoint, tokenizer_reference, verify_checkpoint)
 from koforge.lm.config import LMConfig
 from koforge.lm.data import TokenWindows, tokens_per_byte
 from koforge.lm.model import KoLM
+from koforge.lm.moe import MoE
 from koforge.tracking.mlflow_run import tracked_run
 
 log = get_logger(__name__)
@@ -46,6 +51,8 @@ NAN_POLICIES = ("skip", "stop")
 DEFAULT_PROMPTS = ["오늘 영화", "이 영화는 정말", "청와대 국민청원", "저는", "대한민국의 미래는"]
 # Train-config fields a resumed run must share with the checkpoint (others, e.g. steps or eval_every, may change).
 RESUME_FIELDS = ("batch", "seq_len", "grad_accum", "seed")
+# Model-config fields that only shape training, so init_from weights may meet other values (extra MTP heads start fresh).
+INIT_FREE_FIELDS = ("init_std", "moe_aux_weight", "moe_bias_rate", "mtp_heads", "mtp_weight")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -114,9 +121,13 @@ class TrainConfig:
     log_every: int = 10
     """Steps between train-loss records in the history and MLflow."""
     overwrite: bool = False
-    """Start afresh in an out_dir that already has checkpoints (they are deleted)."""
+    """Start afresh in an out_dir that already has checkpoints (deleted once data and configs are checked)."""
     resume_from: Optional[str] = None
-    """A specific checkpoint folder to resume from (default: the latest in out_dir)."""
+    """A specific checkpoint folder to resume from (default: the latest in out_dir); setting it implies resume."""
+    init_from: Optional[str] = None
+    """Start from the weights of a koforge checkpoint/run folder or a Hugging Face Llama folder (`koforge lm
+    export` / `import` output) with a fresh optimiser, schedule and data position; its architecture must
+    equal the model config's. Ignored when resuming (the checkpoint holds the weights)."""
     experiment: str = "koforge-lm"
     """MLflow experiment name."""
 
@@ -221,7 +232,8 @@ def _check_resume(meta: dict, model_config: LMConfig, cfg: TrainConfig, ckpt: Pa
         raise CheckpointError(f"cannot resume from '{ckpt}': the data stream differs ({shown}). Use the same values.")
 
 
-def _prepare_out_dir(cfg: TrainConfig, resume: bool, rank: int) -> tuple[Path, Path | None]:
+def _prepare_out_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, Path | None, list[Path]]:
+    """(out_dir, checkpoint to resume from, old checkpoints that overwrite deletes once the inputs are checked)."""
     out = Path(cfg.out_dir)
     root = out / "checkpoints"
     existing = list_checkpoints(root)
@@ -229,16 +241,47 @@ def _prepare_out_dir(cfg: TrainConfig, resume: bool, rank: int) -> tuple[Path, P
         ckpt = Path(cfg.resume_from) if cfg.resume_from else (existing[-1] if existing else None)
         if ckpt is None:
             raise CheckpointError(f"nothing to resume: '{root}' holds no checkpoint. Run without --resume to start.")
-        return out, ckpt
+        return out, ckpt, []
     if existing and not cfg.overwrite:
         raise OutputExistsError(f"'{out}' already holds {len(existing)} checkpoint(s). Pass --resume to continue, "
                                 "--overwrite to start afresh (deletes them), or another out_dir.")
-    if existing and rank == 0:
-        import shutil
+    return out, None, existing
 
-        for p in existing:
-            shutil.rmtree(p, ignore_errors=True)
-    return out, None
+
+def _init_from(model: KoLM, source: str) -> None:
+    """Load the weights of `source` (koforge checkpoint/run or Hugging Face Llama folder) into `model`."""
+    from koforge.lm.load import open_model
+
+    loaded, config, _ = open_model(source)
+    ours, theirs = model.config.to_dict(), config.to_dict()
+    diff = [k for k in ours if k not in INIT_FREE_FIELDS and ours[k] != theirs[k]]
+    if diff:
+        shown = ", ".join(f"{k}: {theirs[k]!r} there vs {ours[k]!r} here" for k in diff[:4])
+        fix = " ".join(f"model.{k}={'null' if theirs[k] is None else theirs[k]}" for k in diff)
+        raise ConfigError(f"init_from='{source}' holds a model of another architecture ({shown}). Train it with its "
+                          f"own config: {fix} (`koforge lm train --init-from` without --model takes it from there).")
+    wanted = model.state_dict()
+    state = {k: v for k, v in loaded.state_dict().items() if k in wanted}  # MTP heads beyond ours are dropped
+    missing, _ = model.load_state_dict(state, strict=False)
+    assert all(k.startswith("mtp.") for k in missing), missing  # only MTP heads the source lacks start fresh
+
+
+def _step_loads(moes: list[MoE]) -> torch.Tensor | None:
+    """Tokens routed to each expert during this step [n_moe, E], summed over DDP ranks (one all-reduce)."""
+    if not moes:
+        return None
+    loads = torch.stack([m.take_step_load() for m in moes])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(loads)
+    return loads
+
+
+def expert_usage_record(usage: torch.Tensor) -> dict:
+    """Statistics of [n_moe, E] token counts: each expert's share per MoE layer (backbone, then MTP heads)
+    and the worst load relative to an even split (1.0 = balanced, E = one expert takes every token)."""
+    share = usage.double() / usage.sum(1, keepdim=True).clamp(min=1)
+    return {"moe_max_load": float(share.max()) * usage.shape[1],
+            "expert_usage": [[round(x, 4) for x in row] for row in share.tolist()]}
 
 
 def _load_tokenizer(path: str):
@@ -299,6 +342,15 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     `on_step(step, record)` is called after every optimiser step (progress hooks, tests).
     """
     cfg = train_config
+    # Every input is checked before anything is deleted or written (overwrite clears old checkpoints last).
+    if cfg.seq_len > model_config.max_seq_len:
+        raise ConfigError(f"TrainConfig.seq_len={cfg.seq_len} exceeds LMConfig.max_seq_len={model_config.max_seq_len}: "
+                          f"training windows must fit the model's context. Lower train.seq_len to <= "
+                          f"{model_config.max_seq_len}, or raise model.max_seq_len to >= {cfg.seq_len}.")
+    resume = resume or cfg.resume_from is not None
+    if resume and cfg.overwrite:
+        raise ConfigError("overwrite (start afresh, deleting the checkpoints) contradicts resume / resume_from; "
+                          "pass one of them.")
     rank, world = _dist_info()
     if cfg.batch % world:
         raise ConfigError(f"TrainConfig.batch={cfg.batch} does not divide by the {world} DDP processes.")
@@ -307,7 +359,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     amp = autocast_dtype(device, cfg.precision)
-    out, resume_ckpt = _prepare_out_dir(cfg, resume, rank)
+    out, resume_ckpt, stale = _prepare_out_dir(cfg, resume)
     root = out / "checkpoints"
 
     train_data = TokenWindows(cfg.data_dir, "train", cfg.seq_len, cfg.seed)
@@ -318,18 +370,24 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                           f"{model_config.vocab_size}. Set vocab_size={manifest.vocab_size}.")
     tpb = tokens_per_byte(val_data.manifest, "val")
     val_batches = val_data.fixed_batches(cfg.eval_batches, max(1, cfg.batch // world))
+    tokenizer = _load_tokenizer(cfg.tokenizer) if cfg.tokenizer and rank == 0 else None
 
     seed_everything(cfg.seed)
     model = KoLM(model_config)
+    if cfg.init_from and resume_ckpt is None:
+        _init_from(model, cfg.init_from)
     model.gradient_checkpointing = cfg.gradient_checkpointing
     model.to(device).train()
+    moes = [m for m in model.modules() if isinstance(m, MoE)]  # MTP heads' MoE layers balance too
+    usage = torch.zeros(len(moes), model_config.moe_experts, dtype=torch.long, device=device) if moes else None
     optimizer = build_optimizer(model, cfg, device)
     clock = {"fraction": 0.0}  # elapsed share of max_minutes (0 without a time budget: exact resume)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio, clock["fraction"]))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
-    step, history, best_val, bad_evals, skipped_total = 0, [], math.inf, 0, 0
+    step, history, best_val, bad_evals = 0, [], math.inf, 0
+    running, consecutive_skips, skipped_total = None, 0, 0  # loss-spike policy state, checkpointed for exact resume
     if resume_ckpt is not None:
         meta = verify_checkpoint(resume_ckpt)
         _check_resume(meta, model_config, cfg, resume_ckpt)
@@ -342,9 +400,17 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         _set_rng_state(state["rng"])
         step, history = meta["step"], meta.get("history", [])
         best_val, bad_evals = meta.get("best_val", math.inf) or math.inf, meta.get("bad_evals", 0)
+        trainer = state.get("trainer", {})
+        running, consecutive_skips = trainer.get("running"), trainer.get("consecutive_skips", 0)
+        skipped_total = trainer.get("skipped_total", 0)
+        if usage is not None and trainer.get("expert_usage") is not None:
+            usage.copy_(trainer["expert_usage"])
         if step >= cfg.steps:
             raise CheckpointError(f"checkpoint '{resume_ckpt}' is at step {step}, already >= steps={cfg.steps}. "
                                   "Raise steps to train further.")
+    if stale and rank == 0:
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
 
     loss_module = _LossModule(model)
     runner: torch.nn.Module = loss_module
@@ -353,9 +419,11 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None)
+        # A routed expert that gets no token on a rank takes no part in its backward, which DDP must look
+        # for (a graph traversal each step, so only when the model has experts).
+        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None,
+                     find_unused_parameters=bool(model_config.moe_experts))
 
-    tokenizer = _load_tokenizer(cfg.tokenizer) if cfg.tokenizer and rank == 0 else None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", {"model": model_config.to_dict(), "train": config_to_dict(cfg),
@@ -369,15 +437,17 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                                 f"The last good checkpoint is kept in '{root}'. Lower lr or use nan_policy=skip.")
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "data": train_data.state_dict(),
-                 "rng": _rng_state()}
+                 "rng": _rng_state(),
+                 "trainer": {"running": running, "consecutive_skips": consecutive_skips, "skipped_total": skipped_total,
+                             "expert_usage": None if usage is None else usage.cpu()}}
         meta = {"model_config": model_config.to_dict(), "train_config": config_to_dict(cfg), "val_loss": val_loss,
                 "best_val": best_val if math.isfinite(best_val) else None, "bad_evals": bad_evals, "history": history,
-                "eos_id": manifest.eos_id, "tokenizer": cfg.tokenizer, "world_size": world}
+                "eos_id": manifest.eos_id, "tokenizer": tokenizer_reference(cfg.tokenizer), "world_size": world}
         save_checkpoint(root, step_, model, state, meta)
         prune_checkpoints(root, cfg.keep_last)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    start_time, running, consecutive_skips, stopped_early = time.monotonic(), None, 0, False
+    start_time, stopped_early = time.monotonic(), False
     last_eval = start_time
     micro = cfg.batch
     bar = progress(total=cfg.steps, initial=step, desc="train", disable=None if rank == 0 else True) \
@@ -402,6 +472,9 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
             loss_value = float(total)
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
+            loads = _step_loads(moes)
+            if usage is not None:
+                usage += loads
             spike = cfg.spike_factor > 0 and running is not None and loss_value > cfg.spike_factor * running
             bad = not math.isfinite(loss_value) or not torch.isfinite(grad_norm) or spike
             if bad:
@@ -420,8 +493,8 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
-                for moe in model.moe_layers():
-                    moe.update_bias()
+                for moe, load in zip(moes, [] if loads is None else loads):
+                    moe.update_bias(load)
                 running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
             if cfg.max_minutes:
                 clock["fraction"] = (time.monotonic() - start_time) / 60 / cfg.max_minutes
@@ -438,6 +511,9 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
             evaluate_now = (cfg.eval_every and step % cfg.eval_every == 0) or last or timed_eval
             if evaluate_now:
                 record.update(evaluate(model, val_batches, device, amp, tpb))
+                if usage is not None:
+                    record.update(expert_usage_record(usage))
+                    usage.zero_()
                 last_eval = time.monotonic()
                 if rank == 0 and tokenizer is not None and cfg.sample_tokens:
                     samples = sample_generations(model, tokenizer, DEFAULT_PROMPTS, cfg.sample_tokens, manifest.eos_id)
