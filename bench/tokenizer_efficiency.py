@@ -132,7 +132,7 @@ def main() -> None:
     cmp.plot(out / "chars_per_token.png")
     print("\n## Tokenizer efficiency (reference: qwen3)\n" + cmp.to_markdown(
         ["tokenizer", "text_set", "vocab_size", "chars_per_token", "bytes_per_token", "tokens_per_1k_syllables",
-         "round_trip_rate", "hangul_vocab_share", "encode_mb_per_s", "tokens_vs_reference"]), flush=True)
+         "partial_char_rate", "round_trip_rate", "hangul_vocab_share", "encode_mb_per_s", "tokens_vs_reference"]), flush=True)
 
     def get(tok: str, ts: str, key: str) -> float:
         return next(r[key] for r in cmp.rows if r["tokenizer"] == tok and r["text_set"] == ts)

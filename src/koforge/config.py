@@ -4,8 +4,8 @@ Every component owns a `@dataclass(kw_only=True)` config that validates itself
 in `__post_init__`. `load_config` merges, in order, the dataclass defaults, a
 YAML file (a path, or a preset name shipped in `koforge/configs/<group>/`) and
 `key=value` overrides from the command line, then builds the dataclass.
-Unknown keys and wrong types are `ConfigError`s naming the key. The library
-only ever receives the dataclass, never a raw dict.
+Unknown keys, wrong types and malformed YAML (named by file and line) are
+`ConfigError`s. The library only ever receives the dataclass, never a raw dict.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from koforge._utils.errors import ConfigError
@@ -43,6 +44,27 @@ def preset_path(group: str, name: str) -> Path:
     return shipped
 
 
+def _load_yaml(path: Path) -> DictConfig:
+    """A YAML file as a DictConfig; a parse error or a non-mapping file is a `ConfigError` naming the file (and line)."""
+    try:
+        layer = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {problem}. Fix the file (key: value per line).") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file '{path}': {e}.") from None
+    if not isinstance(layer, DictConfig):
+        raise ConfigError(f"config file '{path}' must be a mapping of key: value, got a list.")
+    return layer
+
+
+def _override_example(cls: type) -> str:
+    fields = [f for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING]
+    return f"{fields[0].name}={fields[0].default}" if fields else "key=value"
+
+
 def load_config(cls: type[T], source: str | Path | dict | None = None,
                 overrides: Sequence[str] = (), group: str | None = None) -> T:
     """Build `cls` from defaults + a YAML file/preset/dict + `key=value` overrides."""
@@ -55,12 +77,12 @@ def load_config(cls: type[T], source: str | Path | dict | None = None,
                 path = preset_path(group, str(source)) if group else Path(source)
                 if not path.exists():
                     raise ConfigError(f"config file '{path}' not found. Check the path.")
-                layer = OmegaConf.load(path)
+                layer = _load_yaml(path)
             merged = OmegaConf.merge(merged, layer)
         if overrides:
             bad = [o for o in overrides if "=" not in o]
             if bad:
-                raise ConfigError(f"override '{bad[0]}' is not of the form key=value (e.g. vocab_size=32000).")
+                raise ConfigError(f"override '{bad[0]}' is not of the form key=value (e.g. {_override_example(cls)}).")
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as e:

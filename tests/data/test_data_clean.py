@@ -22,6 +22,8 @@ def test_html_control_and_whitespace():
     assert clean_text(raw) == "안녕 하세요 반갑습니다 & 좋아요\n\n끝"
     assert clean_text(raw, CleanConfig(single_line=True)) == "안녕 하세요 반갑습니다 & 좋아요 끝"
     assert clean_text("a < b 그리고 c > d") == "a < b 그리고 c > d"  # not a tag
+    page = '<style type="text/css">p { color: red }</style><SCRIPT>var s = "<b>광고</b>";</SCRIPT><p>본문</p><script src="x.js"></script>끝'
+    assert clean_text(page) == "본문 끝"  # code inside <script>/<style> is not text
 
 
 def test_filters():

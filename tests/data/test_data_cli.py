@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from typer.testing import CliRunner
 
@@ -46,3 +47,46 @@ def test_cli_bad_inputs_are_one_line(tmp_path):
     assert r.exit_code == 1 and "already exists" in r.output
     r = runner.invoke(app, ["data", "clean", "-i", str(bad), "-o", str(tmp_path / "o2.txt"), "min_hangul_ratio=2"])
     assert r.exit_code == 1 and "min_hangul_ratio" in r.output
+
+
+def test_default_split_of_a_small_corpus_packs_with_empty_splits_skipped(assets, tmp_path):
+    """12 documents at 98/1/1 leave validation and test empty: the README pipeline must still pack."""
+    r = runner.invoke(app, ["data", "split", "-i", str(assets / "data_petitions_12.jsonl"), "-f", "content", "-o", str(tmp_path / "sp")])
+    assert r.exit_code == 0, r.output
+    counts = json.loads((tmp_path / "sp" / "split_config.json").read_text())["documents"]
+    empty = sorted(k for k, v in counts.items() if v == 0)
+    assert empty and counts["train"] > 0
+    r = runner.invoke(app, ["tokenizer", "train", "-i", str(assets / "tok_nsmc_400.txt"), "-o", str(tmp_path / "tok"), "vocab_size=300"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["data", "pack", str(tmp_path / "sp"), "-t", str(tmp_path / "tok"), "-o", str(tmp_path / "sh")])
+    assert r.exit_code == 0, r.output
+    assert all(f"skipping empty split file {tmp_path / 'sp' / name}.jsonl" in r.output for name in empty), r.output
+    assert {k: v.documents for k, v in ShardManifest.read(tmp_path / "sh").splits.items()} == {k: v for k, v in counts.items() if v}
+    assert "tokens encoded in" in r.output and "setup" in r.output
+
+
+def test_pack_a_bare_tokenizer_json(assets, tmp_path):
+    r = runner.invoke(app, ["tokenizer", "train", "-i", str(assets / "tok_nsmc_400.txt"), "-o", str(tmp_path / "tok"), "vocab_size=300"])
+    assert r.exit_code == 0, r.output
+    text = str(assets / "tok_nsmc_400.txt")
+    r = runner.invoke(app, ["data", "pack", text, "-t", str(tmp_path / "tok" / "tokenizer.json"), "-o", str(tmp_path / "beside")])
+    assert r.exit_code == 0, r.output  # the sibling tokenizer_config.json names the EOS
+    (tmp_path / "bare").mkdir()
+    shutil.copy(tmp_path / "tok" / "tokenizer.json", tmp_path / "bare" / "tokenizer.json")
+    bare = str(tmp_path / "bare" / "tokenizer.json")
+    r = runner.invoke(app, ["data", "pack", text, "-t", bare, "-o", str(tmp_path / "sh")])
+    assert r.exit_code == 1 and "tokenizer 'bare' names no EOS token" in r.output and "--eos-token" in r.output, r.output
+    r = runner.invoke(app, ["data", "pack", text, "-t", bare, "-o", str(tmp_path / "sh"), "--eos-token", "<nope>"])
+    assert r.exit_code == 1 and "'<nope>' is not in the vocabulary of tokenizer 'bare'" in r.output
+    assert not (tmp_path / "sh").exists()
+    r = runner.invoke(app, ["data", "pack", text, "-t", bare, "-o", str(tmp_path / "sh"), "--eos-token", "<pad>"])
+    assert r.exit_code == 0, r.output
+    assert ShardManifest.read(tmp_path / "sh").eos_id == 3 and ShardManifest.read(tmp_path / "beside").eos_id == 2  # <pad>, </s>
+
+
+def test_help_carries_examples_of_the_commands_own_config():
+    r = runner.invoke(app, ["data", "--help"])
+    assert r.exit_code == 0 and "Example: koforge data clean" in r.output
+    for command, key in (("clean", "min_chars=20"), ("split", "validation=0.05")):
+        r = runner.invoke(app, ["data", command, "--help"])
+        assert r.exit_code == 0 and key in r.output and "vocab_size" not in r.output, r.output

@@ -11,7 +11,7 @@ from koforge._utils.errors import DataError, OutputExistsError, TokenizerError
 from koforge.data.clean import CleanConfig
 from koforge.data.corpus import clean_corpus, corpus_stats
 from koforge.data.pack import PackConfig, pack_corpus
-from koforge.data.shards import ShardManifest, iter_documents, open_split
+from koforge.data.shards import ShardManifest, iter_documents, open_split, token_dtype, write_split
 from koforge.tokenizers.io import load_tokenizer, tokenizer_fingerprint
 from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
 
@@ -51,8 +51,12 @@ def test_clean_then_pack_decodes_to_the_cleaned_text(assets, tok_dir, tmp_path):
 
 def test_pack_with_a_process_pool_is_identical(assets, tok_dir, tmp_path):
     src = {"train": [assets / "tok_nsmc_400.txt"]}
-    pack_corpus(src, tok_dir, tmp_path / "one", config=PackConfig(batch_size=64))
-    pack_corpus(src, tok_dir, tmp_path / "two", config=PackConfig(batch_size=64, workers=2))
+    one = pack_corpus(src, tok_dir, tmp_path / "one", config=PackConfig(batch_size=64))
+    two = pack_corpus(src, tok_dir, tmp_path / "two", config=PackConfig(batch_size=64, workers=2))
+    for r in (one, two):  # throughput is encoding time only; loading the tokenizer and spawning workers is setup
+        assert 0 < r.encode_seconds and r.encode_seconds + r.setup_seconds <= r.seconds
+        assert r.tokens_per_second == pytest.approx(r.tokens / r.encode_seconds)
+    assert two.setup_seconds > one.setup_seconds  # two spawned processes each loaded the tokenizer before timing began
     a = np.fromfile(tmp_path / "one" / "train_00000.bin", dtype=np.uint16)
     b = np.fromfile(tmp_path / "two" / "train_00000.bin", dtype=np.uint16)
     assert np.array_equal(a, b)
@@ -69,6 +73,28 @@ def test_pack_bad_inputs_leave_nothing_behind(assets, tok_dir, tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(OutputExistsError):
         pack_corpus({"train": [assets / "tok_nsmc_400.txt"]}, tok_dir, tmp_path / "out")
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("cut_tokens", "holds 26 tokens.*records 28"), ("odd_bytes", "is 15 bytes, not a positive multiple of 2"),
+    ("empty", "is 0 bytes"), ("missing", "is missing")])
+def test_shards_that_disagree_with_the_manifest_are_refused(tmp_path, damage, message):
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    dtype = token_dtype(100)
+    docs = [([5, 6, 7], 9)] * 7  # 4 tokens each with EOS, 28 in all: shards of 16 and 12 tokens
+    info = write_split(folder, "train", docs, eos_id=0, dtype=dtype, shard_tokens=16)
+    ShardManifest(dtype=dtype.name, eos_id=0, vocab_size=100, tokenizer_fingerprint="t", splits={"train": info}).write(folder)
+    assert [len(m) for m in open_split(folder, "train")[1]] == [16, 12]
+    shard = folder / info.files[1]
+    data = shard.read_bytes()
+    if damage == "missing":
+        shard.unlink()
+    else:
+        shard.write_bytes({"cut_tokens": data[:-4], "odd_bytes": data[:-9], "empty": b""}[damage])
+    with pytest.raises(DataError, match=message) as e:
+        open_split(folder, "train")
+    assert str(shard) in str(e.value) and "koforge data pack" in str(e.value)
 
 
 def test_clean_bad_inputs(tmp_path):

@@ -22,6 +22,18 @@ def test_formats_and_gzip(tmp_path):
     assert got == ["첫째 문서", "둘째 문서", "셋째\n줄바꿈", '"따옴표" 넷째', "다섯째, 쉼표", "여섯째"]
 
 
+def test_a_byte_order_mark_neither_drops_nor_sticks_to_the_first_document(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "a.jsonl").write_bytes(bom + '{"text": "첫 문서"}\n{"text": "둘째"}\n'.encode())
+    (tmp_path / "b.txt").write_bytes(bom + "셋째\n넷째\n".encode())
+    (tmp_path / "c.csv").write_bytes(bom + "text,id\n다섯째,1\n".encode())
+    with gzip.open(tmp_path / "d.tsv.gz", "wb") as f:
+        f.write(bom + "text\tid\n여섯째\t1\n".encode())
+    stats = ReadStats()
+    assert list(read_texts([tmp_path], stats=stats)) == ["첫 문서", "둘째", "셋째", "넷째", "다섯째", "여섯째"]
+    assert stats.skipped_lines == 0
+
+
 def test_named_field_and_column(assets, tmp_path):
     docs = list(read_texts([assets / "data_petitions_12.jsonl"], field="content"))
     assert len(docs) == 12 and all(len(d) > 100 for d in docs)

@@ -46,7 +46,7 @@ def test_demo_quick_end_to_end(tmp_path, mlflow_store, monkeypatch):
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_store)
-    runs = mlflow.search_runs(experiment_names=["koforge-demo"], filter_string=f"params.`demo.seed` = '0'",
+    runs = mlflow.search_runs(experiment_names=["koforge-demo"], filter_string="params.`demo.seed` = '0'",
                               output_format="list")
     names = {r.info.run_name for r in runs}
     assert {"tokenizer", "expand", "embed", "lm", "compress"} <= names

@@ -1,14 +1,17 @@
-"""Foundation: atomic outputs (nothing half-written, modes, refusal), typed config errors, MLflow glue."""
+"""Foundation: atomic outputs (nothing half-written, modes, refusal), typed config errors, CLI errors and logging, MLflow glue."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import stat
 
 import pytest
+from typer.testing import CliRunner
 
-from koforge._utils.errors import ConfigError, OutputExistsError
-from koforge._utils.io import atomic_dir, atomic_file
+from koforge._utils.errors import ConfigError, OutputExistsError, OutputPathError
+from koforge._utils.io import atomic_dir, atomic_file, check_output
+from koforge.cli.main import app
 from koforge.config import load_config
 from koforge.tracking.mlflow_run import TrackedRun, tracked_run
 
@@ -41,6 +44,50 @@ def test_atomic_outputs_get_umask_modes_not_private_temp_modes(tmp_path):
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
 
 
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "existing.jsonl").write_text("{}\n")
+    for out in (tmp_path / "existing.jsonl" / "tok", tmp_path / "existing.jsonl" / "a" / "b"):
+        with pytest.raises(OutputPathError, match="existing.jsonl' is a file, not a folder"):
+            check_output(out, overwrite=False)
+        with pytest.raises(OutputPathError, match="is a file"):
+            with atomic_dir(out):
+                pass
+        with pytest.raises(OutputPathError, match="is a file"):
+            with atomic_file(out):
+                pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.jsonl"]
+    assert check_output(tmp_path / "new" / "deeper" / "out", overwrite=False) == tmp_path / "new" / "deeper" / "out"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_output_in_a_read_only_folder_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(OutputPathError, match="no write permission"):
+            check_output(locked / "out", overwrite=False)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_cli_turns_file_system_errors_into_one_line_and_leaves_root_logging_alone(tmp_path, monkeypatch):
+    import koforge.data.corpus
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/data/secret.txt")
+
+    monkeypatch.setattr(koforge.data.corpus, "corpus_stats", refuse)
+    (tmp_path / "a.txt").write_text("가\n", encoding="utf-8")
+    root_handlers = list(logging.getLogger().handlers)
+    r = CliRunner().invoke(app, ["data", "stats", str(tmp_path / "a.txt")])
+    assert r.exit_code == 1 and "cannot access '/data/secret.txt': Permission denied" in r.output, r.output
+    assert "Traceback" not in r.output
+    # a root handler would print every huggingface_hub warning twice (it has its own handler)
+    assert logging.getLogger().handlers == root_handlers
+    r = CliRunner().invoke(app, ["data", "stats", str(tmp_path / "a.txt"), "--plot", str(tmp_path / "a.txt" / "h.png")])
+    assert r.exit_code == 1 and "is a file, not a folder" in r.output  # checked before the corpus is read
+
+
 @dataclasses.dataclass(kw_only=True)
 class _Cfg:
     size: int = 8
@@ -59,6 +106,19 @@ def test_config_overrides_unknown_keys_and_types():
         load_config(_Cfg, None, ["size=big"])
     with pytest.raises(ConfigError, match="size must be >= 1"):
         load_config(_Cfg, None, ["size=0"])
+    with pytest.raises(ConfigError, match=r"override 'size' is not of the form key=value \(e.g. size=8\)"):
+        load_config(_Cfg, None, ["size"])
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("size: 4\nname: [x\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"config file '{bad}' is not valid YAML, line 3"):
+        load_config(_Cfg, str(bad))
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be a mapping of key: value"):
+        load_config(_Cfg, str(listed))
 
 
 def test_tracking_off_is_a_no_op(monkeypatch):

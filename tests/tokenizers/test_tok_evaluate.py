@@ -35,6 +35,12 @@ def test_figures_are_exact(pair):
     assert row["tokens_per_text"] == pytest.approx(n / 2)
     assert row["tokens_per_1k_syllables"] == pytest.approx(1000 * n / 12)
     assert row["round_trip_rate"] == 1.0 and row["unk_rate"] == 0.0
+    # byte-level BPE: no unk/byte-fallback pieces, but fragments of 3-byte Hangul syllables decode to U+FFFD alone
+    ids = [i for t in sets["short"] for i in tok.backend_tokenizer.encode(t, add_special_tokens=False).ids]
+    fragments = sum("\ufffd" in tok.backend_tokenizer.decode([i]) for i in ids)
+    small = cmp.rows[1]
+    assert row["partial_char_rate"] == pytest.approx(fragments / n)
+    assert small["partial_char_rate"] > row["partial_char_rate"] and small["unk_rate"] == 0.0
     small_short = cmp.rows[1]["tokens"]
     assert row["tokens_vs_reference"] == pytest.approx(n / small_short - 1) and cmp.rows[1]["tokens_vs_reference"] == 0
     assert cmp.rows[2]["hangul_vocab_share"] > cmp.rows[0]["hangul_vocab_share"] > 0
@@ -45,6 +51,7 @@ def test_outputs(pair, tmp_path):
     cmp = evaluate_tokenizers(tokenizers, {"reviews": texts[:20]}, reference="small")
     md = cmp.to_markdown()
     assert md.splitlines()[0].startswith("| tokenizer | text set |") and "tokens vs ref (small)" in md and "+0.0%" in md
+    assert "| tokens/document |" in md and "| partial-char % |" in md and "sentence" not in md
     data = json.loads(cmp.to_json(tmp_path / "c.json").read_text())
     assert data["reference"] == "small" and len(data["rows"]) == 2
     assert cmp.plot(tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
@@ -75,3 +82,20 @@ def test_fixed_padding_in_tokenizer_json_does_not_inflate_counts(tmp_path):
     row = measure(tok, ["가 나", "가 다 나"])
     assert row["tokens"] == 5
     assert tok.backend_tokenizer.padding is not None  # the caller's tokenizer is left as it was
+
+
+def test_byte_fallback_pieces_count_as_unknown_and_only_multibyte_ones_as_partial():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from koforge.tokenizers.evaluate import measure, token_classes
+
+    vocab = {"<unk>": 0, "<0x41>": 1, "<0xEC>": 2, "<0x95>": 3, "가": 4, "나": 5, "<sep>": 6}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(["<sep>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    classes = token_classes(tok)
+    assert classes.unknown == {0, 1, 2, 3} and classes.partial_char == {2, 3}  # <0x41> is "A", a whole character
+    row = measure(tok, ["가 <0xEC> <0x95> <0x41> 다"], classes)
+    assert (row["tokens"], row["unk_rate"], row["partial_char_rate"]) == (5, 4 / 5, 2 / 5)

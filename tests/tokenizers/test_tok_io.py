@@ -1,7 +1,11 @@
 """load_tokenizer: koforge folders, bare tokenizer.json, shared reference tokenizers, clear failures."""
 from __future__ import annotations
 
+import http.server
 import shutil
+import socket
+import threading
+import time
 
 import pytest
 
@@ -45,6 +49,61 @@ def test_unknown_paths_and_formats(tmp_path):
         load_tokenizer(tmp_path / "empty_dir")
     with pytest.raises(TokenizerError, match="cannot use a int"):
         load_tokenizer(3)
+
+
+def test_bare_tokenizer_json_takes_its_special_tokens_from_siblings(folder, tmp_path):
+    beside = load_tokenizer(folder / "tokenizer.json")  # koforge folder: tokenizer_config.json names them
+    assert (beside.eos_token, beside.bos_token, beside.name_or_path) == ("</s>", "<s>", str(folder / "tokenizer.json"))
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(folder / "tokenizer.json", alone / "tokenizer.json")
+    assert load_tokenizer(alone / "tokenizer.json").eos_token is None  # nothing says which token ends a document
+    (alone / "special_tokens_map.json").write_text('{"eos_token": {"content": "</s>"}, "pad_token": "<not-in-vocab>"}')
+    tok = load_tokenizer(alone / "tokenizer.json")
+    assert tok.eos_token == "</s>" and tok.pad_token is None and len(tok) == 400  # a missing token is not added
+
+
+def test_a_mistyped_local_name_fails_fast_offline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    with pytest.raises(TokenizerError, match=r"'mytok' not found: there is no file or folder .*Hub names look like "
+                                             r"'org/name'.*HF_HUB_OFFLINE is set"):
+        load_tokenizer("mytok")
+    assert time.perf_counter() - start < 5
+
+
+class _NoSuchRepo(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self):  # what the hub answers for a repository that does not exist
+        self.send_response(401)
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_mistyped_local_name_asks_the_hub_once(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _NoSuchRepo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        start = time.perf_counter()
+        with pytest.raises(TokenizerError, match="'mytok' not found.*Nor is it a hub repository"):
+            load_tokenizer("mytok")
+        with socket.socket() as s:  # a port nobody listens on: the hub is unreachable
+            s.bind(("127.0.0.1", 0))
+            monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
+        with pytest.raises(TokenizerError, match="'org/mytok' not found.*The hub could not be reached"):
+            load_tokenizer("org/mytok")
+        assert time.perf_counter() - start < 5  # no retries with backoff (about 50 s before)
+    finally:
+        server.shutdown()
 
 
 def test_shared_qwen3_tokenizer_loads(shared_tokenizers):

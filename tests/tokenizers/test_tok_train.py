@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from koforge._utils.errors import ConfigError, DataError, OutputExistsError
+from koforge._utils.errors import ConfigError, DataError, OutputExistsError, TokenizerError
 from koforge.tokenizers.bpe import is_superword
 from koforge.tokenizers.io import load_tokenizer
 from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
@@ -47,6 +47,21 @@ def test_folder_loads_with_auto_tokenizer_and_round_trips(corpus, tmp_path):
     assert ids[0] == tok.convert_tokens_to_ids("<|user|>") and ids[-1] == tok.convert_tokens_to_ids("<|end|>")
 
 
+def test_folder_config_is_the_form_transformers_4_and_5_both_load(corpus, tmp_path):
+    """transformers 5 would save class TokenizersBackend and a list-valued extra_special_tokens, which 4.x rejects."""
+    from transformers import AutoTokenizer
+
+    config = TokenizerTrainConfig(vocab_size=300, chat_roles=["user", "assistant"], extra_special_tokens=["<sep>"])
+    train_tokenizer(corpus, config, tmp_path / "t")
+    saved = json.loads((tmp_path / "t" / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert saved["tokenizer_class"] == "PreTrainedTokenizerFast" and "extra_special_tokens" not in saved
+    assert saved["additional_special_tokens"] == ["<|user|>", "<|assistant|>", "<|end|>", "<sep>"]
+    assert saved["chat_template"] == (tmp_path / "t" / "chat_template.jinja").read_text(encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "t"))
+    assert tok.eos_token == "</s>" and tok.tokenize("<sep>") == ["<sep>"]
+    assert tok.apply_chat_template([{"role": "user", "content": "안녕"}], tokenize=False) == "<|user|>안녕<|end|>"
+
+
 def test_nfc_digits_and_whitespace(corpus, tmp_path):
     tok = load_tokenizer(train_tokenizer(corpus, TokenizerTrainConfig(vocab_size=600, whitespace="preserve"), tmp_path / "t").path)
     text = "한국어 정규화"
@@ -70,6 +85,13 @@ def test_superbpe_learns_superwords(corpus, tmp_path):
     n_super = sum(len(tok.encode(t)) for t in corpus)
     n_plain = sum(len(plain.encode(t)) for t in corpus)
     assert n_super < n_plain
+
+
+def test_sentencepiece_too_small_for_the_characters_says_to_raise_vocab_size(corpus, tmp_path):
+    with pytest.raises(TokenizerError, match=r"vocab_size=300 is below the \d+ pieces it needs.*Use vocab_size >= \d+, "
+                                             r"or lower character_coverage"):
+        train_tokenizer(corpus, TokenizerTrainConfig(kind="sentencepiece-bpe", vocab_size=300), tmp_path / "sp")
+    assert not (tmp_path / "sp").exists()
 
 
 @pytest.mark.parametrize("kind", ["sentencepiece-unigram", "sentencepiece-bpe"])

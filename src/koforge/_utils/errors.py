@@ -27,6 +27,10 @@ class OutputExistsError(KoforgeError):
     """The output location exists and `overwrite` was not requested."""
 
 
+class OutputPathError(KoforgeError):
+    """The output location cannot be created or written (a parent is a file, no permission, disk full)."""
+
+
 class TokenizerError(KoforgeError):
     """A tokenizer cannot be loaded, trained, or is of an unsupported type."""
 

@@ -1,7 +1,9 @@
 """Atomic output: write to a temporary sibling, then rename.
 
 An interrupted run never leaves a half-written file or folder under the final
-name, and an existing output is never replaced unless the caller asks.
+name, and an existing output is never replaced unless the caller asks. An
+output that cannot be created (a parent is a file, no write permission) is an
+`OutputPathError` naming the path, raised by `check_output` before any work.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from koforge._utils.errors import InputPathError, OutputExistsError
+from koforge._utils.errors import InputPathError, OutputExistsError, OutputPathError
 
 
 def _umask() -> int:
@@ -35,20 +37,45 @@ def require_path(path: str | os.PathLike, what: str = "input") -> Path:
     return p
 
 
+def _check_creatable(p: Path) -> None:
+    """Raise unless `p` can be created: its nearest existing ancestor must be a writable folder."""
+    for ancestor in p.parents:
+        if ancestor.exists():  # False also when a component is a file (ENOTDIR), so walk on up
+            break
+    else:
+        return
+    if not ancestor.is_dir():
+        raise OutputPathError(f"cannot create output '{p}': '{ancestor}' is a file, not a folder. Choose another output path.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot create output '{p}': no write permission in '{ancestor}'. Choose another output path.")
+
+
 def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing output unless `overwrite`; return it as a Path."""
+    """Refuse an existing output unless `overwrite`, or one that cannot be created; return it as a Path."""
     p = Path(path).expanduser()
     if p.exists() and not overwrite:
         raise OutputExistsError(f"output '{p}' already exists. Pass --overwrite (overwrite=True) or choose another path.")
+    _check_creatable(p)
     return p
+
+
+@contextlib.contextmanager
+def _output_errors(final: Path) -> Iterator[None]:
+    """Turn an OSError while creating `final`'s folder or temporary sibling into an `OutputPathError`."""
+    try:
+        yield
+    except OSError as e:
+        raise OutputPathError(f"cannot create output '{final}': {e.strerror or e}"
+                              f"{f' (at {e.filename!s})' if e.filename else ''}. Choose another output path.") from None
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that replaces `path` only if the block succeeds."""
     final = check_output(path, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    with _output_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
     except BaseException:
@@ -69,8 +96,9 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary file path that is renamed onto `path` on success."""
     final = check_output(path, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    with _output_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
     try:

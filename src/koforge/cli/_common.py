@@ -1,13 +1,13 @@
 """What every CLI command shares: error rendering, consoles, override parsing.
 
 A command is a thin adapter: read options, build the config, call one library
-function, render the result. `cli_errors` turns a `KoforgeError` into one red
+function, render the result. `cli_errors` turns a `KoforgeError`, or an
+`OSError` from the file system (permission denied, disk full), into one red
 line on stderr and exit code 1 (no traceback); Ctrl-C exits 130.
 """
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from typing import Any, Callable, Sequence
 
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from koforge._utils.errors import KoforgeError
+from koforge._utils.logging import configure_cli_logging
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,11 +27,15 @@ def cli_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        logging.basicConfig(level=os.environ.get("KOFORGE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+        configure_cli_logging(os.environ.get("KOFORGE_LOG", "WARNING"))
         try:
             return fn(*args, **kwargs)
         except KoforgeError as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OSError as e:  # the file system refused (permission, disk full): the message is the user's to act on
+            where = f" '{e.filename}'" if e.filename else ""
+            err_console.print(f"[bold red]error:[/] cannot access{where}: {e.strerror or e}.", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: nothing was written under the final output name.")
@@ -50,4 +55,9 @@ def rows_table(rows: Sequence[dict], title: str | None = None, floatfmt: str = "
     return table
 
 
-OverridesArg = typer.Argument(None, help="Config overrides as key=value (e.g. vocab_size=32000).", show_default=False)
+def overrides_arg(example: str) -> Any:
+    """The trailing `key=value` overrides argument, its help showing a key of the command's own config."""
+    return typer.Argument(None, help=f"Config overrides as key=value (e.g. {example}).", show_default=False)
+
+
+OverridesArg = overrides_arg("vocab_size=32000")

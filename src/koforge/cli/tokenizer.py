@@ -8,13 +8,17 @@ import typer
 
 from koforge.cli._common import OverridesArg, cli_errors, console, err_console, rows_table
 
-app = typer.Typer(help="Train byte-level BPE / SuperBPE / SentencePiece tokenizers and compare their efficiency.",
+app = typer.Typer(help="Train byte-level BPE / SuperBPE / SentencePiece tokenizers and compare their efficiency.\n\n"
+                       "Example: koforge tokenizer train -i corpus.txt -o out/tok && "
+                       "koforge tokenizer eval out/tok -x reviews=reviews.txt",
                   no_args_is_help=True)
 
-TextsOpt = typer.Option(..., "--texts", "-x", help="Text set as NAME=PATH (or PATH: named by its file). Repeatable.")
+TextsOpt = typer.Option(..., "--texts", "-x", help="Text set as NAME=PATH (or PATH: named by its file, -2, -3... "
+                        "when two files share a name). Repeatable.")
 FieldOpt = typer.Option("text", "--field", "-f", help="JSONL field or TSV/CSV column holding the text.")
-LimitOpt = typer.Option(2000, "--limit", "-n", help="At most this many documents per text set.")
+LimitOpt = typer.Option(2000, "--limit", "-n", help="At most this many documents (lines or records) per text set (>= 1).")
 OutOpt = typer.Option(None, "--output", "-o", help="Folder for comparison.md, comparison.json and comparison.png.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing --output folder.")
 
 
 @app.command()
@@ -43,23 +47,47 @@ def train(inputs: List[str] = typer.Option(..., "--input", "-i", help="Training 
     console.print(f"wrote {result.path}")
 
 
+def _text_set_names(specs: List[str]) -> dict[str, str]:
+    """Set name -> path: NAME=PATH names must be distinct; names taken from file names get -2, -3... when they repeat."""
+    from koforge._utils.errors import ConfigError
+
+    parsed = [spec.partition("=") for spec in specs]
+    explicit = [name for name, sep, _ in parsed if sep]
+    repeated = sorted({n for n in explicit if explicit.count(n) > 1})
+    if "" in explicit:
+        raise ConfigError("a text set is given as '=PATH' with an empty name; write NAME=PATH or just PATH.")
+    if repeated:
+        raise ConfigError(f"text set name '{repeated[0]}' is given twice (-x {repeated[0]}=...); give each set its own name.")
+    names: dict[str, str] = {}
+    for name, sep, path in parsed:
+        if not sep:
+            path = name
+            base = Path(path).name.split(".")[0]
+            name, k = base, 2
+            while name in names or name in explicit:
+                name, k = f"{base}-{k}", k + 1
+        names[name] = path
+    return names
+
+
 def _text_sets(specs: List[str], field: str, limit: int) -> dict[str, list[str]]:
     import itertools
 
+    from koforge._utils.errors import ConfigError
     from koforge.data.read import read_texts
 
-    sets = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            name, path = Path(spec).name.split(".")[0], spec
-        sets[name] = list(itertools.islice(read_texts([path], field=field), limit))
-    return sets
+    if limit < 1:
+        raise ConfigError(f"--limit/-n must be >= 1 (documents per text set), got {limit}.")
+    return {name: list(itertools.islice(read_texts([path], field=field), limit)) for name, path in _text_set_names(specs).items()}
 
 
-def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, reference: Optional[str], output: Optional[Path]):
+def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, reference: Optional[str], output: Optional[Path],
+         overwrite: bool):
+    from koforge._utils.io import atomic_dir, check_output, write_text
     from koforge.tokenizers.evaluate import default_names, evaluate_tokenizers
 
+    if output is not None:
+        check_output(output, overwrite)  # refuse before measuring, not after
     names = default_names(tokenizers)
     if reference is not None and reference not in names:
         matches = [n for n, spec in names.items() if str(spec) == reference]
@@ -67,12 +95,10 @@ def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, refere
     result = evaluate_tokenizers(names, _text_sets(texts, field, limit), reference=reference)
     typer.echo(result.to_markdown())
     if output:
-        from koforge._utils.io import write_text
-
-        output.mkdir(parents=True, exist_ok=True)
-        write_text(output / "comparison.md", result.to_markdown())
-        result.to_json(output / "comparison.json")
-        result.plot(output / "comparison.png")
+        with atomic_dir(output, overwrite=overwrite) as tmp:
+            write_text(tmp / "comparison.md", result.to_markdown())
+            result.to_json(tmp / "comparison.json")
+            result.plot(tmp / "comparison.png")
         console.print(f"wrote {output}/comparison.md, comparison.json, comparison.png")
     return result
 
@@ -82,18 +108,19 @@ def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, refere
 def eval_(tokenizers: List[str] = typer.Argument(..., help="Tokenizer folders, tokenizer.json files or hub names."),
           texts: List[str] = TextsOpt, field: str = FieldOpt, limit: int = LimitOpt,
           reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Report token counts relative to this tokenizer."),
-          output: Optional[Path] = OutOpt) -> None:
+          output: Optional[Path] = OutOpt, overwrite: bool = OverwriteOpt) -> None:
     """Measure tokenizers on named text sets: bytes/chars per token, round trip, Hangul vocabulary share, speed.
 
     Example: koforge tokenizer eval out/tok ../shared/tokenizers/qwen3 -x nsmc=reviews.txt -r qwen3 -o out/eval
     """
-    _run(tokenizers, texts, field, limit, reference, output)
+    _run(tokenizers, texts, field, limit, reference, output, overwrite)
 
 
 @app.command()
 @cli_errors
 def compare(tokenizers: List[str] = typer.Argument(..., help="Reference tokenizer first, then the others."),
-            texts: List[str] = TextsOpt, field: str = FieldOpt, limit: int = LimitOpt, output: Optional[Path] = OutOpt) -> None:
+            texts: List[str] = TextsOpt, field: str = FieldOpt, limit: int = LimitOpt, output: Optional[Path] = OutOpt,
+            overwrite: bool = OverwriteOpt) -> None:
     """Compare tokenizers against the first one: "-38% tokens vs qwen3" per text set.
 
     Example: koforge tokenizer compare ../shared/tokenizers/qwen3 out/tok -x petitions=p.jsonl -f content
@@ -101,7 +128,7 @@ def compare(tokenizers: List[str] = typer.Argument(..., help="Reference tokenize
     from koforge.tokenizers.evaluate import default_names
 
     reference = next(iter(default_names(tokenizers)))
-    result = _run(tokenizers, texts, field, limit, reference, output)
+    result = _run(tokenizers, texts, field, limit, reference, output, overwrite)
     for r in result.rows:
         if r["tokenizer"] != reference:
             console.print(f"{r['tokenizer']} on {r['text_set']}: {100 * r['tokens_vs_reference']:+.1f}% tokens vs {reference}")

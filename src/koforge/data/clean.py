@@ -2,7 +2,8 @@
 
 `clean_text` applies, in order: Unicode normalisation (NFC by default, so
 decomposed Hangul jamo from macOS file names or old web pages become
-syllables), HTML entity unescaping and tag removal, control-character removal
+syllables), HTML entity unescaping and tag removal (`<script>` and `<style>`
+elements go with their contents, which are code, not text), control-character removal
 (tab and newline are kept), whitespace normalisation, then the length and
 Hangul-ratio filters. It returns `None` for a document a filter drops.
 
@@ -22,6 +23,7 @@ from typing import Iterable, Iterator, Optional
 
 from koforge._utils.errors import ConfigError
 
+_SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.S | re.I)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--.*?-->", re.S)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 _HSPACE = re.compile(r"[^\S\n]+")
@@ -55,7 +57,7 @@ class CleanConfig:
     normalization: str = "nfc"
     """Unicode normal form: nfc (recommended for Korean), nfkc (also folds full-width forms), or none."""
     strip_html: bool = True
-    """Unescape HTML entities and remove tags and comments."""
+    """Unescape HTML entities, remove tags and comments, and drop <script>/<style> elements with their contents."""
     strip_control: bool = True
     """Remove control characters (except tab and newline), zero-width spaces and BOMs."""
     normalize_whitespace: bool = True
@@ -99,7 +101,7 @@ def clean_text(text: str, config: CleanConfig | None = None) -> str | None:
     text = normalize(text, config.normalization)
     if config.strip_html:
         # tags first: an escaped "&lt;b&gt;" is literal text, not markup
-        text = html.unescape(_TAG.sub(" ", text))
+        text = html.unescape(_TAG.sub(" ", _SCRIPT_OR_STYLE.sub(" ", text)))
         text = normalize(text, config.normalization)  # entities may expand to decomposed jamo
     if config.strip_control:
         text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))

@@ -7,13 +7,16 @@ in the column named `field`), and `.gz` of each. A folder is read recursively,
 files in sorted order. A source written `hf:NAME[:CONFIG][@SPLIT]` is streamed
 with `datasets.load_dataset(..., streaming=True)` (split defaults to `train`).
 
-Lines that are not valid UTF-8 (or not valid JSON in a `.jsonl`) are counted
+A UTF-8 byte-order mark at the start of a file (Windows Notepad, Excel
+exports) is dropped, so it neither spoils the first JSON line nor sticks to
+the first document. Lines that are not valid UTF-8 (or not valid JSON in a `.jsonl`) are counted
 and skipped with a warning naming the file and line, or raise `DataError`
 naming them when `strict=True`. Reading never modifies text: cleaning is
 `koforge.data.clean`'s job.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import gzip
@@ -96,7 +99,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     try:
         with f:
             for number, raw in enumerate(f, start=1):
-                yield number, raw
+                yield number, raw[len(codecs.BOM_UTF8):] if number == 1 and raw.startswith(codecs.BOM_UTF8) else raw
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"'{path}' is unreadable or a corrupted archive ({e}). Re-create or remove the file.") from None
 
@@ -139,7 +142,7 @@ def _read_table(path: Path, field: str, stats: ReadStats, strict: bool) -> Itera
     delimiter = "\t" if _base_suffix(path) == ".tsv" else ","
     binary = _open_binary(path)
     # surrogateescape keeps undecodable bytes as lone surrogates, so a bad row is found by its line number
-    text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
         with text:
             quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
@@ -147,7 +150,7 @@ def _read_table(path: Path, field: str, stats: ReadStats, strict: bool) -> Itera
             header = next(reader, None)
             if header is None:
                 return
-            header = [h.strip().lstrip("\ufeff") for h in header]
+            header = [h.strip() for h in header]
             if field not in header:
                 raise DataError(f"'{path}' has no column '{field}' (columns: {', '.join(header)}). Pass the right column with --field.")
             col = header.index(field)

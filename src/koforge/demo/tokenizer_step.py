@@ -53,7 +53,7 @@ def run(ctx: DemoContext) -> StepResult:
     mine = {r["text_set"]: r for r in comparison.rows if r["tokenizer"] == "koforge-ko-bpe"}
     theirs = {r["text_set"]: r for r in comparison.rows if r["tokenizer"] == reference}
     metrics = {f"{s}.chars_per_token": r["chars_per_token"] for s, r in mine.items()}
-    metrics.update({f"{s}.tokens_per_sentence": r["tokens_per_text"] for s, r in mine.items() if "tokens_per_text" in r})
+    metrics.update({f"{s}.tokens_per_document": r["tokens_per_text"] for s, r in mine.items() if "tokens_per_text" in r})
     metrics.update({f"{s}.tokens_vs_minilm": r["tokens_vs_reference"] for s, r in mine.items()
                     if r.get("tokens_vs_reference") is not None})
     metrics["chars_per_token"] = sum(r["chars_per_token"] for r in mine.values()) / len(mine)

@@ -65,7 +65,7 @@ def superword_chunker(config: TokenizerTrainConfig) -> list:
 
 def pre_tokenizer(config: TokenizerTrainConfig, *, superwords: bool = False):
     """The byte-level pre-tokeniser: digits, then words (BPE, SuperBPE stage 1) or sentence chunks (SuperBPE)."""
-    from tokenizers import Regex, pre_tokenizers
+    from tokenizers import pre_tokenizers
 
     if superwords:
         return pre_tokenizers.Sequence(superword_chunker(config) + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])

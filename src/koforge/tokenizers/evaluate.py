@@ -1,11 +1,21 @@
 """Compare tokenizers on named Korean text sets (`koforge tokenizer eval` / `compare`).
 
 For each (tokenizer, text set) pair: bytes and characters per token, tokens
-per text ("sentence"), tokens per 1,000 Hangul syllables, unknown /
-byte-fallback rate, exact round-trip rate (`decode(encode(x)) == x`, no
-special tokens added, no clean-up), the share of Hangul tokens in the
-vocabulary, encode throughput, and the token count relative to a reference
-tokenizer on the same text set ("-38% tokens vs qwen3").
+per document (a line of a .txt, a record of a .jsonl/.tsv/.csv: no sentence
+splitting), tokens per 1,000 Hangul syllables, two rates of tokens that stand
+for bytes or nothing rather than text, the exact round-trip rate
+(`decode(encode(x)) == x`, no special tokens added, no clean-up), the share of
+Hangul tokens in the vocabulary, encode throughput, and the token count
+relative to a reference tokenizer on the same text set ("-38% tokens vs qwen3").
+
+The two rates (shares of all tokens):
+- `unk_rate` ("unk+byte-fallback %"): the unknown token and SentencePiece-style
+  byte-fallback pieces `<0xNN>`; a byte-level BPE has neither, so it reads 0;
+- `partial_char_rate` ("partial-char %"): tokens whose bytes are not whole
+  UTF-8 characters, i.e. fragments of a character (a Hangul syllable is 3
+  bytes): byte-level BPE pieces such as `ì` or `ìķ`, and byte-fallback pieces
+  of multi-byte characters (those count in both rates). This is the figure
+  that shows how often a byte-level tokenizer falls back to bytes.
 
 Tokens are counted with the Rust pipeline directly (`backend_tokenizer`), so
 figures do not depend on transformers' post-processing or on BOS/EOS
@@ -15,7 +25,6 @@ figure to read, not to assert on.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import time
 from pathlib import Path
@@ -24,14 +33,16 @@ from typing import Any, Mapping, Sequence
 from koforge._utils.errors import DataError, TokenizerError
 from koforge._utils.io import atomic_file, write_json
 from koforge.data.clean import is_hangul_syllable
+from koforge.tokenizers.bytelevel import bytes_to_unicode
 from koforge.tokenizers.io import load_tokenizer, tokenizer_name
 
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
 COLUMNS = {
     "tokenizer": "tokenizer", "text_set": "text set", "vocab_size": "vocab", "tokens": "tokens",
-    "bytes_per_token": "bytes/token", "chars_per_token": "chars/token", "tokens_per_text": "tokens/sentence",
-    "tokens_per_1k_syllables": "tokens/1k syllables", "unk_rate": "unk+byte-fallback %", "round_trip_rate": "round-trip %",
+    "bytes_per_token": "bytes/token", "chars_per_token": "chars/token", "tokens_per_text": "tokens/document",
+    "tokens_per_1k_syllables": "tokens/1k syllables", "unk_rate": "unk+byte-fallback %", "partial_char_rate": "partial-char %",
+    "round_trip_rate": "round-trip %",
     "hangul_vocab_share": "Hangul vocab %", "encode_mb_per_s": "encode MB/s", "tokens_vs_reference": "tokens vs ref",
 }
 
@@ -84,7 +95,7 @@ class TokenizerComparison:
 def _fmt(key: str, value: Any) -> str:
     if value is None:
         return ""
-    if key in ("unk_rate", "round_trip_rate", "hangul_vocab_share"):
+    if key in ("unk_rate", "partial_char_rate", "round_trip_rate", "hangul_vocab_share"):
         return f"{100 * value:.2f}"
     if key == "tokens_vs_reference":
         return f"{100 * value:+.1f}%"
@@ -103,12 +114,47 @@ def hangul_vocab_share(tokenizer: Any) -> float:
     return sum(any(is_hangul_syllable(c) for c in t) for t in texts) / max(1, size)
 
 
-def _unknown_ids(tokenizer: Any) -> set[int]:
-    vocab = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=True)
-    ids = {i for tok, i in vocab.items() if _BYTE_PIECE.match(tok)}
+@dataclasses.dataclass(frozen=True)
+class TokenClasses:
+    """Ids of the tokens each rate counts (computed once per tokenizer)."""
+
+    unknown: frozenset[int]
+    """The unknown token and `<0xNN>` byte-fallback pieces."""
+    partial_char: frozenset[int]
+    """Tokens whose bytes are not whole UTF-8 characters."""
+
+
+def _is_byte_level(backend: Any) -> bool:
+    """Whether the decoder maps GPT-2's byte alphabet back to bytes (Qwen3, Llama 3, GPT-4o, koforge BPE)."""
+    if backend.decoder is None:
+        return False
+    return '"ByteLevel"' in backend.decoder.__getstate__().decode("utf-8", "replace")
+
+
+def token_classes(tokenizer: Any) -> TokenClasses:
+    """Classify the vocabulary once: unknown/byte-fallback ids and partial-character ids."""
+    backend = tokenizer.backend_tokenizer
+    byte_level = _is_byte_level(backend)
+    to_byte = {c: b for b, c in bytes_to_unicode().items()}
+    added = set(backend.get_added_tokens_decoder())  # added tokens are stored as plain text, never byte-encoded
+    unknown, partial = set(), set()
+    for token, i in backend.get_vocab(with_added_tokens=True).items():
+        if i in added:
+            continue
+        if _BYTE_PIECE.match(token):
+            unknown.add(i)
+            raw = bytes([int(token[3:5], 16)])
+        elif byte_level and all(c in to_byte for c in token):
+            raw = bytes(to_byte[c] for c in token)
+        else:
+            continue  # plain text: whole characters by construction
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            partial.add(i)
     if tokenizer.unk_token_id is not None:
-        ids.add(tokenizer.unk_token_id)
-    return ids
+        unknown.add(tokenizer.unk_token_id)
+    return TokenClasses(unknown=frozenset(unknown), partial_char=frozenset(partial))
 
 
 def counting_backend(tokenizer: Any) -> Any:
@@ -128,9 +174,10 @@ def counting_backend(tokenizer: Any) -> Any:
     return backend
 
 
-def measure(tokenizer: Any, texts: Sequence[str]) -> dict[str, Any]:
-    """The metrics of one tokenizer on one list of texts."""
+def measure(tokenizer: Any, texts: Sequence[str], classes: TokenClasses | None = None) -> dict[str, Any]:
+    """The metrics of one tokenizer on one list of texts (`classes`: `token_classes(tokenizer)`, computed if not given)."""
     backend = counting_backend(tokenizer)
+    classes = classes or token_classes(tokenizer)
     start = time.perf_counter()
     encodings = backend.encode_batch(list(texts), add_special_tokens=False)
     seconds = time.perf_counter() - start
@@ -140,14 +187,14 @@ def measure(tokenizer: Any, texts: Sequence[str]) -> dict[str, Any]:
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     n_chars = sum(map(len, texts))
     syllables = sum(is_hangul_syllable(c) for t in texts for c in t)
-    unknown = _unknown_ids(tokenizer)
-    n_unknown = sum(1 for seq in ids for i in seq if i in unknown) if unknown else 0
+    n_unknown = sum(1 for seq in ids for i in seq if i in classes.unknown) if classes.unknown else 0
+    n_partial = sum(1 for seq in ids for i in seq if i in classes.partial_char) if classes.partial_char else 0
     return {
         "vocab_size": backend.get_vocab_size(with_added_tokens=True), "tokens": n_tokens,
         "bytes_per_token": n_bytes / max(1, n_tokens), "chars_per_token": n_chars / max(1, n_tokens),
         "tokens_per_text": n_tokens / len(texts),
         "tokens_per_1k_syllables": 1000 * n_tokens / syllables if syllables else None,
-        "unk_rate": n_unknown / max(1, n_tokens),
+        "unk_rate": n_unknown / max(1, n_tokens), "partial_char_rate": n_partial / max(1, n_tokens),
         "round_trip_rate": sum(d == t for d, t in zip(decoded, texts)) / len(texts),
         "encode_mb_per_s": n_bytes / 1e6 / max(seconds, 1e-9),
     }
@@ -169,8 +216,9 @@ def evaluate_tokenizers(tokenizers: Mapping[str, Any], texts: Mapping[str, Seque
     for name, spec in tokenizers.items():
         tok = load_tokenizer(spec)
         share = hangul_vocab_share(tok)
+        classes = token_classes(tok)
         for set_name, items in texts.items():
-            rows.append({"tokenizer": name, "text_set": set_name, **measure(tok, items), "hangul_vocab_share": share})
+            rows.append({"tokenizer": name, "text_set": set_name, **measure(tok, items, classes), "hangul_vocab_share": share})
     if reference is not None:
         ref = {r["text_set"]: r["tokens"] for r in rows if r["tokenizer"] == reference}
         for r in rows:

@@ -2,11 +2,18 @@
 
 `load_tokenizer` accepts a koforge tokenizer folder, any Hugging Face folder
 holding `tokenizer.json` (with or without `tokenizer_config.json`), a bare
-`tokenizer.json` file, or a hub name (`org/name`, loaded with
-`AutoTokenizer.from_pretrained`). It always returns a fast tokenizer
-(`transformers.PreTrainedTokenizerFast`, `TokenizersBackend` in transformers
-5), because everything downstream relies on the Rust `tokenizers` pipeline.
-Remote code runs only when the caller passes `trust_remote_code=True`.
+`tokenizer.json` file (its special tokens named by a sibling
+`tokenizer_config.json` / `special_tokens_map.json` when there is one), or a
+hub name (`org/name`, loaded with `AutoTokenizer.from_pretrained`). It always
+returns a fast tokenizer (`transformers.PreTrainedTokenizerFast`,
+`TokenizersBackend` in transformers 5), because everything downstream relies
+on the Rust `tokenizers` pipeline. Remote code runs only when the caller
+passes `trust_remote_code=True`.
+
+A name that is not a local path is looked up in the Hugging Face cache first,
+then, unless `HF_HUB_OFFLINE` is set, with one quick request to the hub: a
+mistyped local path fails in about a second with one message, instead of
+huggingface_hub's five retries per file (about 50 s of warnings).
 """
 from __future__ import annotations
 
@@ -31,15 +38,41 @@ def _fast_class():
     return PreTrainedTokenizerFast
 
 
+_NAMED_SPECIALS = ("bos_token", "eos_token", "unk_token", "pad_token")
+
+
+def _sibling_special_tokens(path: Path, vocab: dict[str, int]) -> dict[str, str]:
+    """bos/eos/unk/pad named by tokenizer_config.json or special_tokens_map.json beside a bare tokenizer.json.
+
+    Only tokens already in the vocabulary are kept: transformers would add a missing one, changing the pipeline.
+    """
+    named: dict[str, str] = {}
+    for sibling in ("special_tokens_map.json", "tokenizer_config.json"):  # the config wins, as in transformers
+        try:
+            data = json.loads((path.parent / sibling).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for key in _NAMED_SPECIALS:
+            value = data.get(key) if isinstance(data, dict) else None
+            value = value.get("content") if isinstance(value, dict) else value  # serialised AddedToken
+            if isinstance(value, str) and value in vocab:
+                named[key] = value
+    return named
+
+
 def _from_file(path: Path) -> Any:
     from tokenizers import Tokenizer
 
     try:
-        Tokenizer.from_file(str(path))
+        backend = Tokenizer.from_file(str(path))
     except Exception as e:  # the Rust side raises plain Exceptions with a parse message
         raise TokenizerError(f"'{path}' is not a Hugging Face tokenizer.json ({str(e).splitlines()[0][:200]}). "
                              "Pass a tokenizer folder, a tokenizer.json file or a hub name.") from None
-    return _fast_class()(tokenizer_file=str(path))
+    specials = _sibling_special_tokens(path, backend.get_vocab(with_added_tokens=True))
+    tok = _fast_class()(tokenizer_file=str(path), **specials)
+    # set afterwards: as a constructor argument, transformers 5 would look the path up on the hub as a repo id
+    tok.name_or_path = str(path)
+    return tok
 
 
 _GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
@@ -76,6 +109,67 @@ def _from_folder(path: Path, trust_remote_code: bool) -> Any:
     return tok
 
 
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return bool(constants.HF_HUB_OFFLINE) or any(f.upper() in ("1", "ON", "YES", "TRUE") for f in flags)
+
+
+def _not_local(name: str) -> str:
+    hint = "" if "/" in name else " Hub names look like 'org/name' (a few, like 'gpt2', have no org)."
+    return f"tokenizer '{name}' not found: there is no file or folder '{Path(name).expanduser().absolute()}'.{hint}"
+
+
+def _probe_hub(name: str) -> None:
+    """One HEAD request, without huggingface_hub's retries: raise at once if the hub is unreachable or has no such repo."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    url = f"{constants.ENDPOINT}/{name}/resolve/main/tokenizer_config.json"  # HF_ENDPOINT honoured via constants
+    missing = _not_local(name) + " Nor is it a hub repository (or it is private: log in with `hf auth login`)."
+    try:
+        # the session alone: get_hf_file_metadata retries 5 times with backoff in huggingface_hub 0.x
+        hf_raise_for_status(get_session().head(url, headers=build_hf_headers(), timeout=10))
+    except GatedRepoError:
+        raise TokenizerError(f"hub repository '{name}' is gated: accept its terms on the hub and log in "
+                             "(`hf auth login`), or pass a local folder.") from None
+    except RepositoryNotFoundError:
+        raise TokenizerError(missing) from None
+    except EntryNotFoundError:
+        return  # the repository exists without tokenizer_config.json: let AutoTokenizer say what it finds
+    except HfHubHTTPError as e:
+        if getattr(e.response, "status_code", None) in (401, 404):
+            raise TokenizerError(missing) from None
+        return  # the hub answered otherwise (e.g. 5xx): AutoTokenizer's own error will say what is wrong
+    except Exception as e:  # network errors differ by hub version (requests, httpx); all mean "unreachable"
+        raise TokenizerError(_not_local(name) + f" The hub could not be reached to look it up ({type(e).__name__}). "
+                             "Check the path, or your network for a hub name.") from None
+
+
+def _from_hub(name: str, trust_remote_code: bool) -> Any:
+    """A tokenizer by hub name: from the cache, else one quick hub check and then a download."""
+    if not _HUB_NAME.match(name) or name.startswith((".", "/", "~")) or name.endswith(".json"):
+        raise TokenizerError(f"tokenizer not found: '{Path(name).expanduser()}' does not exist and is not a hub name. "
+                             "Pass a tokenizer folder, a tokenizer.json file or a hub name like Qwen/Qwen3-0.6B.")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, local_files_only=True)
+    except Exception:
+        pass  # not in the cache: ask the hub below
+    if _hub_offline():
+        raise TokenizerError(_not_local(name) + " It is not in the Hugging Face cache either, and the hub is off "
+                             "(HF_HUB_OFFLINE is set). Check the path, or unset HF_HUB_OFFLINE to download a hub name.")
+    _probe_hub(name)
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise TokenizerError(f"tokenizer '{name}' is neither a local path nor loadable from the hub "
+                             f"({str(e).splitlines()[0][:200]}). Check the name, your network, or pass a local folder.") from None
+
+
 def load_tokenizer(name_or_path: str | os.PathLike | Any, *, trust_remote_code: bool = False) -> Any:
     """Load a fast Hugging Face tokenizer from a folder, a tokenizer.json file or a hub name.
 
@@ -95,17 +189,7 @@ def load_tokenizer(name_or_path: str | os.PathLike | Any, *, trust_remote_code: 
     elif path.is_dir():
         tok = _from_folder(path, trust_remote_code)
     else:
-        name = str(name_or_path)
-        if not _HUB_NAME.match(name) or name.startswith((".", "/", "~")) or name.endswith(".json"):
-            raise TokenizerError(f"tokenizer not found: '{path}' does not exist and is not a hub name. "
-                                 "Pass a tokenizer folder, a tokenizer.json file or a hub name like Qwen/Qwen3-0.6B.")
-        try:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-        except Exception as e:
-            raise TokenizerError(f"tokenizer '{name}' is neither a local path nor loadable from the hub "
-                                 f"({str(e).splitlines()[0][:200]}). Check the name, your network, or pass a local folder.") from None
+        tok = _from_hub(str(name_or_path), trust_remote_code)
     if not isinstance(tok, fast):
         raise TokenizerError(f"'{name_or_path}' loaded as a slow {type(tok).__name__}; koforge needs a fast tokenizer "
                              "(a folder with tokenizer.json). Convert it with `AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(...)`.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import unicodedata
 from typing import Any, Iterable, Iterator
 
@@ -55,9 +56,23 @@ def _train_proto(texts: Iterable[str], config: TokenizerTrainConfig) -> bytes:
             unk_piece=named[0], num_threads=max(1, min(8, os.cpu_count() or 1)),
             minloglevel=2, hard_vocab_limit=False, **ids)
     except RuntimeError as e:
-        raise TokenizerError(f"SentencePiece training failed: {str(e).splitlines()[0]}. "
-                             "A larger corpus or a smaller vocab_size usually fixes this.") from None
+        raise TokenizerError(_training_failure(str(e), config)) from None
     return model.getvalue()
+
+
+def _training_failure(message: str, config: TokenizerTrainConfig) -> str:
+    """SentencePiece's error without its C++ source location, and the fix that applies."""
+    first = message.splitlines()[0]
+    reason = first.split("] ", 1)[1] if "] " in first else first
+    required = re.search(r"required_chars\. \d+ vs (\d+)", reason)
+    if required:
+        # every character that character_coverage keeps must be a piece, so a small vocabulary cannot hold them
+        needed = required.group(1)
+        return (f"SentencePiece training failed: vocab_size={config.vocab_size} is below the {needed} pieces it needs "
+                f"(every character that character_coverage={config.character_coverage} keeps, plus the special tokens). "
+                f"Use vocab_size >= {needed}, or lower character_coverage (e.g. 0.99) so that rare characters use byte fallback.")
+    return (f"SentencePiece training failed: {reason.rstrip('.')}. "
+            "Check that the corpus holds enough distinct text for this vocab_size.")
 
 
 def _bpe_merges(vocab: dict[str, int], pieces: list[str]) -> list[tuple[str, str]]:
