@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from koforge._utils.errors import ConfigError
 from koforge.compress.experiment import compose_experiment, expand_sweep, run
+from tokenizer_folders import assert_portable, assert_same_tokenizer
 
 DAY = dt.date(2026, 11, 23)
 
@@ -73,6 +74,8 @@ def test_single_run_is_tracked_in_mlflow_and_packaged(tiny_models, heldout, tmp_
     assert config["transformers_version"] == "4.54.0" and config["torch_dtype"] == "bfloat16"
     assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "unzipped" / "model")).config.num_hidden_layers == 2
     assert info["model_type"] == "llama"
+    assert_portable(tmp_path / "unzipped" / "model")  # the package targets transformers 4.54
+    assert_same_tokenizer(tiny_models["llama"], tmp_path / "unzipped" / "model")
 
 
 def test_multirun_sweep_via_cli_then_report(tiny_models, heldout, tmp_path):

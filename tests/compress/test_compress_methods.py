@@ -1,4 +1,5 @@
-"""Each compression method on tiny Llama / Qwen3 / Exaone4 models: parity with a reference, reload, config."""
+"""Each compression method on tiny Llama / Qwen3 / Exaone4 models: parity with a reference, reload, config;
+the saved folder's tokenizer."""
 from __future__ import annotations
 
 import torch
@@ -8,9 +9,10 @@ from transformers import AutoModelForCausalLM
 from koforge.compress import (apply_compression, block_influence, convert_dtype, drop_layers, prune_heads,
                               quantize_int8, reduce_width, CompressionConfig)
 from koforge.compress.heal import heal, kl_loss
-from koforge.compress.layout import load_model
+from koforge.compress.layout import load_model, save_model
 from koforge.compress.quantize import int8_roundtrip
 from koforge.eval.speed import greedy_decode
+from tokenizer_folders import assert_portable, assert_same_tokenizer
 
 KINDS = ("llama", "qwen3", "exaone4")
 IDS = torch.tensor([[0, 5, 17, 250, 33, 90, 121, 7, 300, 42, 11, 64]])
@@ -189,3 +191,11 @@ def test_convert_dtype_refuses_after_int8(tiny_models):
     quantize_int8(model)
     with pytest.raises(ConfigError, match="int8 grid"):
         convert_dtype(model, "fp16")
+
+
+def test_saved_folder_tokenizer_loads_in_transformers_4_and_5_unchanged(tiny_models, tmp_path):
+    """transformers 5 alone would save class TokenizersBackend, which 4.x (and submissions targeting it) cannot load."""
+    model, tokenizer = load_model(tiny_models["qwen3"])
+    save_model(model, tokenizer, tmp_path)
+    assert_portable(tmp_path)
+    assert_same_tokenizer(tiny_models["qwen3"], tmp_path)

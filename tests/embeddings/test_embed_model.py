@@ -1,4 +1,4 @@
-"""Pooling (last-token with left and right padding), fast encoder parity, GradCache parity."""
+"""Pooling (last-token with left and right padding), fast encoder parity, GradCache parity, saved tokenizer."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,7 @@ import torch
 
 from koforge.embeddings.encode import FastEncoder
 from koforge.embeddings.model import EmbeddingModelConfig, build_embedding_model
+from tokenizer_folders import assert_portable, assert_same_tokenizer
 
 TEXTS = ["한 남자가 기타를 치고 있다.", "고양이", "여자가 부엌에서 아주 맛있는 요리를 하고 있다."]
 
@@ -85,6 +86,22 @@ def test_fast_encoder_defers_to_sentence_transformer_for_chat_messages(tiny_deco
         pytest.skip("this sentence-transformers does not render plain texts through chat templates")
     st.tokenizer.pad_token = st.tokenizer.pad_token or st.tokenizer.eos_token
     np.testing.assert_allclose(FastEncoder(st).encode(TEXTS), st.encode(TEXTS, convert_to_numpy=True), atol=1e-5)
+
+
+def test_saved_model_tokenizer_loads_in_transformers_4_and_5_unchanged(tiny_bert, tmp_path):
+    """Saved by sentence-transformers under transformers 5 the class is BertTokenizer, whose 4.x fast class resets the
+    normalizer when the config's flags disagree with it (TokenizersBackend, for a generic tokenizer, 4.x cannot load)."""
+    from sentence_transformers import SentenceTransformer
+
+    from koforge.embeddings.model import save_embedding_model
+
+    model = build_embedding_model(tiny_bert)
+    model.save(str(tmp_path / "plain"))
+    save_embedding_model(model, tmp_path / "saved")
+    assert_portable(tmp_path / "saved")
+    assert_same_tokenizer(tmp_path / "plain", tmp_path / "saved", TEXTS)
+    np.testing.assert_allclose(SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(TEXTS, convert_to_numpy=True),
+                               model.encode(TEXTS, convert_to_numpy=True), atol=1e-5)
 
 
 def test_query_prompt_is_stored(tiny_bert):

@@ -131,6 +131,30 @@ def test_import_refuses_non_llama_and_missing_weights(tmp_path):
         import_from_hf(tmp_path / "hf")
 
 
+def test_export_writes_the_source_tokenizer_in_the_form_transformers_4_and_5_load(tmp_path, assets):
+    """Specials and chat template of the source folder survive; a bare tokenizer.json gets the model's EOS."""
+    from tokenizers import Tokenizer
+    from tokenizer_folders import assert_portable, assert_same_tokenizer
+
+    from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
+
+    texts = (assets / "tok_nsmc_400.txt").read_text(encoding="utf-8").splitlines()
+    source = train_tokenizer(texts, TokenizerTrainConfig(vocab_size=300, chat_roles=["user", "assistant"]), tmp_path / "tok").path
+    export_model(KoLM(tiny_config()), tmp_path / "hf", tokenizer=source, eos_id=2)
+    assert_portable(tmp_path / "hf")
+    assert_same_tokenizer(source, tmp_path / "hf")
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
+    export_model(KoLM(tiny_config()), tmp_path / "hf2", tokenizer=tmp_path / "bare" / "tokenizer.json", eos_id=2)
+    assert_portable(tmp_path / "hf2")
+    from transformers import AutoTokenizer
+
+    exported = AutoTokenizer.from_pretrained(str(tmp_path / "hf2"))
+    assert exported.eos_token == "</s>" and exported.eos_token_id == 2
+    text = "안녕하세요 반갑습니다 2024년"
+    assert exported.encode(text) == Tokenizer.from_file(str(source / "tokenizer.json")).encode(text).ids
+
+
 def test_export_refuses_moe(tmp_path):
     with pytest.raises(ModelLoadError, match="mixture-of-experts"):
         export_model(KoLM(tiny_config(moe_experts=4)), tmp_path / "hf")

@@ -1,7 +1,8 @@
-"""load_tokenizer: koforge folders, bare tokenizer.json, shared reference tokenizers, clear failures."""
+"""load_tokenizer: koforge folders, bare tokenizer.json, shared reference tokenizers, clear failures; save_tokenizer."""
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import socket
 import threading
@@ -10,8 +11,9 @@ import time
 import pytest
 
 from koforge._utils.errors import TokenizerError
-from koforge.tokenizers.io import load_tokenizer, tokenizer_fingerprint
+from koforge.tokenizers.io import load_tokenizer, portable_tokenizer_config, save_tokenizer, tokenizer_fingerprint
 from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
+from tokenizer_folders import assert_portable, assert_same_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +116,52 @@ def test_shared_qwen3_tokenizer_loads(shared_tokenizers):
     assert tok.decode(ids) == text and 1.2 < len(text) / len(ids) < 2.0
     bare = load_tokenizer(shared_tokenizers / "qwen3" / "tokenizer.json")
     assert bare.encode(text, add_special_tokens=False) == ids
+
+
+def test_portable_config_rewrites_only_what_transformers_4_cannot_read():
+    saved = {"tokenizer_class": "Qwen2Tokenizer", "backend": "tokenizers", "eos_token": "<|im_end|>", "errors": "replace",
+             "extra_special_tokens": ["<|im_start|>", "<|im_end|>"], "model_specific_special_tokens": {"image_token": "<img>"}}
+    portable = portable_tokenizer_config(saved, chat_template="{{ messages }}")
+    assert portable == {"tokenizer_class": "PreTrainedTokenizerFast", "backend": "tokenizers", "eos_token": "<|im_end|>",
+                        "errors": "replace", "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
+                        "extra_special_tokens": {"image_token": "<img>"}, "clean_up_tokenization_spaces": False,
+                        "chat_template": "{{ messages }}"}
+    four = {"tokenizer_class": "LlamaTokenizer", "additional_special_tokens": ["<a>"], "extra_special_tokens": {"image_token": "<img>"},
+            "clean_up_tokenization_spaces": True, "chat_template": "inline"}
+    assert portable_tokenizer_config(four, chat_template="file") == {**four, "tokenizer_class": "PreTrainedTokenizerFast"}
+    # custom code, no tokenizer.json, or another 5.x backend: the class decides how to load, so it stays
+    assert portable_tokenizer_config({"tokenizer_class": "MyTok", "auto_map": {"AutoTokenizer": ["m.MyTok", None]}})["tokenizer_class"] == "MyTok"
+    assert portable_tokenizer_config({"tokenizer_class": "T5Tokenizer"}, has_tokenizer_json=False)["tokenizer_class"] == "T5Tokenizer"
+    assert portable_tokenizer_config({"tokenizer_class": "T5Tokenizer", "backend": "sentencepiece"})["tokenizer_class"] == "T5Tokenizer"
+
+
+def test_save_tokenizer_keeps_ids_special_tokens_and_chat_template(folder, tmp_path):
+    """transformers 5 saves class TokenizersBackend and a list of extra special tokens: 4.x loads neither."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), eos_token="</s>", pad_token="<pad>",
+                                  extra_special_tokens=["<sep>", "<cls>"], model_specific_special_tokens={"image_token": "<img>"})
+    tok.chat_template = "{% for m in messages %}<sep>{{ m['content'] }}</s>{% endfor %}"
+    tok.save_pretrained(str(tmp_path / "plain"))
+    assert json.loads((tmp_path / "plain" / "tokenizer_config.json").read_text())["tokenizer_class"] == "TokenizersBackend"
+    save_tokenizer(tok, tmp_path / "portable")
+    config = assert_portable(tmp_path / "portable")
+    assert config["additional_special_tokens"] == ["<sep>", "<cls>"] and config["extra_special_tokens"] == {"image_token": "<img>"}
+    assert config["chat_template"] == (tmp_path / "portable" / "chat_template.jinja").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "portable" / "special_tokens_map.json").read_text()) == {
+        "eos_token": "</s>", "pad_token": "<pad>", "image_token": "<img>", "additional_special_tokens": ["<sep>", "<cls>"]}
+    assert_same_tokenizer(tmp_path / "plain", tmp_path / "portable", ["안녕<sep>하세요<cls> <img></s>"])
+    assert_same_tokenizer(tok, tmp_path / "portable")
+
+
+@pytest.mark.parametrize("name", ["qwen3", pytest.param("gemma3", marks=pytest.mark.slow)])  # gemma3: 10 s
+def test_shared_reference_tokenizers_save_portably(shared_tokenizers, name, tmp_path):
+    """Qwen3: a model class and a list of extra specials; Gemma 3: named extras (image_token) and a processor class."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(shared_tokenizers / name))
+    save_tokenizer(tok, tmp_path / name)
+    assert_portable(tmp_path / name)
+    assert_same_tokenizer(tok, tmp_path / name)
+    if name == "gemma3":
+        assert AutoTokenizer.from_pretrained(str(tmp_path / name)).image_token == tok.image_token == "<image_soft_token>"

@@ -1,4 +1,5 @@
-"""expand_vocabulary guarantees: old rows bit-identical, outputs unchanged without new tokens, save/reload."""
+"""expand_vocabulary guarantees: old rows bit-identical, outputs unchanged without new tokens, save/reload,
+a tokenizer folder transformers 4.x and 5.x both load."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from koforge.vocab.build import build_expanded_tokenizer
 from koforge.vocab.config import ExpansionConfig
 from koforge.vocab.diff import diff_tokenizers
 from koforge.vocab.expand import expand_vocabulary
+from tokenizer_folders import TEXTS, assert_portable, assert_same_tokenizer
 
 CAUSAL = {"qwen3", "llama", "exaone4"}
 
@@ -93,6 +95,17 @@ def test_save_reload_gives_same_tokens_and_outputs(expanded, model_dirs, tok_dir
         a, b = first(**batch), second(**batch)
     key = "logits" if arch in CAUSAL else "last_hidden_state"
     assert torch.equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("arch,mode", [("qwen3", "merge"), ("exaone4", "added-tokens"), ("bert", "added-tokens")])
+def test_expanded_tokenizer_folder_is_portable_and_unchanged(expanded, model_dirs, tok_dirs, ko_texts, arch, mode):
+    """transformers 5 alone would save class TokenizersBackend, which 4.x cannot load."""
+    base_tok = AutoTokenizer.from_pretrained(model_dirs[arch])
+    donor_tok = AutoTokenizer.from_pretrained(tok_dirs["donor"])
+    in_memory = build_expanded_tokenizer(base_tok, diff_tokenizers(base_tok, donor_tok, ExpansionConfig(mode=mode)).tokens,
+                                         mode, donor_tok).tokenizer
+    assert_portable(expanded[arch, mode].path)
+    assert_same_tokenizer(in_memory, expanded[arch, mode].path, ko_texts[:20] + TEXTS)
 
 
 def test_korean_round_trips_through_expanded_tokenizers(expanded, ko_texts):

@@ -26,12 +26,12 @@ def _config(config: Optional[str], overrides: Optional[List[str]]):
 @cli_errors
 def analyze(base: str = typer.Argument(..., help="Base model/tokenizer folder, tokenizer.json or hub name."),
             donor: str = typer.Argument(..., help="Donor tokenizer folder, tokenizer.json or hub name."),
-            text: List[Path] = typer.Option(..., "--text", "-t", help="Korean text file(s), one sentence a line."),
+            text: List[Path] = typer.Option(..., "--text", "-t", help="Korean text file(s), one text (sentence, review, paragraph) a line."),
             english: Optional[Path] = typer.Option(None, "--english", help="English text file for the 'unchanged' share."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the analysis as JSON here."),
             trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
             config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = OverridesArg) -> None:
-    """Vocab sizes, overlap, tokens per sentence, syllable coverage and unknown rate of base, donor and both modes.
+    """Vocab sizes, overlap, tokens per line, syllable coverage and unknown rate of base, donor and both modes.
 
     Example: koforge expand analyze ./qwen3 ./ko-bpe-32k --text ko.txt --english en.txt
     """

@@ -7,7 +7,8 @@ RMSNorms, `model.model.norm`, `model.lm_head`. They differ only in their norms
 q_norm/k_norm) and in per-layer `layer_types` (sliding/full attention), which
 the pruning code keeps in step with the weights. Other layouts (GPT-2, MoE,
 Gemma's scaled embeddings, biased projections) are refused with the list of
-supported ones rather than cut wrongly.
+supported ones rather than cut wrongly. A saved folder's tokenizer is in the
+form transformers 4.x and 5.x both load (`koforge.tokenizers.io.save_tokenizer`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from torch import nn
 
 from koforge._utils.errors import ModelLoadError, TokenizerError
 from koforge._utils.io import require_path
+from koforge.tokenizers.io import save_tokenizer
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen3", "exaone4")
 PROVENANCE_FILE = "koforge_compression.json"
@@ -141,7 +143,7 @@ def save_model(model: nn.Module, tokenizer: Any, folder: str | Path, provenance:
     """Save weights (one safetensors file), config and tokenizer into an existing folder."""
     folder = Path(folder)
     model.save_pretrained(str(folder), max_shard_size="100GB")
-    tokenizer.save_pretrained(str(folder))
+    save_tokenizer(tokenizer, folder)  # loads in transformers 4.x as well as 5.x (submissions often target 4.x)
     if provenance is not None:
         (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, ensure_ascii=False, indent=2, default=str) + "\n",
                                               encoding="utf-8")

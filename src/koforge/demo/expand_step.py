@@ -2,7 +2,7 @@
 
 Old token ids and rows stay as they are; the new rows start as the mean of the
 base rows of the pieces the old tokenizer gives for each new token. The
-expansion report (tokens per Korean sentence, unknown-token rate before and
+expansion report (tokens per held-out review, unknown-token rate before and
 after) lands beside the model, where the report finds it.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def expand_minilm(ctx: DemoContext, path: Path):
     return expand.expand_vocabulary(base, donor, config, path, overwrite=True)
 
 
-def tokens_per_sentence(tokenizer_path: Path, texts: list[str]) -> float:
+def tokens_per_text(tokenizer_path: Path, texts: list[str]) -> float:
     """Mean tokens per text, specials excluded, with the tokenizer's fixed padding/truncation off."""
     from koforge.demo.tokenizer_step import unpadded_tokenizer
 
@@ -42,17 +42,17 @@ def run(ctx: DemoContext) -> StepResult:
     r = result.report
     ko = r["korean_eval"]
     texts = ctx.heldout_texts()
-    before, after = tokens_per_sentence(minilm_path(), texts), tokens_per_sentence(result.path, texts)
+    before, after = tokens_per_text(minilm_path(), texts), tokens_per_text(result.path, texts)  # a text is one NSMC review
     ko["tokens_per_line_before"], ko["tokens_per_line_after"], ko["token_reduction"] = before, after, 1 - after / before
     metrics = {"vocab_before": r["base_vocab_size"], "vocab_after": r["expanded_vocab_size"], "added": r["num_added"],
-               "tokens_per_sentence_before": before, "tokens_per_sentence_after": after,
+               "tokens_per_review_before": before, "tokens_per_review_after": after,
                "token_reduction": ko["token_reduction"],
                "unk_rate_before": ko["unk_rate_before"], "unk_rate_after": ko["unk_rate_after"],
                "english_unchanged_share": r["english_eval"]["unchanged_share"]}
-    write_result(result_from_raw("expansion", str(result.path), metrics, primary="tokens_per_sentence_after",
+    write_result(result_from_raw("expansion", str(result.path), metrics, primary="tokens_per_review_after",
                                  higher_is_better=False, settings={"base": r["base"], "donor": r["donor"], "mode": r["mode"], "init": r["init"]}),
                  folder)
-    headline = (f"vocab {r['base_vocab_size']:,} -> {r['expanded_vocab_size']:,}; tokens/sentence "
+    headline = (f"vocab {r['base_vocab_size']:,} -> {r['expanded_vocab_size']:,}; tokens/review "
                 f"{ko['tokens_per_line_before']:.1f} -> {ko['tokens_per_line_after']:.1f}; "
                 f"[UNK] {ko['unk_rate_before']:.1%} -> {ko['unk_rate_after']:.1%}")
     return StepResult(name="expand", headline=headline, metrics=metrics,

@@ -2,7 +2,7 @@
 
 The base model of the demo is all-MiniLM-L6-v2, whose WordPiece vocabulary
 turns Hangul into jamo; the table shows characters per token and tokens per
-sentence on held-out reviews and on KorSTS sentences for both tokenizers.
+text (a held-out review, a KorSTS sentence) for both tokenizers.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ backbone (encoder or decoder) gets a `Transformer -> Pooling -> Normalize`
 stack. Pooling is `mean`, `cls` or `lasttoken`; sentence-transformers'
 last-token pooling finds the last real token from the attention mask, so it is
 correct with left and right padding alike (tested). Decoders without a pad
-token get their EOS as pad.
+token get their EOS as pad. A saved model's tokenizer_config.json is rewritten
+into the form transformers 4.x and 5.x both load.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from typing import Optional
 import torch
 
 from koforge._utils.errors import ConfigError, ModelLoadError
-from koforge._utils.io import write_json
+from koforge._utils.io import read_json, write_json
+from koforge.tokenizers.io import make_tokenizer_folder_portable
 
 POOLINGS = ("mean", "cls", "lasttoken")
 METADATA_FILE = "koforge_embedding.json"
@@ -118,9 +120,16 @@ def backbone(model) -> torch.nn.Module:
 
 
 def save_embedding_model(model, path: str | os.PathLike, metadata: dict | None = None) -> Path:
-    """Save in the sentence-transformers layout plus koforge's metadata JSON."""
+    """Save in the sentence-transformers layout plus koforge's metadata JSON.
+
+    The tokenizer sentence-transformers saved is rewritten into the form transformers 4.x and 5.x both load.
+    """
     path = Path(path)
     model.save(str(path))
+    for module in read_json(path / "modules.json", "sentence-transformers modules.json"):
+        folder = path / module.get("path", "")
+        if (folder / "tokenizer_config.json").exists():
+            make_tokenizer_folder_portable(folder)
     if metadata is not None:
         write_json(path / METADATA_FILE, metadata)
     return path

@@ -3,9 +3,10 @@
 The parameter names match except KoLM's fused projections, which are split
 into Llama's q/k/v_proj and gate/up_proj by row slices (and stacked back on
 import), so export is: map the config, write the tensors into
-`model.safetensors`, write `config.json` (+ tokenizer files when given).
-MoE models have no Llama layout and are refused; MTP heads are
-training-time extras and are dropped (the next-token model is unchanged).
+`model.safetensors`, write `config.json` (+ tokenizer files when given, in
+the form transformers 4.x and 5.x both load). MoE models have no Llama
+layout and are refused; MTP heads are training-time extras and are dropped
+(the next-token model is unchanged).
 Static-NTK RoPE exports as plain RoPE with its adjusted theta. YaRN imports
 with the paper's defaults only; other attention factors or betas are refused.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import torch
@@ -123,20 +123,21 @@ def dense_state_dict(model: KoLM) -> dict[str, torch.Tensor]:
 
 
 def save_tokenizer_files(tokenizer: str | Path, output_dir: Path, eos_id: int | None) -> None:
-    """Copy a tokenizer (a folder with tokenizer.json, or the file) as HF fast-tokenizer files."""
+    """Write a tokenizer (a folder with tokenizer.json, or the file) beside the exported model.
+
+    The same pipeline, special tokens and chat template as the source, in the form transformers 4.x and 5.x both
+    load (`koforge.tokenizers.io.save_tokenizer`); the model's EOS is named when the tokenizer names none.
+    """
     src = require_path(tokenizer, "tokenizer")
     file = src / "tokenizer.json" if src.is_dir() else src
     if not file.exists():
         raise ModelLoadError(f"no tokenizer.json in '{src}'. Pass the folder written by `koforge tokenizer train`.")
-    from transformers import PreTrainedTokenizerFast
+    from koforge.tokenizers.io import load_tokenizer, save_tokenizer
 
-    kwargs = {}
-    if src.is_dir() and (src / "tokenizer_config.json").exists():
-        shutil.copy(src / "tokenizer_config.json", output_dir / "tokenizer_config.json")
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(file), **kwargs)
+    tok = load_tokenizer(src)  # a folder's tokenizer_config.json (or a bare file's siblings) names specials and template
     if eos_id is not None and tok.eos_token is None:
         tok.eos_token = tok.convert_ids_to_tokens(eos_id)
-    tok.save_pretrained(str(output_dir))
+    save_tokenizer(tok, output_dir)
 
 
 def export_model(model: KoLM, output_dir: str | Path, *, tokenizer: str | Path | None = None,

@@ -14,6 +14,15 @@ A name that is not a local path is looked up in the Hugging Face cache first,
 then, unless `HF_HUB_OFFLINE` is set, with one quick request to the hub: a
 mistyped local path fails in about a second with one message, instead of
 huggingface_hub's five retries per file (about 50 s of warnings).
+
+`save_tokenizer` is how koforge writes a tokenizer folder (trained tokenizers,
+exported LMs, expanded and compressed models; embedding models go through
+`make_tokenizer_folder_portable` after sentence-transformers' own save):
+`save_pretrained`, then `tokenizer_config.json` rewritten into the form that
+transformers 4.x and 5.x both load with the same ids (see
+`portable_tokenizer_config`), and a `special_tokens_map.json` beside it. A
+folder without tokenizer.json (slow tokenizer) or with custom code
+(`auto_map`) keeps its class.
 """
 from __future__ import annotations
 
@@ -25,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from koforge._utils.errors import TokenizerError
+from koforge._utils.io import write_json
 from koforge._utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -212,3 +222,81 @@ def tokenizer_name(tokenizer: str | os.PathLike | Any) -> str:
         path = Path(tokenizer)
         return path.parent.name if path.name == "tokenizer.json" else path.name or str(tokenizer)
     return Path(str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)).name
+
+
+_MAP_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def portable_tokenizer_config(saved: dict[str, Any], *, chat_template: str | None = None,
+                              has_tokenizer_json: bool = True) -> dict[str, Any]:
+    """`saved` (a tokenizer_config.json as transformers wrote it) in the form transformers 4.x and 5.x both load.
+
+    - class `PreTrainedTokenizerFast`, which takes tokenizer.json as it is in both versions. 5.x writes
+      `TokenizersBackend`, which 4.x lacks; and the model-specific 4.x fast classes rebuild parts of the
+      pipeline from config flags (LlamaTokenizerFast adds a BOS unless `add_bos_token`, which 5.x no longer
+      writes, says otherwise; BertTokenizerFast resets its normalizer when `do_lower_case` / `strip_accents`
+      disagree with it), so keeping them could change the ids. The class is kept without a tokenizer.json,
+      with `auto_map` (custom code) or with a 5.x backend other than `tokenizers` (sentencepiece);
+    - 5.x's list-valued `extra_special_tokens` (4.x wants a dict there) as `additional_special_tokens`, its
+      `model_specific_special_tokens` (named extras such as Gemma 3's `image_token`) as the dict 4.x reads;
+    - `clean_up_tokenization_spaces` written out as False when absent, 5.x's default (older 4.x releases
+      defaulted to True, which changes decoded text);
+    - `chat_template` (the saved chat_template.jinja) also inline: 4.x before chat_template.jinja
+      support reads only this key, later versions prefer the file, which holds the same text.
+    """
+    portable = dict(saved)
+    if has_tokenizer_json and "auto_map" not in portable and portable.get("backend", "tokenizers") == "tokenizers":
+        portable["tokenizer_class"] = "PreTrainedTokenizerFast"
+    extra = portable.pop("extra_special_tokens", None)
+    named = portable.pop("model_specific_special_tokens", None) or {}
+    if isinstance(extra, dict):  # already the 4.x form
+        named = {**extra, **named}
+    elif extra:
+        additional = list(portable.get("additional_special_tokens") or [])
+        portable["additional_special_tokens"] = additional + [t for t in extra if t not in additional]
+    if named:
+        portable["extra_special_tokens"] = named
+    portable.setdefault("clean_up_tokenization_spaces", False)
+    if chat_template is not None and "chat_template" not in portable:
+        portable["chat_template"] = chat_template
+    return portable
+
+
+def _content(token: Any) -> Any:
+    return token.get("content") if isinstance(token, dict) else token  # a serialised AddedToken
+
+
+def _special_tokens_map(config: dict[str, Any]) -> dict[str, Any]:
+    """The special_tokens_map.json of a portable tokenizer_config.json: its named and additional special tokens.
+
+    Plain strings, which every version reads; each token's flags (lstrip, normalized...) stay in tokenizer.json.
+    """
+    named = {k: config[k] for k in _MAP_NAMES if config.get(k) is not None}
+    named.update(config.get("extra_special_tokens") or {})
+    out = {k: _content(v) for k, v in named.items()}
+    if config.get("additional_special_tokens"):
+        out["additional_special_tokens"] = [_content(t) for t in config["additional_special_tokens"]]
+    return out
+
+
+def make_tokenizer_folder_portable(folder: str | os.PathLike) -> Path:
+    """Rewrite the tokenizer_config.json (and special_tokens_map.json) that `save_pretrained` left in `folder`."""
+    folder = Path(folder)
+    config_file = folder / "tokenizer_config.json"
+    try:
+        saved = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TokenizerError(f"cannot read '{config_file}' ({e}); save the tokenizer there first "
+                             "(tokenizer.save_pretrained(folder)).") from None
+    jinja = folder / "chat_template.jinja"
+    template = jinja.read_text(encoding="utf-8") if jinja.exists() else None
+    portable = portable_tokenizer_config(saved, chat_template=template, has_tokenizer_json=(folder / "tokenizer.json").exists())
+    write_json(config_file, portable)
+    write_json(folder / "special_tokens_map.json", _special_tokens_map(portable))
+    return folder
+
+
+def save_tokenizer(tokenizer: Any, folder: str | os.PathLike) -> Path:
+    """`tokenizer.save_pretrained(folder)`, written in the form transformers 4.x and 5.x both load with the same ids."""
+    tokenizer.save_pretrained(str(folder))
+    return make_tokenizer_folder_portable(folder)

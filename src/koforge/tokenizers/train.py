@@ -14,14 +14,14 @@ for every backend:
 The output folder (`tokenizer.json`, `tokenizer_config.json`,
 `special_tokens_map.json`, and `chat_template.jinja` when chat roles are
 configured) loads with `transformers.AutoTokenizer.from_pretrained` in
-transformers 4.x and 5.x alike: `tokenizer_config.json` is written by koforge
-in the form both read (class `PreTrainedTokenizerFast`, extra special tokens
-as `additional_special_tokens`), not as transformers 5 would save it
-(class `TokenizersBackend` and a list-valued `extra_special_tokens`, which
-4.x rejects). The resolved config and training statistics are written beside
-it. The folder appears only when training succeeded; an existing one is never
-replaced unless `overwrite=True`, and an output path that cannot be created is
-refused before training starts.
+transformers 4.x and 5.x alike: it is written by
+`koforge.tokenizers.io.save_tokenizer` (class `PreTrainedTokenizerFast`, extra
+special tokens as `additional_special_tokens`), not as transformers 5 would
+save it (class `TokenizersBackend` and a list-valued `extra_special_tokens`,
+which 4.x rejects). The resolved config and training statistics are written
+beside it. The folder appears only when training succeeded; an existing one is
+never replaced unless `overwrite=True`, and an output path that cannot be
+created is refused before training starts.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator, List, Optional
 from koforge._utils.errors import ConfigError, DataError
 from koforge._utils.io import atomic_dir, check_output, write_json
 from koforge.config import save_config
+from koforge.tokenizers.io import save_tokenizer
 
 KINDS = ("bpe", "superbpe", "sentencepiece-unigram", "sentencepiece-bpe")
 BYTE_ALPHABET = 256
@@ -209,19 +210,6 @@ def wrap_fast(tokenizer: Any, config: TokenizerTrainConfig) -> Any:
     return fast
 
 
-def portable_tokenizer_config(config: TokenizerTrainConfig) -> dict[str, Any]:
-    """The tokenizer_config.json that transformers 4.x and 5.x both load as a fast tokenizer."""
-    extra = config.chat_tokens + list(config.extra_special_tokens)
-    portable: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", **_named_special_tokens(config),
-                                "model_max_length": int(1e30), "clean_up_tokenization_spaces": False}
-    if extra:
-        portable["additional_special_tokens"] = extra
-    if config.chat_roles:
-        # also inline: transformers before chat_template.jinja support reads only this key (later ones prefer the file)
-        portable["chat_template"] = chat_template(config.chat_roles)
-    return portable
-
-
 def train_backend(counted: _Counted, config: TokenizerTrainConfig) -> tuple[Any, dict[str, Any]]:
     """Train the configured backend; returns a `tokenizers.Tokenizer` and backend statistics."""
     if config.kind == "bpe":
@@ -247,11 +235,7 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerTrainConfig, output_d
     seconds = time.perf_counter() - start
     fast = wrap_fast(tokenizer, config)
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
-        fast.save_pretrained(str(tmp))
-        write_json(tmp / "tokenizer_config.json", portable_tokenizer_config(config))
-        extra = config.chat_tokens + list(config.extra_special_tokens)
-        write_json(tmp / "special_tokens_map.json", {**_named_special_tokens(config),
-                                                     **({"additional_special_tokens": extra} if extra else {})})
+        save_tokenizer(fast, tmp)
         save_config(config, tmp / "koforge_tokenizer_config.json")
         result = TrainResult(path=Path(output_dir), kind=config.kind, vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
                              seconds=seconds, documents=counted.documents, characters=counted.characters, stats=stats)

@@ -1,10 +1,12 @@
 """`analyze`: what an expansion would buy, measured on tokenizers only (no model).
 
 For the base, the donor and the base expanded in each mode: vocabulary size,
-tokens per sentence, characters per token, unknown-token rate and coverage of
-the Hangul syllables that occur in the text (share that is one whole token),
-plus the share of English lines whose token sequence the expansion leaves
-unchanged. The same figures are reused by the report of `expand apply`.
+tokens per line of the Korean text (a line is one text, whatever it holds: a
+sentence, a review, a paragraph), characters per token, unknown-token rate and
+coverage of the Hangul syllables that occur in the text (share that is one
+whole token), plus the share of English lines whose token sequence the
+expansion leaves unchanged. The same figures are reused by the report of
+`expand apply`.
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class ExpansionConfig:
     pad_to_multiple_of: Optional[int] = None
     """Round the embedding matrix rows up to a multiple of this (e.g. 64 for tensor cores)."""
     korean_eval: Optional[str] = None
-    """Korean text file for the report's tokens-per-sentence figures (default: `reference`, else a shipped sample)."""
+    """Korean text file, one text a line, for the report's tokens-per-line figures (default: `reference`, else a sample)."""
     english_eval: Optional[str] = None
     """English text file for the report's 'English token sequence unchanged' share (default: a few built-in lines)."""
     eval_max_lines: int = 2000

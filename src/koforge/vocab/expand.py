@@ -5,8 +5,9 @@ or `merge`, old ids kept, new ids appended) -> resize input and output
 embeddings (tied or untied; an existing padded matrix is reused, only rows
 from the base vocabulary size on are written) -> new rows from the old ones
 (`init_embeddings.py`) -> one atomic output folder: config, model.safetensors,
-tokenizer, the sentence-transformers files of the base when it has them
-(modules.json, pooling), `expansion_config.json` and `expansion_report.json/.md`.
+tokenizer (in the form transformers 4.x and 5.x both load), the
+sentence-transformers files of the base when it has them (modules.json,
+pooling), `expansion_config.json` and `expansion_report.json/.md`.
 
 The report always holds `base_vocab_size`, `expanded_vocab_size` and
 `added_token_ids` (the exact new ids): the embeddings pipeline trains only
@@ -26,6 +27,7 @@ from koforge._utils.errors import ConfigError, ModelLoadError, NothingToDoError
 from koforge._utils.io import atomic_dir, check_output, write_json
 from koforge._utils.logging import get_logger
 from koforge.config import save_config
+from koforge.tokenizers.io import save_tokenizer
 from koforge.vocab.build import build_expanded_tokenizer
 from koforge.vocab.config import ExpansionConfig
 from koforge.vocab.diff import diff_tokenizers, read_lines
@@ -151,7 +153,7 @@ def expand_loaded(model: Any, base_tok: Any, donor_tok: Any, config: ExpansionCo
 
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
-        expanded.tokenizer.save_pretrained(tmp)
+        save_tokenizer(expanded.tokenizer, tmp)  # loads in transformers 4.x as well as 5.x
         copied = _copy_sentence_transformers_files(base_path, tmp) if base_path and base_path.is_dir() else []
         reloaded = load_tokenizer(tmp, what="expanded tokenizer")
         report = build_report(
