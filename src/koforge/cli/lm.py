@@ -61,6 +61,13 @@ def _stop_checker(tok, stops: list[str]):
     return lambda row, ids: any(s in tok.decode(ids) for s in stops)
 
 
+def _continuation(tok, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The text `new_ids` add after the prompt, decoded in context: word-level and SentencePiece tokenizers
+    put the space between two tokens only when they decode them together."""
+    head, full = tok.decode(prompt_ids), tok.decode(list(prompt_ids) + list(new_ids))
+    return full[len(head):] if full.startswith(head) else tok.decode(new_ids)
+
+
 def _cut(text: str, stops: list[str]) -> str:
     for s in stops:
         if s in text:
@@ -135,11 +142,12 @@ def generate(
         console.print(prompts[0] if used == ids[0] else tok.decode(used), end="", highlight=False)
         shown = ""
         for _ in steps:
-            text = _hold_back(_cut(tok.decode(engine.partial[0]), stops), stops)
+            text = _hold_back(_cut(_continuation(tok, used, engine.partial[0]), stops), stops)
             if not text.endswith("\ufffd"):  # wait for the rest of a split multi-byte character
                 console.print(text[len(shown):], end="", highlight=False, soft_wrap=True)
                 shown = text
-        console.print(_cut(tok.decode(engine.results[0].tokens), stops)[len(shown):], highlight=False, soft_wrap=True)
+        console.print(_cut(_continuation(tok, used, engine.results[0].tokens), stops)[len(shown):], highlight=False,
+                      soft_wrap=True)
         return
     results = engine.generate(ids, cfg, checker)
     console.print(rows_table([{"prompt": p, "completion": _cut(tok.decode(r.tokens), stops), "end": r.finish_reason}
@@ -153,7 +161,7 @@ def _speculative(model, tok, prompts: list[str], ids: list[list[int]], cfg, stop
     if len(ids) != 1:
         raise ConfigError(f"--speculative decodes one prompt at a time; got {len(ids)}.")
     result = speculative_generate(model, ids[0], cfg.max_new_tokens, stop_tokens=cfg.stop_tokens)
-    console.print(prompts[0] + _cut(tok.decode(result.tokens), stops), highlight=False, soft_wrap=True)
+    console.print(prompts[0] + _cut(_continuation(tok, ids[0], result.tokens), stops), highlight=False, soft_wrap=True)
     console.print(f"speculative (greedy): {len(result.tokens)} tokens in {result.rounds} passes of the model after the "
                   f"prompt ({result.tokens_per_round:.2f} a pass); {result.accepted} of {result.drafted} drafts accepted "
                   f"({100 * result.acceptance:.0f}%); ended by {result.finish_reason}", style="dim", highlight=False)
