@@ -32,13 +32,17 @@ same training corpus:
   -10.3 / -5.8 / +11.2;
 - stage-1 merges applied over whole chunks rather than per word: no
   measurable change (5 tokens in 286K differ).
+- stage 2 kept to superword merges only (merges whose token spans a word
+  boundary, from a 24K transition, no word limit): -1.3 / +0.3 at a 30,658
+  vocabulary (the trainer's merges ran out before 32K; 21.7% of the
+  vocabulary superwords): superwords alone buy little in Korean.
 Why: the 32K BPE already spends only 1.42 tokens per pre-token on petitions
 (70% are one token); superword tokens are 4.2% of the SuperBPE tokens there,
 and stage 2 spends ~80% of its merges on subwords, since in Korean the pair
 counts favour subword merges. Even the whole 32K BPE plus 16K stage-2 merges
 (a 48K vocabulary) saves only -11.9 / -10.1 / -10.4.
 
-Run: python bench/tokenizer_efficiency.py   (about 10-15 minutes on 2 cores)
+Run: python bench/tokenizer_efficiency.py   (about 4 minutes on 2 cores; 221 s on 2026-11-24)
 Environment: KOFORGE_BENCH_SUPERBPE="key=value ..." (overrides of the superbpe-32k
 preset, e.g. "superbpe_transition=12000 superbpe_stage2_min_chars=200"),
 KOFORGE_BENCH_SKIP_SPM=1, KOFORGE_BENCH_SKIP_PHASES=1.
