@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import OverridesArg, cli_errors, console, rows_table
+from koforge.cli._common import cli_errors, console, overrides_arg, rows_table
 
 app = typer.Typer(help="Compression lab for Hugging Face causal LMs (Llama, Mistral, Qwen3, Exaone4, koforge LMs).\n\n"
                        "Example: koforge compress run 11-23_drop_layers -m compression.keep_layers=22,24 "
@@ -51,7 +51,7 @@ def analyze(model: str = typer.Argument(..., help="Model folder or hub name."),
 def baseline(model: str = typer.Argument(..., help="Base model folder or hub name."),
              texts: Optional[str] = typer.Option(None, help="Held-out Korean text (.txt / .jsonl / KorQuAD .json)."),
              out: Optional[Path] = typer.Option(None, help="Where to write baseline_result.json (default: model folder)."),
-             measure: Optional[str] = MeasureOpt, overrides: Optional[List[str]] = OverridesArg) -> None:
+             measure: Optional[str] = MeasureOpt, overrides: Optional[List[str]] = overrides_arg("context=512")) -> None:
     """Perplexity and generation speed of the base model -> baseline_result.json.
 
     Example: koforge compress baseline ./exaone-1.2b --texts heldout.txt context=512 stride=256
@@ -70,7 +70,7 @@ def apply(model: str = typer.Argument(..., help="Base model folder or hub name."
           preset: Optional[str] = typer.Option(None, help="CompressionConfig YAML or preset (fp16, bf16, int8, drop_half_heal)."),
           texts: Optional[str] = typer.Option(None, help="Held-out text; calibration reads the documents after it."),
           overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
-          overrides: Optional[List[str]] = OverridesArg) -> None:
+          overrides: Optional[List[str]] = overrides_arg("keep_layers=6")) -> None:
     """Apply a compression recipe and save a plain Hugging Face folder.
 
     Example: koforge compress apply ./base --out ./small --texts heldout.txt methods=[drop_layers,heal] keep_layers=6

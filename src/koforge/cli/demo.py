@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import OverridesArg, cli_errors, console, err_console, rows_table
+from koforge.cli._common import cli_errors, console, err_console, overrides_arg, rows_table
 
 
 def _split(values: Optional[List[str]]) -> list[str]:
@@ -20,7 +20,7 @@ def command(
     steps: Optional[List[str]] = typer.Option(None, "--steps", help="Steps to run (comma-separated): tokenizer,expand,embed,lm,compress."),
     skip: Optional[List[str]] = typer.Option(None, "--skip", help="Steps to skip (comma-separated)."),
     output: Path = typer.Option(Path("runs/demo"), "-o", "--output", help="Demo folder (its step sub-folders are replaced)."),
-    overrides: Optional[List[str]] = OverridesArg,
+    overrides: Optional[List[str]] = overrides_arg("lm_minutes=5"),
 ) -> None:
     """Train a Korean tokenizer, teach all-MiniLM-L6-v2 Korean, pretrain and compress a small LM; write a report.
 

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import OverridesArg, cli_errors, console, rows_table
+from koforge.cli._common import cli_errors, console, overrides_arg, rows_table
 
 app = typer.Typer(help="Korean sentence embeddings: staged contrastive training (recipes) and evaluation.\n\n"
                        "Example: koforge embed train eeve-3stage ./minilm-expanded ./runs/emb stages.0.max_steps=100",
@@ -18,7 +18,7 @@ app = typer.Typer(help="Korean sentence embeddings: staged contrastive training 
 def train(recipe: str = typer.Argument(..., help="Recipe YAML path or shipped preset (eeve-3stage, thunder-6stage, ...)."),
           base_model: str = typer.Argument(..., help="Base model folder or hub name (plain or expanded by `koforge expand`)."),
           output_dir: Path = typer.Argument(..., help="Run folder: checkpoints/<stage>/final, comparison.md/json, metrics.png."),
-          overrides: Optional[List[str]] = OverridesArg,
+          overrides: Optional[List[str]] = overrides_arg("stages.0.max_steps=100"),
           from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Resume at this stage (earlier checkpoints are reused)."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder.")) -> None:
     """Run every stage of a recipe and print the per-stage comparison.
@@ -37,7 +37,7 @@ def train(recipe: str = typer.Argument(..., help="Recipe YAML path or shipped pr
 @app.command("eval")
 @cli_errors
 def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-transformers layout or plain HF) or hub name."),
-             overrides: Optional[List[str]] = OverridesArg,
+             overrides: Optional[List[str]] = overrides_arg("korquad_max_queries=500"),
              data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder relative eval paths resolve against."),
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
              pooling: str = typer.Option("mean", help="Pooling for a plain HF backbone: mean, cls or lasttoken."),

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import OverridesArg, cli_errors, console, rows_table
+from koforge.cli._common import cli_errors, console, overrides_arg, rows_table
 
 app = typer.Typer(help="Teach an existing model a donor tokenizer's Korean tokens (Thunder / EEVE).\n\n"
                        "Example: koforge expand apply ./qwen3-base ./ko-bpe-32k ./qwen3-ko mode=merge",
@@ -30,7 +30,7 @@ def analyze(base: str = typer.Argument(..., help="Base model/tokenizer folder, t
             english: Optional[Path] = typer.Option(None, "--english", help="English text file for the 'unchanged' share."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the analysis as JSON here."),
             trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
-            config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = OverridesArg) -> None:
+            config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = overrides_arg("max_new_tokens=20000")) -> None:
     """Vocab sizes, overlap, tokens per line, syllable coverage and unknown rate of base, donor and both modes.
 
     Example: koforge expand analyze ./qwen3 ./ko-bpe-32k --text ko.txt --english en.txt
@@ -60,7 +60,7 @@ def diff(base: str = typer.Argument(..., help="Base model/tokenizer folder, toke
          output: Path = typer.Option(..., "--output", "-o", help="JSON file for the new tokens and statistics."),
          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
          trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
-         config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = OverridesArg) -> None:
+         config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = overrides_arg("max_new_tokens=20000")) -> None:
     """Write the donor-minus-base tokens (as text, filtered, ranked) to JSON.
 
     Example: koforge expand diff ./qwen3 ./ko-bpe-32k -o new_tokens.json reference=ko.txt min_frequency=5
@@ -84,7 +84,7 @@ def apply(base: str = typer.Argument(..., help="Base Hugging Face model folder o
           output: Path = typer.Argument(..., help="Output folder for the expanded model."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
           trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
-          config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = OverridesArg) -> None:
+          config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = overrides_arg("init=mean")) -> None:
     """Add the donor's new tokens to the model (old ids kept), initialise their rows and save the result.
 
     Example: koforge expand apply ./all-MiniLM-L6-v2 ./ko-bpe-32k ./minilm-ko init=mean
