@@ -163,6 +163,20 @@ def test_compiled_decode_step_gives_the_eager_greedy_tokens_and_compiles_once(mo
     assert got_near == [(g.tokens, g.finish_reason) for g in eager.generate(near, GenerationConfig(max_new_tokens=20))]
 
 
+def test_compiled_decode_step_sees_weights_changed_in_place(prompts):
+    torch.manual_seed(1)
+    model = KoLM(tiny_config()).eval()
+    eager = GenerationEngine(model, max_batch=4)
+    compiled = GenerationEngine(model, max_batch=4, compile=True)
+    cfg = GenerationConfig(max_new_tokens=8)
+    before = [g.tokens for g in compiled.generate(prompts, cfg)]
+    with torch.no_grad():  # a training step's in-place update, after the graph was made
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    want = [g.tokens for g in eager.generate(prompts, cfg)]
+    assert want != before and [g.tokens for g in compiled.generate(prompts, cfg)] == want
+
+
 def test_compile_refuses_an_int8_model(model):
     with pytest.raises(ConfigError, match="int8"):
         GenerationEngine(quantize_int8(model), compile=True)

@@ -99,7 +99,7 @@ def test_fused_projections_split_to_llama_names_and_back_exactly():
 
 def test_cpu_decoding_kernels_keep_weights_and_logits():
     torch.manual_seed(0)
-    model = KoLM(tiny_config(tie_embeddings=True)).eval()
+    model = KoLM(tiny_config(tie_embeddings=True, d_model=16)).eval()  # LM head 64 x 16: wide
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ids = torch.randint(0, 64, (3, 9))
     with torch.no_grad():
@@ -107,6 +107,7 @@ def test_cpu_decoding_kernels_keep_weights_and_logits():
     use_cpu_decoding_kernels(model)
     assert isinstance(model.lm_head, DecodingLinear) and model.lm_head.weight is model.model.embed_tokens.weight
     assert model.model.layers[0].self_attn.qkv_proj.weight.t().is_contiguous()  # transposed in memory
+    assert model.lm_head._pack_skinny and not model.model.layers[0].self_attn.o_proj._pack_skinny
     assert model.state_dict().keys() == before.keys()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with torch.no_grad():

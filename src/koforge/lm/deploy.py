@@ -1,21 +1,20 @@
 """Inference-time forms of a KoLM: CPU decoding kernels, int8 dynamic quantization (CPU), half precision (GPU), ONNX.
 
 `use_cpu_decoding_kernels` swaps every float32 `nn.Linear` for a
-`DecodingLinear` over the same Parameter, which picks the fastest CPU GEMM
-for the skinny products of decoding (measured with the 10M preset's 44 MiB of
-float32 weights, one thread): for one row the weight stored transposed in
-memory (same values and shape, a strided view), which MKL reads 1.3x faster
-than the usual layout; for 2-16 rows a oneDNN-packed copy of the weight
-(`torch.ops.mkldnn`, what inductor's CPU freezing uses), 1.3x faster than
-MKL. The generation engine applies it to the models it serves; in its
-compiled decode step the packed product is the `koforge::packed_linear`
-custom op (opaque to torch.compile, 1.5x faster than inductor's GEMM there).
+`DecodingLinear` over the same Parameter, which picks the faster CPU GEMM
+for the skinny products of decoding (measured with the 10M preset, one
+thread): for one row the weight stored transposed in memory (same values and
+shape, a strided view), which MKL reads faster than the usual layout (1.4x
+for the LM head); for 2-16 rows through a wide weight (the LM head, the fused
+gate/up projection) a oneDNN-packed copy of it (`torch.ops.mkldnn`, what
+inductor's CPU freezing uses), 1.4x faster than MKL for the LM head, while
+MKL stays faster for the narrow projections. In the engine's compiled
+decode step the linear is plain `F.linear`, left to inductor.
 """
 from __future__ import annotations
 
 import copy
 import warnings
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +35,9 @@ class DecodingLinear(nn.Module):
     """A bias-free linear over an existing weight Parameter, with decoding-friendly CPU kernels.
 
     Under `torch.inference_mode` (the engine): one row -> F.linear on the transposed-in-memory weight;
-    2-16 rows -> oneDNN on a packed copy, remade whenever the weight changes (its version counter moves);
-    anything else (prefill, autograd, no_grad reference decoding, ONNX) -> plain F.linear.
+    2-16 rows through a wide weight (out_features >= 4 * in_features) -> oneDNN on a packed copy, remade
+    whenever the weight changes (its version counter moves); anything else (prefill, narrow weights,
+    autograd, no_grad reference decoding, torch.compile, ONNX) -> plain F.linear.
     """
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -47,8 +47,9 @@ class DecodingLinear(nn.Module):
         self.weight = linear.weight  # the same Parameter: tied embeddings keep sharing it
         self._packed: torch.Tensor | None = None
         self._packed_key: tuple | None = None
-        self._key = id(self)
-        _MODULES[self._key] = self
+        # oneDNN's packed GEMM beats MKL at 2-16 rows only for wide outputs (measured at 8 rows: 1.4x for the
+        # LM head, on par for the gate/up projection, 1.2-1.4x slower for the attention and down projections).
+        self._pack_skinny = _ONEDNN and self.out_features >= 4 * self.in_features
 
     def _packed_weight(self) -> torch.Tensor:
         key = (self.weight.data_ptr(), self.weight._version)
@@ -60,11 +61,6 @@ class DecodingLinear(nn.Module):
     def __getstate__(self) -> dict:  # copies and pickles drop the packed cache (it has no storage to copy)
         return {**self.__dict__, "_packed": None, "_packed_key": None}
 
-    def __setstate__(self, state: dict) -> None:  # a copy registers under its own key
-        super().__setstate__(state)
-        self._key = id(self)
-        _MODULES[self._key] = self
-
     def to_linear(self) -> nn.Linear:
         """A plain nn.Linear over a contiguous copy of the weight."""
         linear = nn.Linear(self.in_features, self.out_features, bias=False, device=self.weight.device)
@@ -72,29 +68,11 @@ class DecodingLinear(nn.Module):
         return linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skinny = _ONEDNN and 1 < x.numel() // x.shape[-1] <= 16
-        if torch.compiler.is_compiling():  # an opaque op in the graph, the packed weight looked up when it runs
-            if skinny and not torch.is_grad_enabled():
-                return _packed_linear(x, self.weight, self._key)
+        if torch.compiler.is_compiling():  # compiled steps leave the GEMM to inductor
             return F.linear(x, self.weight)
-        if skinny and torch.is_inference_mode_enabled():
+        if self._pack_skinny and 1 < x.numel() // x.shape[-1] <= 16 and torch.is_inference_mode_enabled():
             return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), None, "none", [], "")
         return F.linear(x, self.weight)
-
-
-# DecodingLinear modules by id, for `_packed_linear` (a custom op takes tensors and ints, not modules).
-_MODULES: "weakref.WeakValueDictionary[int, DecodingLinear]" = weakref.WeakValueDictionary()
-
-
-@torch.library.custom_op("koforge::packed_linear", mutates_args=())
-def _packed_linear(x: torch.Tensor, weight: torch.Tensor, key: int) -> torch.Tensor:
-    """x @ weight.T through the oneDNN-packed copy of module `key`'s weight (what compiled decode steps call)."""
-    return torch.ops.mkldnn._linear_pointwise(x, _MODULES[key]._packed_weight(), None, "none", [], "")
-
-
-@_packed_linear.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, key: int) -> torch.Tensor:
-    return x.new_empty(*x.shape[:-1], weight.shape[0])
 
 
 def use_cpu_decoding_kernels(model: KoLM) -> KoLM:

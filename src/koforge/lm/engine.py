@@ -71,7 +71,7 @@ class GenerationEngine:
     `torch.compile` (inductor, dynamic=False): fixed shapes over the whole pre-allocated cache, so the
     first request of each batch size compiles once (tens of seconds on a CPU) and every later step and
     request of that size reuses the graph. The prefill stays eager. Greedy outputs equal the eager
-    engine's; for a model whose weights stay fixed (serving), not one in training. The graphs are
+    engine's, also after the weights change in place (the graph reads them at each step). The graphs are
     cached per process (up to `torch._dynamo.config.recompile_limit` (batch size, cache size, model)
     combinations; beyond that torch runs the step uncompiled).
     """
