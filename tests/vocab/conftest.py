@@ -38,6 +38,20 @@ def wordpiece(texts: list[str], size: int):
                                    sep_token="[SEP]", mask_token="[MASK]")
 
 
+def sentencepiece_style_bpe(texts: list[str], size: int, alphabet_texts: list[str]):
+    """A Llama-2 / Mistral-style BPE: spaces become "▁" in the normalizer, which also prepends one."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    alphabet = sorted({ch for t in alphabet_texts for ch in t.replace(" ", "▁")} | {"▁"})
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=size, special_tokens=["<unk>", "</s>"],
+                                                       initial_alphabet=alphabet, show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
+
+
 @pytest.fixture(scope="session")
 def ko_texts(assets) -> list[str]:
     return _texts(assets, "vocab_ko.txt")
@@ -50,13 +64,15 @@ def en_texts(assets) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tok_dirs(tmp_path_factory, ko_texts, en_texts) -> dict[str, Path]:
-    """Saved tokenizers: `base` (byte-level BPE, mostly English), `donor` (byte-level BPE, Korean), `wp` (WordPiece)."""
+    """Saved tokenizers: `base` (byte-level BPE, mostly English), `donor` (byte-level BPE, Korean), `wp` (WordPiece),
+    `sp` (SentencePiece-style BPE, mostly English, every Hangul syllable of the Korean texts in its alphabet)."""
     root = tmp_path_factory.mktemp("toks")
     out = {}
     for name, tok in {
         "base": byte_bpe(en_texts + ko_texts[:10], 500, ["<|endoftext|>", "<|im_start|>"]),
         "donor": byte_bpe(ko_texts, 900, ["</s>"]),
         "wp": wordpiece(en_texts + ko_texts[:10], 400),
+        "sp": sentencepiece_style_bpe(en_texts + ko_texts[:10], 1200, ko_texts),
     }.items():
         tok.save_pretrained(root / name)
         out[name] = root / name

@@ -47,6 +47,27 @@ def test_analyze_rows_cover_both_modes(tok_dirs, model_dirs, assets):
     assert added["syllable_coverage"] > base["syllable_coverage"]
 
 
+def test_sentencepiece_style_base_keeps_new_tokens_normalized(tok_dirs, assets):
+    """A normalizer that prepends "▁" is not Hangul decomposition: new tokens matched on the raw text would split
+    the input before it, and every split piece would decode with a stray "▁" (Llama-2 / Mistral-style bases)."""
+    ko = [line for line in (assets / "vocab_ko.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    result = analyze_expansion(tok_dirs["sp"], tok_dirs["donor"], ko)
+    base, added = result.rows[0], result.rows[2]
+    assert base["roundtrip"] == 1.0 and added["roundtrip"] == 1.0
+    assert added["tokens_per_line"] < base["tokens_per_line"] and added["english_unchanged"] == 1.0
+    assert not any("normalized=False" in n for n in result.notes)
+    assert result.recommended_mode in ("added-tokens", "merge")
+
+
+def test_report_warns_when_expansion_reads_korean_worse():
+    from koforge.vocab.report import quality_warnings
+
+    before = {"roundtrip": 1.0, "tokens_per_line": 20.0}
+    assert quality_warnings(before, {"roundtrip": 1.0, "tokens_per_line": 15.0}, "merge") == []
+    warned = quality_warnings(before, {"roundtrip": 0.03, "tokens_per_line": 25.0}, "added-tokens")
+    assert len(warned) == 2 and "3.0% of the Korean eval lines" in warned[0] and "mode=merge" in warned[1]
+
+
 def test_cli_analyze_and_diff(tok_dirs, model_dirs, assets, tmp_path):
     from koforge.cli.main import app
 
@@ -54,6 +75,8 @@ def test_cli_analyze_and_diff(tok_dirs, model_dirs, assets, tmp_path):
     r = runner.invoke(app, ["expand", "analyze", str(model_dirs["bert"]), str(tok_dirs["donor"]), "--text", str(assets / "vocab_ko.txt")])
     assert r.exit_code == 0, r.output
     assert "base+" in r.output and "supports BPE" in r.output  # merge refused for WordPiece, as a note
+    header = next(line for line in r.output.splitlines() if "┳" in line)
+    assert header.count("┳") == 8  # 9 columns: english_unchanged and added (only in later rows) are shown too
     r = runner.invoke(app, ["expand", "diff", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), "-o", str(tmp_path / "d.json"), "max_new_tokens=5"])
     assert r.exit_code == 0, r.output
     assert len(json.loads((tmp_path / "d.json").read_text())["tokens"]) == 5

@@ -48,3 +48,5 @@ def test_decomposes_hangul_detects_bert_accent_stripping():
 
     assert decomposes_hangul(normalizers.BertNormalizer(lowercase=True).normalize_str)
     assert not decomposes_hangul(normalizers.NFC().normalize_str)
+    sentencepiece_style = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    assert not decomposes_hangul(sentencepiece_style.normalize_str)

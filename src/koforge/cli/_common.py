@@ -45,9 +45,9 @@ def cli_errors(fn: Callable) -> Callable:
 
 
 def rows_table(rows: Sequence[dict], title: str | None = None, floatfmt: str = ".3f") -> Table:
-    """A rich table from a list of dicts (columns in first-row order)."""
+    """A rich table from a list of dicts (columns: every row's keys, in order of first appearance)."""
     table = Table(title=title)
-    columns = list(rows[0].keys()) if rows else []
+    columns = list(dict.fromkeys(k for r in rows for k in r))
     for c in columns:
         table.add_column(str(c))
     for r in rows:

@@ -48,6 +48,11 @@ def analyze(base: str = typer.Argument(..., help="Base model/tokenizer folder, t
     console.print("first new tokens: " + " ".join(repr(t) for t in result.sample_new_tokens[:20]))
     for note in result.notes:
         console.print(f"[yellow]note[/]: {note}")
+    if result.recommended_mode:
+        console.print(f"recommended: mode={result.recommended_mode} (fewest Korean tokens per line among the modes that "
+                      "keep English token sequences exact and decode Korean as the base does)")
+    elif len(result.rows) > 2:
+        console.print("[yellow]no mode both keeps English exact and decodes Korean as the base does with fewer tokens[/]")
     if output:
         write_json(output, result.to_json())
         console.print(f"wrote {output}")
@@ -98,6 +103,7 @@ def apply(base: str = typer.Argument(..., help="Base Hugging Face model folder o
         "mode": r["mode"], "init": r["init"], "vocab": f"{r['base_vocab_size']:,} -> {r['expanded_vocab_size']:,}",
         "tokens/line (ko)": f"{ko['tokens_per_line_before']:.2f} -> {ko['tokens_per_line_after']:.2f}",
         "unk": f"{ko['unk_rate_before']:.2%} -> {ko['unk_rate_after']:.2%}",
+        "decodes back (ko)": f"{ko['roundtrip_before']:.1%} -> {ko['roundtrip_after']:.1%}",
         "English unchanged": f"{r['english_eval']['unchanged_share']:.1%}"}], title="vocabulary expansion"))
     for note in r["notes"]:
         console.print(f"[yellow]note[/]: {note}")

@@ -4,9 +4,9 @@ For the base, the donor and the base expanded in each mode: vocabulary size,
 tokens per line of the Korean text (a line is one text, whatever it holds: a
 sentence, a review, a paragraph), characters per token, unknown-token rate and
 coverage of the Hangul syllables that occur in the text (share that is one
-whole token), plus the share of English lines whose token sequence the
-expansion leaves unchanged. The same figures are reused by the report of
-`expand apply`.
+whole token), the share of lines that decode back to themselves, plus the
+share of English lines whose token sequence the expansion leaves unchanged.
+The same figures are reused by the report of `expand apply`.
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def single_syllables(tok: Any) -> set[str]:
 
 
 def tokenizer_stats(tok: Any, texts: Sequence[str], name: str) -> dict[str, Any]:
-    """Vocab size, tokens per line, chars per token, unknown rate, Hangul syllable coverage on `texts`."""
+    """Vocab size, tokens per line, chars per token, unknown rate, Hangul syllable coverage and the share of
+    lines that decode back exactly (`roundtrip`) on `texts`."""
     ids = encode_ids(tok, texts)
     n_tokens = sum(len(x) for x in ids)
     unk = getattr(tok, "unk_token_id", None)
@@ -64,6 +65,7 @@ def tokenizer_stats(tok: Any, texts: Sequence[str], name: str) -> dict[str, Any]
     syllables = {ch for t in texts for ch in t if is_hangul_syllable(ch)}
     covered = len(syllables & single_syllables(tok)) / len(syllables) if syllables else 0.0
     chars = sum(len(t) for t in texts)
+    roundtrip = sum(d == t for d, t in zip(tok.batch_decode(ids), texts)) if texts else 0
     return {
         "tokenizer": name,
         "vocab": len(tok),
@@ -71,6 +73,7 @@ def tokenizer_stats(tok: Any, texts: Sequence[str], name: str) -> dict[str, Any]
         "chars_per_token": chars / max(n_tokens, 1),
         "unk_rate": n_unk / max(n_tokens, 1),
         "syllable_coverage": covered,
+        "roundtrip": roundtrip / max(len(texts), 1),
     }
 
 
@@ -91,9 +94,21 @@ class ExpansionAnalysis:
     diff_stats: dict[str, Any]
     sample_new_tokens: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    recommended_mode: Optional[str] = None
+    """The mode with the fewest Korean tokens among those that keep English exact and decode Korean as the base does."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"rows": self.rows, "diff": self.diff_stats, "sample_new_tokens": self.sample_new_tokens, "notes": self.notes}
+        return {"rows": self.rows, "diff": self.diff_stats, "sample_new_tokens": self.sample_new_tokens, "notes": self.notes,
+                "recommended_mode": self.recommended_mode}
+
+
+def recommend_mode(rows: Sequence[dict[str, Any]]) -> Optional[str]:
+    """Among the `base+MODE` rows that keep every English line and decode Korean at least as often as the base,
+    the mode with the fewest Korean tokens per line (None when no mode qualifies)."""
+    base = rows[0]
+    fit = [r for r in rows if r["tokenizer"].startswith("base+") and r.get("english_unchanged", 0.0) >= 1.0
+           and r["roundtrip"] >= base["roundtrip"] and r["tokens_per_line"] < base["tokens_per_line"]]
+    return min(fit, key=lambda r: r["tokens_per_line"])["tokenizer"].removeprefix("base+") if fit else None
 
 
 def analyze_tokenizers(base_tok: Any, donor_tok: Any, texts: Sequence[str], config: ExpansionConfig,
@@ -118,7 +133,8 @@ def analyze_tokenizers(base_tok: Any, donor_tok: Any, texts: Sequence[str], conf
         row["added"] = len(expanded.added_ids)
         rows.append(row)
         notes.extend(f"{mode}: {n}" for n in expanded.notes)
-    return ExpansionAnalysis(rows=rows, diff_stats=diff.stats, sample_new_tokens=[t.text for t in diff.tokens[:40]], notes=notes)
+    return ExpansionAnalysis(rows=rows, diff_stats=diff.stats, sample_new_tokens=[t.text for t in diff.tokens[:40]], notes=notes,
+                             recommended_mode=recommend_mode(rows))
 
 
 def analyze_expansion(base: str | Path, donor: str | Path, texts: Sequence[str] | Sequence[Path], config: ExpansionConfig | None = None,

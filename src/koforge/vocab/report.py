@@ -33,6 +33,20 @@ def row_statistics(weight: torch.Tensor, n_old: int, new_ids: Sequence[int], sam
     }
 
 
+def quality_warnings(before: dict[str, Any], after: dict[str, Any], mode: str) -> list[str]:
+    """Warnings when the expanded tokenizer reads the Korean eval text worse than the base did."""
+    other = "merge" if mode == "added-tokens" else "added-tokens"
+    warnings = []
+    if after["roundtrip"] < before["roundtrip"]:
+        warnings.append(f"WARNING: {after['roundtrip']:.1%} of the Korean eval lines decode back exactly, against "
+                        f"{before['roundtrip']:.1%} with the base tokenizer; compare mode={other} with "
+                        "`koforge expand analyze` before training this model.")
+    if after["tokens_per_line"] > before["tokens_per_line"]:
+        warnings.append(f"WARNING: Korean eval lines take more tokens after expansion ({before['tokens_per_line']:.2f} -> "
+                        f"{after['tokens_per_line']:.2f}); compare mode={other} with `koforge expand analyze`.")
+    return warnings
+
+
 def build_report(*, base_tok: Any, new_tok: Any, model: Any, expanded: Any, diff_stats: dict, n_base: int,
                  rows: tuple[int, int], init_info: dict, korean: list[str], english: list[str], korean_source: str,
                  base_name: str, donor_name: str, config: Any, seconds: float, copied: list[str]) -> dict[str, Any]:
@@ -60,13 +74,14 @@ def build_report(*, base_tok: Any, new_tok: Any, model: Any, expanded: Any, diff
                         "tokens_per_line_before": before["tokens_per_line"], "tokens_per_line_after": after["tokens_per_line"],
                         "token_reduction": 1 - after["tokens_per_line"] / max(before["tokens_per_line"], 1e-12),
                         "unk_rate_before": before["unk_rate"], "unk_rate_after": after["unk_rate"],
-                        "syllable_coverage_before": before["syllable_coverage"], "syllable_coverage_after": after["syllable_coverage"]},
+                        "syllable_coverage_before": before["syllable_coverage"], "syllable_coverage_after": after["syllable_coverage"],
+                        "roundtrip_before": before["roundtrip"], "roundtrip_after": after["roundtrip"]},
         "english_eval": {"source": config.english_eval or "builtin", "lines": len(english),
                          "unchanged_share": unchanged_share(base_tok, new_tok, english)},
         "row_statistics": stats,
         "init_details": init_info,
         "diff": diff_stats,
-        "notes": list(expanded.notes),
+        "notes": list(expanded.notes) + quality_warnings(before, after, expanded.mode),
         "sentence_transformers_files": copied,
         "seconds": seconds,
         "config": config_to_dict(config),
@@ -86,6 +101,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"| tokens per Korean line ({ko['lines']} lines) | {ko['tokens_per_line_before']:.2f} | {ko['tokens_per_line_after']:.2f} |",
         f"| unknown-token rate | {ko['unk_rate_before']:.2%} | {ko['unk_rate_after']:.2%} |",
         f"| Hangul syllables that are one token | {ko['syllable_coverage_before']:.1%} | {ko['syllable_coverage_after']:.1%} |",
+        f"| lines that decode back exactly | {ko.get('roundtrip_before', float('nan')):.1%} | {ko.get('roundtrip_after', float('nan')):.1%} |",
         "", f"Korean tokens: {ko['token_reduction']:.1%} fewer. English lines with an unchanged token sequence: "
         f"{en['unchanged_share']:.1%} of {en['lines']} ({en['source']}).", "",
         "| rows | old norm (mean ± std) | new norm (mean ± std) | cos new-old | cos old-old |", "|---|---|---|---|---|",

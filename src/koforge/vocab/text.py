@@ -147,9 +147,13 @@ def passes_filter(core: str, script: str, pattern: Optional[re.Pattern]) -> bool
 
 
 def decomposes_hangul(normalize: Any) -> bool:
-    """Whether a normalizer callable changes precomposed Hangul (e.g. BERT's NFD accent stripping)."""
+    """Whether a normalizer callable breaks precomposed Hangul apart (e.g. BERT's NFD accent stripping).
+
+    Only the syllables count: SentencePiece-style normalizers that prepend or substitute "▁" keep them whole,
+    and their added tokens must stay normalized (matched raw, each split piece got its own "▁" on decoding).
+    """
     sample = "한국어"
     try:
-        return normalize(sample) != sample
+        return sample not in normalize(sample)
     except Exception:  # a normalizer that cannot run on its own changes nothing we can see
         return False
