@@ -83,7 +83,14 @@ def load_config(cls: type[T], source: str | Path | dict | None = None,
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise ConfigError(f"override '{bad[0]}' is not of the form key=value (e.g. {_override_example(cls)}).")
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            for override in overrides:
+                try:
+                    layer = OmegaConf.from_dotlist([override])
+                except yaml.YAMLError:  # values are read as YAML: '[', ':' or '{' need quotes
+                    key, value = override.split("=", 1)
+                    raise ConfigError(f"override '{override}': the value is not valid YAML; quote it, "
+                                      f"e.g. '{key}=\"{value}\"'.") from None
+                merged = OmegaConf.merge(merged, layer)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None)

@@ -108,6 +108,9 @@ def test_config_overrides_unknown_keys_and_types():
         load_config(_Cfg, None, ["size=0"])
     with pytest.raises(ConfigError, match=r"override 'size' is not of the form key=value \(e.g. size=8\)"):
         load_config(_Cfg, None, ["size"])
+    with pytest.raises(ConfigError, match=r"override 'name=\[가-힣\]\+': the value is not valid YAML; quote it"):
+        load_config(_Cfg, None, ["name=[가-힣]+"])
+    assert load_config(_Cfg, None, ['name="[가-힣]+"', "size=2", "size=3"]) == _Cfg(size=3, name="[가-힣]+")
 
 
 def test_malformed_yaml_names_the_file_and_line(tmp_path):

@@ -12,7 +12,11 @@ from koforge.vocab.diff import diff_vocabularies
 from koforge.vocab.expand import EmbeddingResizeError, expand_vocabulary, resize_embeddings
 
 
-def test_donor_equal_to_base_writes_nothing(model_dirs, tmp_path):
+def test_donor_equal_to_base_writes_nothing(model_dirs, tmp_path, monkeypatch):
+    def no_model_needed(*args, **kwargs):
+        raise AssertionError("the model was loaded before the tokenizer checks")
+
+    monkeypatch.setattr("koforge.vocab.expand.load_model", no_model_needed)
     out = tmp_path / "out"
     with pytest.raises(NothingToDoError, match="no token to add"):
         expand_vocabulary(model_dirs["qwen3"], model_dirs["qwen3"], ExpansionConfig(), out)
@@ -33,6 +37,22 @@ def test_unloadable_base_and_donor_are_named(tok_dirs, model_dirs, tmp_path):
     # a tokenizer folder is not a model: named, with the reason
     with pytest.raises(ModelLoadError, match="base model"):
         expand_vocabulary(tok_dirs["base"], tok_dirs["donor"], ExpansionConfig(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_missing_weights_is_refused(model_dirs, tok_dirs, tmp_path):
+    """transformers would fill the missing layer with random weights; the expanded model would hide that."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dirs["bert"], broken)
+    state = load_file(str(broken / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if ".layer.1." not in k}, str(broken / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"lacks 16 weights of BertModel \(encoder\.layer\.1\..*incomplete"):
+        expand_vocabulary(broken, tok_dirs["donor"], ExpansionConfig(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

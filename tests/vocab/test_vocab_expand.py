@@ -138,6 +138,27 @@ def test_wordpiece_base_matches_hangul_tokens_without_accent_stripping(expanded,
     assert new.tokenize("Café AND Résumé") == base.tokenize("Café AND Résumé")  # accents still stripped elsewhere
 
 
+def test_masked_lm_head_is_kept_and_resized(tok_dirs, en_texts, tmp_path):
+    """A BertForMaskedLM expands as itself (head rows resized, old logits unchanged), with the default config."""
+    from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
+
+    tok = AutoTokenizer.from_pretrained(tok_dirs["wp"])
+    torch.manual_seed(0)
+    base = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=64)).eval()
+    base.save_pretrained(tmp_path / "mlm")
+    tok.save_pretrained(tmp_path / "mlm")
+    result = expand_vocabulary(tmp_path / "mlm", tok_dirs["donor"], None, tmp_path / "out")
+    new, info = AutoModelForMaskedLM.from_pretrained(result.path, output_loading_info=True)
+    assert type(new) is BertForMaskedLM and not info["missing_keys"] and not info["unexpected_keys"]
+    n_new = result.report["expanded_vocab_size"]
+    assert new.get_output_embeddings().weight.shape[0] == new.cls.predictions.bias.shape[0] == n_new
+    ids = tok(en_texts[:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before, after = base(**ids).logits, new.eval()(**ids).logits
+    assert torch.equal(after[..., : len(tok)], before)
+
+
 def test_report_figures(expanded):
     report = expanded["qwen3", "merge"].report
     assert report["english_eval"]["unchanged_share"] == 1.0

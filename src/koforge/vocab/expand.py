@@ -15,6 +15,7 @@ those rows.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ log = get_logger(__name__)
 
 __all__ = ["ExpansionConfig", "ExpansionResult", "EmbeddingResizeError", "expand_vocabulary", "expand_loaded"]
 
-# Files of the base folder the expanded model rewrites (everything else of a sentence-transformers folder is copied).
+# The sentence-transformers files copied from the base (with the module folders modules.json names).
+_ST_FILES = {"modules.json", "config_sentence_transformers.json", "sentence_bert_config.json"}
+# Files of the base folder the expanded model rewrites (never copied).
 _REWRITTEN = {"config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "tokenizer.json",
               "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
               "added_tokens.json", "generation_config.json", ".gitattributes", "README.md", "chat_template.jinja"}
@@ -108,16 +111,27 @@ def write_new_rows(model: Any, base_tok: Any, texts: list[str], ids: list[int], 
 
 
 def _copy_sentence_transformers_files(base: Path, out: Path) -> list[str]:
+    """The base's sentence-transformers description, its module folders (pooling, dense, normalize) and koforge
+    adapters, nothing else: other weight files of a hub folder (onnx/, openvino/, tf_model.h5, rust_model.ot) hold the old vocabulary."""
     if not (base / "modules.json").exists():
         return []
+    try:
+        modules = json.loads((base / "modules.json").read_text(encoding="utf-8"))
+        folders = {m["path"] for m in modules if m.get("path")}
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelLoadError(f"'{base / 'modules.json'}' is not a sentence-transformers module list ({e}); "
+                             "fix or remove it.") from None
+    from koforge.embeddings.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS  # act on hidden states: vocabulary-free
+
     copied = []
-    for item in base.iterdir():
-        if item.name in _REWRITTEN or item.name.startswith("."):
+    for name in sorted(_ST_FILES | folders | {ADAPTER_CONFIG, ADAPTER_WEIGHTS}):
+        item = base / name
+        if not item.exists() or name in _REWRITTEN:
             continue
-        dest = out / item.name
+        dest = out / name
         shutil.copytree(item, dest) if item.is_dir() else shutil.copy2(item, dest)
-        copied.append(item.name)
-    return sorted(copied)
+        copied.append(name)
+    return copied
 
 
 def _eval_texts(config: ExpansionConfig) -> tuple[list[str], list[str], str]:
@@ -131,18 +145,32 @@ def _eval_texts(config: ExpansionConfig) -> tuple[list[str], list[str], str]:
     return korean, english, str(ko_path)
 
 
-def expand_loaded(model: Any, base_tok: Any, donor_tok: Any, config: ExpansionConfig, output_dir: str | Path, *,
-                  overwrite: bool = False, base_path: Path | None = None, base_name: str = "base",
-                  donor_name: str = "donor") -> ExpansionResult:
-    """`expand_vocabulary` on an already loaded model and tokenizers (the model is modified in place)."""
-    t0 = time.perf_counter()
+@dataclass(kw_only=True)
+class _Plan:
+    """Everything an expansion needs before the model: texts, the diff and the expanded tokenizer."""
+
+    korean: list[str]
+    english: list[str]
+    korean_source: str
+    diff: Any
+    expanded: Any
+
+
+def _plan(base_tok: Any, donor_tok: Any, config: ExpansionConfig, base_name: str, donor_name: str) -> _Plan:
     reference = read_lines(config.reference, config.reference_max_lines, "reference corpus") if config.reference else None
     korean, english, ko_source = _eval_texts(config)
     diff = diff_tokenizers(base_tok, donor_tok, config, reference)
     if not diff.tokens:
         raise NothingToDoError(f"donor '{donor_name}' has no token to add to base '{base_name}' (excluded: "
-                               f"{diff.stats['excluded'] or 'none'}). Nothing was written.")
+                               f"{diff.stats['excluded'] or 'none'}). Nothing was written. Check the donor, or loosen "
+                               "script / pattern / min_frequency (`koforge expand diff` shows what is excluded).")
     expanded = build_expanded_tokenizer(base_tok, diff.tokens, config.mode, donor_tok, config.jamo_fallback)
+    return _Plan(korean=korean, english=english, korean_source=ko_source, diff=diff, expanded=expanded)
+
+
+def _apply(model: Any, base_tok: Any, plan: _Plan, config: ExpansionConfig, output_dir: str | Path, *, overwrite: bool,
+           base_path: Path | None, base_name: str, donor_name: str, t0: float) -> ExpansionResult:
+    expanded = plan.expanded
     n_base = len(base_tok)
     old_rows, new_rows_n = resize_embeddings(model, len(expanded.tokenizer), config.pad_to_multiple_of)
     if old_rows < n_base:
@@ -157,28 +185,45 @@ def expand_loaded(model: Any, base_tok: Any, donor_tok: Any, config: ExpansionCo
         copied = _copy_sentence_transformers_files(base_path, tmp) if base_path and base_path.is_dir() else []
         reloaded = load_tokenizer(tmp, what="expanded tokenizer")
         report = build_report(
-            base_tok=base_tok, new_tok=reloaded, model=model, expanded=expanded, diff_stats=diff.stats, n_base=n_base,
-            rows=(old_rows, new_rows_n), init_info=init_info, korean=korean, english=english, korean_source=ko_source,
-            base_name=base_name, donor_name=donor_name, config=config, seconds=t_expand, copied=copied)
+            base_tok=base_tok, new_tok=reloaded, model=model, expanded=expanded, diff_stats=plan.diff.stats, n_base=n_base,
+            rows=(old_rows, new_rows_n), init_info=init_info, korean=plan.korean, english=plan.english,
+            korean_source=plan.korean_source, base_name=base_name, donor_name=donor_name, config=config,
+            seconds=t_expand, copied=copied)
         save_config(config, tmp / "expansion_config.json")
         write_json(tmp / "expansion_report.json", report)
         (tmp / "expansion_report.md").write_text(report_markdown(report), encoding="utf-8")
     return ExpansionResult(path=Path(output_dir), report=report, added_token_ids=list(expanded.added_ids))
 
 
-def expand_vocabulary(base: str | Path, donor: str | Path, config: ExpansionConfig, output_dir: str | Path, *,
+def expand_loaded(model: Any, base_tok: Any, donor_tok: Any, config: ExpansionConfig | None, output_dir: str | Path, *,
+                  overwrite: bool = False, base_path: Path | None = None, base_name: str = "base",
+                  donor_name: str = "donor") -> ExpansionResult:
+    """`expand_vocabulary` on an already loaded model and tokenizers (the model is modified in place)."""
+    t0 = time.perf_counter()
+    config = config or ExpansionConfig()
+    plan = _plan(base_tok, donor_tok, config, base_name, donor_name)
+    return _apply(model, base_tok, plan, config, output_dir, overwrite=overwrite, base_path=base_path,
+                  base_name=base_name, donor_name=donor_name, t0=t0)
+
+
+def expand_vocabulary(base: str | Path, donor: str | Path, config: ExpansionConfig | None, output_dir: str | Path, *,
                       overwrite: bool = False, trust_remote_code: bool = False) -> ExpansionResult:
     """Expand `base` (a HF model folder or hub name) with the tokens of `donor` and write the result to `output_dir`.
 
+    The tokenizer work (diff, expanded tokenizer, eval texts) comes before the model is loaded, so a donor with
+    nothing new or a mode the base cannot take fails in seconds. `config` None means the defaults.
     Raises NothingToDoError (nothing new; nothing written), ModelLoadError / TokenizerError (unloadable base or
     donor, unsupported tokenizer for `merge`), EmbeddingResizeError, OutputExistsError (without `overwrite`).
     """
+    t0 = time.perf_counter()
+    config = config or ExpansionConfig()
     out = check_output(output_dir, overwrite)
     base_path = Path(base).expanduser()
     if base_path.exists() and out.resolve() == base_path.resolve():
         raise ConfigError(f"output '{out}' is the base model folder itself; choose another output folder.")
     base_tok = load_tokenizer(base, trust_remote_code=trust_remote_code, what="base tokenizer")
     donor_tok = load_tokenizer(donor, trust_remote_code=trust_remote_code, what="donor tokenizer")
+    plan = _plan(base_tok, donor_tok, config, str(base), str(donor))
     model = load_model(base, trust_remote_code=trust_remote_code)
-    return expand_loaded(model, base_tok, donor_tok, config, out, overwrite=overwrite,
-                         base_path=base_path if base_path.exists() else None, base_name=str(base), donor_name=str(donor))
+    return _apply(model, base_tok, plan, config, out, overwrite=overwrite,
+                  base_path=base_path if base_path.exists() else None, base_name=str(base), donor_name=str(donor), t0=t0)

@@ -3,9 +3,11 @@
 Tokenizers go through `koforge.tokenizers.io.load_tokenizer` (folders, a
 `tokenizer.json`, folders holding only a `tokenizer.json`, hub names); this
 module only prefixes its errors with the role (base or donor tokenizer).
-Models load with `AutoModelForCausalLM` when their config names a causal-LM
-architecture, else `AutoModel` (encoders such as BERT), keeping the
-checkpoint's dtype.
+Models load as the architecture their config names (so a masked-LM or
+causal-LM head is kept and resized with the embeddings), else with
+`AutoModelForCausalLM` / `AutoModel`, keeping the checkpoint's dtype; a
+checkpoint that lacks weights of that architecture is refused, never
+completed with random ones.
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from koforge._utils.errors import ModelLoadError, TokenizerError
+from koforge._utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False, what: str = "tokenizer") -> Any:
@@ -86,9 +91,21 @@ def is_causal_lm(config: Any) -> bool:
         and getattr(config, "model_type", None) not in ("bert", "roberta", "xlm-roberta", "electra", "deberta-v2")
 
 
+def model_class(config: Any) -> Any:
+    """The transformers class of the architecture `config` names, else AutoModelForCausalLM or AutoModel."""
+    import transformers
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    for arch in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, arch, None)
+        if isinstance(cls, type) and hasattr(cls, "from_pretrained"):
+            return cls
+    return AutoModelForCausalLM if is_causal_lm(config) else AutoModel
+
+
 def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False) -> Any:
-    """The base model in its checkpoint dtype (causal LM with its head, or a bare encoder)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    """The base model in its checkpoint dtype and architecture (heads included); refuses missing weights."""
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
@@ -96,12 +113,33 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False) -> 
         raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded: no readable config.json "
                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
                              "Pass a Hugging Face model folder or hub name (analyze/diff also accept a bare tokenizer).") from None
-    cls = AutoModelForCausalLM if is_causal_lm(config) else AutoModel
+    # Remote-code architectures are not attributes of `transformers`: the Auto classes resolve them.
+    cls = model_class(config) if not getattr(config, "auto_map", None) else None
+    if cls is None:
+        from transformers import AutoModel, AutoModelForCausalLM
+
+        cls = AutoModelForCausalLM if is_causal_lm(config) else AutoModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report of missing keys: refused below in one message instead
     try:
-        model = cls.from_pretrained(str(name_or_path), dtype="auto", trust_remote_code=trust_remote_code)
+        model, info = cls.from_pretrained(str(name_or_path), dtype="auto", trust_remote_code=trust_remote_code,
+                                          output_loading_info=True)
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded with {cls.__name__} "
                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
                              "Check that the folder holds config.json and model.safetensors.") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if info.get("unexpected_keys"):
+        log.warning("base model '%s': %d checkpoint weights unused by %s (e.g. %s)", name_or_path,
+                    len(info["unexpected_keys"]), cls.__name__, sorted(info["unexpected_keys"])[0])
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ModelLoadError(f"base model '{name_or_path}' lacks {len(missing)} weights of {cls.__name__} ({shown}); "
+                             "the checkpoint is incomplete or of another architecture. Re-download or re-save it; "
+                             "nothing was written.")
     model.eval()
     return model
