@@ -138,6 +138,19 @@ def test_wordpiece_base_matches_hangul_tokens_without_accent_stripping(expanded,
     assert new.tokenize("Café AND Résumé") == base.tokenize("Café AND Résumé")  # accents still stripped elsewhere
 
 
+def test_wordpiece_new_tokens_start_from_known_jamo_not_unk(model_dirs, tok_dirs):
+    """A word the base saw as one [UNK] gets its pieces from the jamo-completed tokenizer (known jamo only)."""
+    base, donor = AutoTokenizer.from_pretrained(model_dirs["bert"]), AutoTokenizer.from_pretrained(tok_dirs["donor"])
+    tokens = diff_tokenizers(base, donor, ExpansionConfig()).tokens
+    result = build_expanded_tokenizer(base, tokens, "added-tokens", donor)
+    unk, n_base = base.unk_token_id, len(base)
+    words = [(t, p) for t, p in zip(result.added_texts, result.piece_ids) if not t.startswith("##") and len(t) > 1]
+    was_unk = [(t, p) for t, p in words if base(t, add_special_tokens=False)["input_ids"] == [unk]]
+    assert was_unk and all(i < n_base for _, p in words for i in p)
+    syllable_words = [(t, p) for t, p in was_unk if all("가" <= ch <= "힣" for ch in t)]
+    assert syllable_words and all(p != [unk] for _, p in syllable_words)  # e.g. 느낌: its known jamo
+
+
 def test_masked_lm_head_is_kept_and_resized(tok_dirs, en_texts, tmp_path):
     """A BertForMaskedLM expands as itself (head rows resized, old logits unchanged), with the default config."""
     from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM

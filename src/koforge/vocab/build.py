@@ -84,9 +84,12 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken], jamo_fallback
 
     raw_match = _normalizer_changes_hangul(base_tok)
     jamo: list[str] = []
-    if raw_match and jamo_fallback == "complete" and Convention.from_json(tokenizer_spec(base_tok)).model_type == "WordPiece":
+    completed = None
+    wordpiece = Convention.from_json(tokenizer_spec(base_tok)).model_type == "WordPiece"
+    if raw_match and jamo_fallback == "complete" and wordpiece:
         backend, jamo = _complete_jamo(base_tok)
-        tok = clone_tokenizer(base_tok, backend)
+        completed = clone_tokenizer(base_tok, backend)  # kept free of the new tokens: it gives their pieces
+        tok = clone_tokenizer(completed)
     else:
         tok = clone_tokenizer(base_tok)
     start = len(tok)
@@ -97,7 +100,8 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken], jamo_fallback
     ids = tok.convert_tokens_to_ids(texts)
     if n != len(tokens) or ids != list(range(start, start + len(tokens))):
         raise TokenizerError(f"the base tokenizer did not append the {len(tokens)} new tokens at ids {start}.. "
-                             f"(added {n}). It may already hold some of them as added tokens; re-run `koforge expand diff`.")
+                             f"(added {n}). It may already hold some of them as added tokens (an expanded model expanded again?); "
+                             "expand the original base model instead.")
     notes = []
     if raw_match:
         notes.append("base normaliser decomposes Hangul (NFD accent stripping): new tokens are matched on the raw "
@@ -105,12 +109,19 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken], jamo_fallback
     if jamo:
         notes.append(f"{len(jamo)} missing jamo pieces appended to the WordPiece vocabulary (jamo_fallback=complete): "
                      "uncovered syllables fall back to jamo, never [UNK]")
+    if raw_match and wordpiece:
+        notes.append("WordPiece decoding puts a space between adjacent added tokens ('일 일 연'); ids and embeddings "
+                     "are unaffected, and encoders rarely decode")
     if not jamo:
         return ExpandedTokenizer(tokenizer=tok, mode="added-tokens", added_texts=texts, added_ids=ids, notes=notes)
     from koforge.vocab.init_embeddings import piece_ids
 
-    # A missing jamo was [UNK] to the base model: its new row starts as the [UNK] row.
-    pieces = [[base_tok.unk_token_id]] * len(jamo) + piece_ids(base_tok, texts)
+    # A missing jamo was [UNK] to the base model: its new row starts as the [UNK] row. A new token's pieces come
+    # from the jamo-completed tokenizer (a word the base saw as one [UNK] splits into jamo), keeping the jamo
+    # the base already had; only a token with none of those starts as [UNK] too.
+    unk, n_base = base_tok.unk_token_id, len(base_tok)
+    pieces = [[unk]] * len(jamo) + [[i for i in ids if i < n_base and i != unk] or [unk]
+                                    for ids in piece_ids(completed, texts)]
     return ExpandedTokenizer(tokenizer=tok, mode="added-tokens", added_texts=jamo + texts,
                              added_ids=[tok.convert_tokens_to_ids(j) for j in jamo] + ids, notes=notes, piece_ids=pieces)
 
