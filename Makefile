@@ -1,16 +1,18 @@
 # Thin wrappers around the koforge CLI for people who like make.
 #   make analyze MODEL=./exaone-1.2b
-#   make eval MODEL=./exaone-1.2b TEXTS=heldout.txt            (baseline of the base model)
+#   make baseline MODEL=./exaone-1.2b TEXTS=heldout.txt        (baseline of the base model)
+#   make eval MODEL=./small BASELINE=./exaone-1.2b/baseline_result.json   (PerfNorm, SpeedNorm, Score)
 #   make compress EXP=11-23_drop_layers ARGS="-m compression.keep_layers=22,24,26,28 model=./exaone-1.2b measure.texts=heldout.txt"
 #   make report
 PYTHON ?= python
 MODEL ?= LGAI-EXAONE/EXAONE-4.0-1.2B
 TEXTS ?= heldout.txt
+BASELINE ?= baseline_result.json
 EXP ?= 11-23_fp16
 ARGS ?=
 OUTPUTS ?= outputs
 
-.PHONY: setup analyze eval compress report clean test
+.PHONY: setup analyze baseline eval compress report clean test
 
 setup:
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -18,8 +20,11 @@ setup:
 analyze:
 	koforge compress analyze $(MODEL)
 
-eval:
+baseline:
 	koforge compress baseline $(MODEL) --texts $(TEXTS)
+
+eval:
+	koforge compress eval $(MODEL) --baseline $(BASELINE)
 
 compress:
 	koforge compress run $(EXP) $(ARGS)
@@ -31,5 +36,5 @@ test:
 	$(PYTHON) -m pytest -q
 
 clean:
-	rm -rf $(OUTPUTS)/*/.*.tmp-* build dist .pytest_cache
+	rm -rf $(OUTPUTS)/.*.tmp-* $(OUTPUTS)/*/.*.tmp-* $(OUTPUTS)/*/*/.*.tmp-* build dist .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

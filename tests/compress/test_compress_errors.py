@@ -65,6 +65,10 @@ def test_baseline_from_another_model_is_refused(tiny_models, heldout, tmp_path):
     fp = dict(model_fingerprint(model, tok), tokenizer_sha="0" * 16)
     with pytest.raises(DataError, match="another tokenizer"):
         check_same_base(base, fp, None, "other")
+    # Without provenance (a packaged model/), the same embeddings confirm the base; others leave only the tokenizer.
+    fp = model_fingerprint(model, tok)
+    assert check_same_base(base, fp, None, "same") == "embeddings"
+    assert check_same_base(base, dict(fp, embed_checksum=fp["embed_checksum"] + 1), None, "other") == "tokenizer only"
 
 
 def test_cli_reports_one_red_line_and_writes_nothing(tiny_models, tmp_path):
@@ -88,3 +92,76 @@ def test_config_validation_names_the_field():
         CompressionConfig(methods=["drop_layers"], drop_strategy="importance")
     with pytest.raises(ConfigError, match="measure.stride"):
         MeasureConfig(context=16, stride=32)
+    with pytest.raises(ConfigError, match="measure.new_tokens must be >= 2"):
+        MeasureConfig(new_tokens=1)
+    # A setting whose method is not in the recipe would do nothing: refused, not ignored.
+    with pytest.raises(ConfigError, match=r"keep_layers is set but method drop_layers is not in .*methods=\[drop_layers\]"):
+        CompressionConfig(keep_layers=6)
+    # Healing and int8 need float32 weights: a cast before them is refused before any work.
+    with pytest.raises(ConfigError, match=r"heal needs float32 weights but runs after convert_dtype to bf16.*"
+                                          r"methods=\[drop_layers, heal, convert_dtype\]"):
+        CompressionConfig(methods=["drop_layers", "convert_dtype", "heal"], keep_layers=2, dtype="bf16")
+    with pytest.raises(ConfigError, match="convert_dtype after quantize_int8"):
+        CompressionConfig(methods=["quantize_int8", "convert_dtype"], dtype="fp32")
+    CompressionConfig(methods=["drop_layers", "heal", "convert_dtype"], keep_layers=2, dtype="bf16")
+
+
+def test_corrupted_or_incomplete_weights_are_one_message(tiny_models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from koforge._utils.errors import ModelLoadError
+    from koforge.compress import package_submission
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(tiny_models["llama"], truncated)
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match="safetensors file is corrupted or truncated. Re-download or re-save"):
+        load_model(truncated)
+    with pytest.raises(ModelLoadError, match="corrupted or truncated"):
+        package_submission(truncated, tmp_path / "submit.zip")
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(tiny_models["llama"], incomplete)
+    state = load_file(str(incomplete / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if "layers.3." not in k}, str(incomplete / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"lacks 9 weights of its architecture \(e.g. model.layers.3."):
+        load_model(incomplete)
+    assert not (tmp_path / "submit.zip").exists()
+
+
+def test_mistyped_relative_path_fails_at_once_offline(tmp_path, monkeypatch):
+    from koforge._utils.errors import ModelLoadError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"model 'models/llamaa' not found: there is no file or folder "
+                                             r"'.*models/llamaa'.*hub is off"):
+        load_model("models/llamaa")
+
+
+def test_existing_baseline_is_kept_without_overwrite(tiny_models, heldout, tmp_path):
+    from koforge._utils.errors import OutputExistsError
+
+    measure = MeasureConfig(texts=str(heldout), max_docs=2, context=32, stride=16, new_tokens=2, repeats=1,
+                            warmup=0, prompts=["가"])
+    out = tmp_path / "config.json"
+    out.write_text("precious")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        run_baseline(tiny_models["llama"], measure, output=out)
+    assert out.read_text() == "precious"
+    assert run_baseline(tiny_models["llama"], measure, output=out, overwrite=True)["kind"] == "koforge.compress.baseline"
+
+
+def test_cli_apply_refuses_the_measure_preset_and_two_text_sources(tiny_models, heldout, tmp_path):
+    from koforge.cli.main import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["compress", "apply", str(tiny_models["llama"]), "--out", str(out), "--preset", "measure"])
+    assert result.exit_code == 1 and "not a recipe" in result.output
+    result = CliRunner().invoke(app, ["compress", "apply", str(tiny_models["llama"]), "--out", str(out), "--texts",
+                                      str(heldout), "--baseline", str(tmp_path / "b.json")])
+    assert result.exit_code == 1 and "not both" in result.output and not out.exists()
+    result = CliRunner().invoke(app, ["compress", "package", str(tiny_models["llama"]), "--out", str(tmp_path / "s.zip"),
+                                      "--transformers-version", "4..54"])
+    assert result.exit_code == 1 and "not a version like 4.54.0" in result.output

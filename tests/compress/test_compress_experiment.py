@@ -25,9 +25,12 @@ def fast(model, heldout, root) -> list[str]:
 def test_compose_applies_overrides_and_rejects_typos():
     cfg = compose_experiment("11-23_drop_layers", ["compression.keep_layers=22", "measure.texts=x.txt"])
     assert (cfg.name, cfg.compression.keep_layers, cfg.compression.methods) == ("drop_layers", 22, ["drop_layers", "heal"])
-    cfg = compose_experiment("11-23_fp16", ["measure.texts=x.txt", "compression.hidden_size=48"])  # not in the YAML
-    assert cfg.compression.hidden_size == 48
-    with pytest.raises(ConfigError, match="keep_layer"):
+    cfg = compose_experiment("11-23_fp16", ["measure.texts=x.txt", "compression.calibration_docs=8"])  # not in the YAML
+    assert cfg.compression.calibration_docs == 8
+    with pytest.raises(ConfigError, match="hidden_size is set but method reduce_width is not in"):
+        compose_experiment("11-23_fp16", ["measure.texts=x.txt", "compression.hidden_size=48"])  # would do nothing
+    with pytest.raises(ConfigError, match="Key 'keep_layer' not in 'CompressionConfig'. Valid keys of compression: "
+                                          "methods, keep_layers"):
         compose_experiment("11-23_drop_layers", ["compression.keep_layer=22"])
     with pytest.raises(ConfigError, match="no experiment named 'nope'.*11-23_drop_layers"):
         compose_experiment("nope")
@@ -78,20 +81,38 @@ def test_single_run_is_tracked_in_mlflow_and_packaged(tiny_models, heldout, tmp_
     assert_same_tokenizer(tiny_models["llama"], tmp_path / "unzipped" / "model")
 
 
-def test_multirun_sweep_via_cli_then_report(tiny_models, heldout, tmp_path):
+def test_multirun_sweep_via_cli_then_report(tiny_models, heldout, tmp_path, monkeypatch):
+    from koforge._utils.errors import DataError
     from koforge.cli.main import app
+    from koforge.compress import experiment
 
-    args = ["compress", "run", "11-23_drop_layers", "-m", "compression.keep_layers=1,3,9",
-            "compression.heal_steps=2", "compression.heal_batch_size=2"] + fast(tiny_models["exaone4"], heldout, tmp_path / "o")
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    def args(values: str) -> list[str]:
+        return ["compress", "run", "11-23_drop_layers", "-m", f"compression.keep_layers={values}",
+                "compression.heal_steps=2", "compression.heal_batch_size=2"] + fast(tiny_models["exaone4"], heldout, tmp_path / "o")
+
+    # A job that cannot fit the model is refused before any baseline is measured, and nothing is left behind.
+    result = CliRunner().invoke(app, args("1,3,9"))
+    assert result.exit_code == 1 and "keep_layers=9 out of range" in result.output
+    assert not (tmp_path / "o").exists()
+
+    # A job that fails while running is listed in the sweep and its report, and the command exits 1.
+    apply = experiment.apply_compression
+
+    def apply_failing_at_two(model, config, *a, **k):
+        if config.keep_layers == 2:
+            raise DataError("simulated failure")
+        return apply(model, config, *a, **k)
+
+    monkeypatch.setattr(experiment, "apply_compression", apply_failing_at_two)
+    result = CliRunner().invoke(app, args("1,2,3"))
+    assert result.exit_code == 1, result.output
     root = next((tmp_path / "o").iterdir())
     assert root.name.endswith("_drop_layers")
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["keep_layers=1", "keep_layers=3"]
     sweep = json.loads((root / "sweep.json").read_text())
-    assert len(sweep["runs"]) == 2 and "keep_layers=9 out of range" in sweep["failed"][0]["error"]
+    assert len(sweep["runs"]) == 2 and "simulated failure" in sweep["failed"][0]["error"]
     summary = next(root.glob("*_report.md")).read_text()
-    assert "What failed" in summary and "keep_layers=9" in summary
+    assert "What failed" in summary and "keep_layers=2" in summary
 
     result = CliRunner().invoke(app, ["compress", "report", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output

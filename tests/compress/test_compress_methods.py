@@ -199,3 +199,33 @@ def test_saved_folder_tokenizer_loads_in_transformers_4_and_5_unchanged(tiny_mod
     save_model(model, tokenizer, tmp_path)
     assert_portable(tmp_path)
     assert_same_tokenizer(tiny_models["qwen3"], tmp_path)
+
+
+def test_bf16_checkpoint_is_quantized_and_healed_in_float32(tiny_models, heldout, tmp_path):
+    """EXAONE ships bf16: int8 and healing upcast it (they need float32) instead of refusing the recipe."""
+    model, tok = load_model(tiny_models["llama"])
+    save_model(model.to(torch.bfloat16), tok, tmp_path / "bf16")
+    out = apply_compression(tmp_path / "bf16", CompressionConfig(methods=["quantize_int8"]), tmp_path / "q")
+    assert out["before"]["dtype"] == "bfloat16" and out["reload_max_diff"] == 0.0
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "q"))
+    wq = plain.model.layers[0].mlp.up_proj.weight
+    assert wq.dtype == torch.float32 and torch.equal(int8_roundtrip(wq)[0], wq)
+    recipe = CompressionConfig(methods=["drop_layers", "heal", "convert_dtype"], drop_strategy="top", keep_layers=2,
+                               heal_steps=2, heal_batch_size=2, dtype="bf16", calibration_texts=str(heldout),
+                               calibration_docs=4, calibration_context=16)
+    out = apply_compression(tmp_path / "bf16", recipe, tmp_path / "healed")
+    assert [s["method"] for s in out["steps"]] == ["drop_layers", "heal", "convert_dtype"]
+    assert load_model(tmp_path / "healed")[0].dtype == torch.bfloat16
+
+
+def test_drop_layers_keeps_qwen_window_layers_consistent(tmp_path):
+    """Qwen: layers below max_window_layers attend fully; the kept count of those is the new value."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    cfg = Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=8, use_sliding_window=True, sliding_window=8, max_window_layers=2)
+    model = Qwen3ForCausalLM(cfg)
+    assert model.config.layer_types == ["full_attention"] * 2 + ["sliding_attention"] * 2
+    drop_layers(model, strategy="explicit", drop_indices=[0])
+    assert model.config.layer_types == ["full_attention", "sliding_attention", "sliding_attention"]
+    assert model.config.max_window_layers == 1

@@ -29,6 +29,12 @@ def test_atomic_dir_leaves_nothing_on_failure_and_keeps_the_old_output(tmp_path)
     with pytest.raises(OutputExistsError, match="--overwrite"):
         with atomic_dir(out):
             pass
+    (tmp_path / "runs").mkdir()
+    for make in (atomic_dir, atomic_file):  # parent folders the failed write created go too, existing ones stay
+        with pytest.raises(RuntimeError):
+            with make(tmp_path / "runs" / "2026-11-24_x" / "job" / "out"):
+                raise RuntimeError("interrupted")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "runs"] and not list((tmp_path / "runs").iterdir())
 
 
 def test_atomic_outputs_get_umask_modes_not_private_temp_modes(tmp_path):

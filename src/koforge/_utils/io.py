@@ -69,17 +69,38 @@ def _output_errors(final: Path) -> Iterator[None]:
                               f"{f' (at {e.filename!s})' if e.filename else ''}. Choose another output path.") from None
 
 
+def _make_parents(final: Path) -> list[Path]:
+    """Create `final`'s missing parent folders; returns them, deepest first."""
+    created = []
+    parent = final.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove folders a failed write created, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that replaces `path` only if the block succeeds."""
     final = check_output(path, overwrite)
     with _output_errors(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
+        created = _make_parents(final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_if_empty(created)
         raise
     _publish_mode(tmp, is_dir=True)
     if final.exists():
@@ -97,7 +118,7 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     """Yield a temporary file path that is renamed onto `path` on success."""
     final = check_output(path, overwrite)
     with _output_errors(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
+        created = _make_parents(final)
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
@@ -105,6 +126,7 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
         yield tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_if_empty(created)
         raise
     _publish_mode(tmp, is_dir=False)
     os.replace(tmp, final)

@@ -51,6 +51,8 @@ def analyze(model: str = typer.Argument(..., help="Model folder or hub name."),
 def baseline(model: str = typer.Argument(..., help="Base model folder or hub name."),
              texts: Optional[str] = typer.Option(None, help="Held-out Korean text (.txt / .jsonl / KorQuAD .json)."),
              out: Optional[Path] = typer.Option(None, help="Where to write baseline_result.json (default: model folder)."),
+             overwrite: bool = typer.Option(False, help="Replace an existing baseline file (evaluations against it "
+                                                         "no longer match it)."),
              measure: Optional[str] = MeasureOpt, overrides: Optional[List[str]] = overrides_arg("context=512")) -> None:
     """Perplexity and generation speed of the base model -> baseline_result.json.
 
@@ -58,7 +60,7 @@ def baseline(model: str = typer.Argument(..., help="Base model folder or hub nam
     """
     from koforge.compress import run_baseline
 
-    result = run_baseline(model, _measure(measure, texts, overrides), output=out)
+    result = run_baseline(model, _measure(measure, texts, overrides), output=out, overwrite=overwrite)
     _metrics(result)
     console.print(f"wrote [bold]{result['path']}[/]")
 
@@ -69,17 +71,31 @@ def apply(model: str = typer.Argument(..., help="Base model folder or hub name."
           out: Path = typer.Option(..., help="Output folder of the compressed model."),
           preset: Optional[str] = typer.Option(None, help="CompressionConfig YAML or preset (fp16, bf16, int8, drop_half_heal)."),
           texts: Optional[str] = typer.Option(None, help="Held-out text; calibration reads the documents after it."),
+          baseline_file: Optional[Path] = typer.Option(
+              None, "--baseline", help="baseline_result.json of the base: its held-out text and settings (instead of "
+                                       "--texts), so calibration never reads a document its perplexity uses."),
           overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
           overrides: Optional[List[str]] = overrides_arg("keep_layers=6")) -> None:
     """Apply a compression recipe and save a plain Hugging Face folder.
 
-    Example: koforge compress apply ./base --out ./small --texts heldout.txt methods=[drop_layers,heal] keep_layers=6
+    Example: koforge compress apply ./base --out ./small --baseline ./base/baseline_result.json "methods=[drop_layers,heal]" keep_layers=6
     """
+    from koforge._utils.errors import ConfigError
     from koforge.compress import CompressionConfig, apply_compression
+    from koforge.compress.config import MeasureConfig
+    from koforge.compress.score import read_baseline
     from koforge.config import load_config
 
+    if preset == "measure":
+        raise ConfigError("'measure' is a preset of measurement settings, not a recipe; use fp16, bf16, int8 or "
+                          "drop_half_heal (or a YAML file).")
+    if texts and baseline_file:
+        raise ConfigError("give --texts or --baseline, not both (the baseline names its own held-out text).")
     cfg = load_config(CompressionConfig, preset, list(overrides or []), group="compress")
-    measure = _measure(None, texts, None) if texts else None
+    if baseline_file:
+        measure = load_config(MeasureConfig, read_baseline(baseline_file)["measure"])
+    else:
+        measure = _measure(None, texts, None) if texts else None
     result = apply_compression(model, cfg, out, measure=measure, overwrite=overwrite)
     keys = ("number_of_layers", "number_of_heads", "hidden_dim", "intermediate_size", "total_parameters", "dtype")
     console.print(rows_table([{"": k, "before": result["before"][k], "after": result["after"][k]} for k in keys]))
@@ -105,6 +121,8 @@ def run(experiment: str = typer.Argument(..., help="Experiment name (configs/exp
     for f in result["failed"]:
         console.print(f"[red]failed[/] {' '.join(f['overrides'])}: {f['error']}")
     console.print(f"runs in [bold]{result['root']}[/]; report [bold]{result['report']}[/]")
+    if result["failed"]:
+        raise typer.Exit(1)
 
 
 @app.command("eval")

@@ -53,18 +53,26 @@ def _needs_calibration(config: CompressionConfig) -> bool:
             or ("reduce_width" in m and config.width_importance == "activation"))
 
 
-def compress_model(model: Any, tokenizer: Any, config: CompressionConfig, *,
-                   measure: Optional[MeasureConfig] = None, teacher: Any = None) -> tuple[Any, list[dict]]:
-    """Run the recipe's steps in place on a loaded model; returns (model, what each step did)."""
-    # Validate everything cheap before any slow step runs.
-    n_layers = model.config.num_hidden_layers
+def check_recipe(model_config: Any, config: CompressionConfig) -> None:
+    """Refuse, before any slow step, a recipe that does not fit the model (layers, heads, widths)."""
+    n_layers = model_config.num_hidden_layers
     if "drop_layers" in config.methods and config.drop_strategy != "importance":
         layers_to_keep(n_layers, strategy=config.drop_strategy, keep_layers=config.keep_layers,
                        drop_indices=config.drop_indices)
     elif "drop_layers" in config.methods:
         layers_to_keep(n_layers, strategy="top", keep_layers=config.keep_layers)
     if "prune_heads" in config.methods:
-        check_keep_heads(model.config, config.keep_heads)
+        check_keep_heads(model_config, config.keep_heads)
+    for name in ("intermediate_size", "hidden_size"):
+        value, have = getattr(config, name), getattr(model_config, name)
+        if "reduce_width" in config.methods and value is not None and not 1 <= value <= have:
+            raise ConfigError(f"compression.{name}={value} out of range: the model has {have}.")
+
+
+def compress_model(model: Any, tokenizer: Any, config: CompressionConfig, *,
+                   measure: Optional[MeasureConfig] = None, teacher: Any = None) -> tuple[Any, list[dict]]:
+    """Run the recipe's steps in place on a loaded model; returns (model, what each step did)."""
+    check_recipe(model.config, config)
     if "heal" in config.methods and teacher is None:
         teacher = copy.deepcopy(model)
     sequences = calibration_sequences(tokenizer, config, measure) if _needs_calibration(config) else None
@@ -123,6 +131,8 @@ def apply_compression(model_path: str | Path, config: CompressionConfig, output:
     check_output(output, overwrite)
     model, tokenizer = load_model(model_path, trust_remote_code=trust_remote_code, apply_runtime=False)
     before = analyze_model(model)
+    if {"heal", "quantize_int8"} & set(config.methods) and model.dtype != torch.float32:
+        model = model.float()  # healing trains, and the int8 grid is exact, in float32 (bf16 checkpoints upcast)
     base_fp = model_fingerprint(model, tokenizer)
     model, steps = compress_model(model, tokenizer, config, measure=measure)
     after = analyze_model(model)

@@ -14,6 +14,9 @@ from koforge._utils.errors import ConfigError
 METHODS = ("drop_layers", "prune_heads", "reduce_width", "heal", "convert_dtype", "quantize_int8")
 DROP_STRATEGIES = ("top", "bottom", "explicit", "importance")
 IMPORTANCE = ("magnitude", "activation")
+# Settings that mean nothing without their method (all None / empty by default).
+_SETTING_OF = {"keep_layers": "drop_layers", "drop_indices": "drop_layers", "keep_heads": "prune_heads",
+               "intermediate_size": "reduce_width", "hidden_size": "reduce_width"}
 
 
 @dataclass(kw_only=True)
@@ -50,9 +53,11 @@ class MeasureConfig:
             raise ConfigError(f"measure.context must be >= 2 tokens, got {self.context}.")
         if not 1 <= self.stride <= self.context:
             raise ConfigError(f"measure.stride must be in [1, context={self.context}], got {self.stride}.")
-        for name in ("batch_size", "new_tokens", "repeats", "max_docs", "max_chars"):
+        for name in ("batch_size", "repeats", "max_docs", "max_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"measure.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.new_tokens < 2:  # time per token is measured after the first one
+            raise ConfigError(f"measure.new_tokens must be >= 2, got {self.new_tokens}.")
         if self.warmup < 0:
             raise ConfigError(f"measure.warmup must be >= 0, got {self.warmup}.")
         if not self.prompts:
@@ -122,11 +127,29 @@ class CompressionConfig:
             raise ConfigError("method prune_heads needs compression.keep_heads (query heads to keep).")
         if "reduce_width" in self.methods and self.intermediate_size is None and self.hidden_size is None:
             raise ConfigError("method reduce_width needs compression.intermediate_size and/or compression.hidden_size.")
+        for name, method in _SETTING_OF.items():
+            if getattr(self, name) not in (None, []) and method not in self.methods:
+                raise ConfigError(f"compression.{name} is set but method {method} is not in compression.methods "
+                                  f"{self.methods}, so it would do nothing; add it, e.g. methods=[{method}].")
+        self._check_order()
         for name in ("heal_steps", "heal_batch_size", "calibration_docs", "calibration_context"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"compression.{name} must be >= 1, got {getattr(self, name)}.")
         if self.heal_lr <= 0 or self.heal_temperature <= 0:
             raise ConfigError("compression.heal_lr and heal_temperature must be > 0.")
+
+    def _check_order(self) -> None:
+        """Steps that need float32 weights come before a cast away from them; nothing casts int8 weights."""
+        m = self.methods
+        if "convert_dtype" in m and "quantize_int8" in m and m.index("convert_dtype") > m.index("quantize_int8"):
+            raise ConfigError("convert_dtype after quantize_int8 would move weights off the int8 grid; "
+                              "put convert_dtype first, or leave it out.")
+        if "convert_dtype" in m and self.dtype not in ("fp32", "float32"):
+            needs_fp32 = [x for x in ("heal", "quantize_int8") if x in m and m.index(x) > m.index("convert_dtype")]
+            if needs_fp32:
+                raise ConfigError(f"{needs_fp32[0]} needs float32 weights but runs after convert_dtype to {self.dtype}; "
+                                  f"put convert_dtype after it, e.g. methods=[{', '.join(x for x in m if x != 'convert_dtype')}, "
+                                  "convert_dtype].")
 
 
 @dataclass(kw_only=True)

@@ -19,6 +19,7 @@ failed job of a sweep is listed, with its error, in the sweep's report.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import shutil
@@ -30,11 +31,12 @@ from omegaconf import OmegaConf
 from koforge._utils.errors import ConfigError, KoforgeError
 from koforge._utils.io import atomic_dir, write_json, write_text
 from koforge._utils.logging import get_logger
-from koforge.compress.apply import apply_compression
-from koforge.compress.config import ExperimentConfig
-from koforge.compress.layout import load_model, model_fingerprint
+from koforge.compress.apply import apply_compression, check_recipe
+from koforge.compress.config import ExperimentConfig, MeasureConfig
+from koforge.compress.layout import load_model, load_model_config, model_fingerprint
 from koforge.compress.run_report import run_report_md, sweep_report_md
-from koforge.compress.score import MLFLOW_PARAMS, evaluate_compressed, log_to_mlflow, read_baseline, run_baseline
+from koforge.compress.score import (MLFLOW_PARAMS, evaluate_compressed, held_out_texts, log_to_mlflow, read_baseline,
+                                    run_baseline)
 from koforge.config import config_to_dict, configs_dir, load_config
 
 log = get_logger(__name__)
@@ -62,6 +64,17 @@ def _register_schema() -> None:
     ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
 
 
+def _valid_keys_hint(full_key: Optional[str]) -> str:
+    """'. Valid keys of compression: ...' for an unknown `compression.x` (or top-level) key."""
+    if not full_key:
+        return ""
+    section = full_key.split(".")[0] if "." in full_key else None
+    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    cls = fields[section].default_factory if section in fields else ExperimentConfig  # type: ignore[misc]
+    where = section or "the experiment"
+    return f". Valid keys of {where}: {', '.join(f.name for f in dataclasses.fields(cls))}."
+
+
 def compose_experiment(experiment: str, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Compose one experiment with Hydra (no sweep values) and validate it into `ExperimentConfig`."""
     from hydra import compose, initialize_config_dir
@@ -76,7 +89,9 @@ def compose_experiment(experiment: str, overrides: Sequence[str] = ()) -> Experi
         with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
             cfg = compose(config_name=path.stem, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"experiment '{experiment}' with overrides {list(overrides)}: {str(e).splitlines()[0]}") from None
+        cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
+        raise ConfigError(f"experiment '{experiment}' with overrides {list(overrides)}: {str(cause).splitlines()[0]}"
+                          f"{_valid_keys_hint(getattr(cause, 'full_key', None))}") from None
     finally:
         GlobalHydra.instance().clear()
     return load_config(ExperimentConfig, OmegaConf.to_container(cfg, resolve=True))
@@ -135,7 +150,9 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[
             baseline = run_baseline(cfg.model, cfg.measure, output=tmp / "baseline_result.json",
                                     trust_remote_code=cfg.trust_remote_code)
             baseline["path"] = str(run_dir / "baseline_result.json")
-        applied = apply_compression(cfg.model, cfg.compression, tmp / "model", measure=cfg.measure,
+        # Calibration skips the documents the perplexity reads: those of the baseline's own measure settings.
+        measured_by = load_config(MeasureConfig, baseline["measure"])
+        applied = apply_compression(cfg.model, cfg.compression, tmp / "model", measure=measured_by,
                                     trust_remote_code=cfg.trust_remote_code)
         result = evaluate_compressed(tmp / "model", baseline, output=tmp / "model" / "eval_result.json",
                                      trust_remote_code=cfg.trust_remote_code)
@@ -155,6 +172,23 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[
     return result
 
 
+def preflight(configs: Sequence[ExperimentConfig]) -> None:
+    """Check what can be checked in seconds for every job (held-out text, recipe against the model's config)
+    before the first baseline is measured: a bad job would otherwise fail after minutes of work."""
+    model_configs: dict[tuple[str, bool], Any] = {}
+    measures: set[str] = set()
+    for cfg in configs:
+        measure = load_config(MeasureConfig, read_baseline(cfg.baseline)["measure"]) if cfg.baseline else cfg.measure
+        key = repr(measure)
+        if key not in measures:
+            held_out_texts(measure)
+            measures.add(key)
+        if (cfg.model, cfg.trust_remote_code) not in model_configs:
+            model_configs[cfg.model, cfg.trust_remote_code] = load_model_config(cfg.model,
+                                                                                trust_remote_code=cfg.trust_remote_code)
+        check_recipe(model_configs[cfg.model, cfg.trust_remote_code], cfg.compression)
+
+
 def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = False,
         output_root: Optional[str] = None, today: Optional[dt.date] = None) -> dict:
     """Compose and run an experiment (or a sweep with `multirun`); returns the runs and the report paths."""
@@ -163,6 +197,7 @@ def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = Fals
     if not multirun and any("," in o.split("=", 1)[-1] and not o.split("=", 1)[-1].startswith("[") for o in overrides):
         log.warning("an override has a comma but multirun is off: pass -m to sweep")
     configs = [compose_experiment(experiment, job) for job in jobs]  # every job validated before any runs
+    preflight(configs)
     first = configs[0]
     root = _unique(Path(output_root or first.output_root) / f"{today:%Y-%m-%d}_{first.name}")
     if not multirun:
@@ -170,13 +205,18 @@ def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = Fals
         return {"root": str(root), "runs": [result], "failed": [],
                 "report": str(root / f"{today:%Y-%m-%d}_report.md")}
     fixed = [o for o in jobs[0] if all(o in j for j in jobs)]
+    created_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    baseline = None
-    if first.baseline:
-        baseline = dict(read_baseline(first.baseline), path=first.baseline)
-    else:
-        baseline = run_baseline(first.model, first.measure, output=root / "baseline_result.json",
-                                trust_remote_code=first.trust_remote_code)
+    try:
+        if first.baseline:
+            baseline = dict(read_baseline(first.baseline), path=first.baseline)
+        else:
+            baseline = run_baseline(first.model, first.measure, output=root / "baseline_result.json",
+                                    trust_remote_code=first.trust_remote_code)
+    except BaseException:
+        if created_root:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     runs, failed = [], []
     for job, cfg in zip(jobs, configs):
         try:

@@ -112,5 +112,6 @@ def drop_layers(model: nn.Module, keep: Optional[Sequence[int]] = None, *, strat
         cfg.layer_types = [layer_types[i] for i in keep]
     cfg.num_hidden_layers = len(keep)
     if getattr(cfg, "max_window_layers", None) is not None:
-        cfg.max_window_layers = min(cfg.max_window_layers, len(keep))
+        # Layers below max_window_layers attend fully (Qwen): count the kept ones, which stay first.
+        cfg.max_window_layers = sum(1 for i in keep if i < cfg.max_window_layers)
     return model

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from koforge._utils.errors import ModelLoadError, TokenizerError
+from koforge._utils.hub import look_up_on_hub
 from koforge._utils.io import require_path
 from koforge.tokenizers.io import save_tokenizer
 
@@ -102,21 +103,20 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False) -> Any:
                              "Check that the folder holds a complete tokenizer.") from None
 
 
-def load_model(path: str | Path, *, dtype: str = "auto", trust_remote_code: bool = False,
-               apply_runtime: bool = True) -> tuple[nn.Module, Any]:
-    """Load a supported causal LM and its tokenizer (eval mode, CPU or where it was put).
+def load_model_config(path: str | Path, *, trust_remote_code: bool = False) -> Any:
+    """The config of a supported causal LM (a folder or hub name), without its weights."""
+    from transformers import AutoConfig
 
-    When the folder was int8-quantized by koforge and `apply_runtime` is set, its
-    linears are swapped for torch dynamic int8 ones (see `koforge.compress.quantize`).
-    """
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    _quiet_transformers()
     local = Path(path).expanduser()
     if local.exists() or str(path).startswith(("/", ".", "~")):  # else a hub name such as org/model-1.2B
         require_path(local, "model folder")
         if not (local / "config.json").exists():
             raise ModelLoadError(f"'{local}' has no config.json: it is not a Hugging Face model folder.")
+    else:
+        try:  # a hub name: the cache, else one quick look at the hub (a mistyped path fails in a second)
+            AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code, local_files_only=True)
+        except (OSError, ValueError, KeyError):
+            look_up_on_hub(str(path), "model", "config.json", ModelLoadError)
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
@@ -125,11 +125,41 @@ def load_model(path: str | Path, *, dtype: str = "auto", trust_remote_code: bool
         raise UnsupportedModelError(
             f"model type '{config.model_type}' of '{path}' is not supported by koforge compress. Supported model "
             f"types: {', '.join(SUPPORTED_MODEL_TYPES)} (koforge's own LMs export as llama).")
+    return config
+
+
+def load_model(path: str | Path, *, dtype: str = "auto", trust_remote_code: bool = False,
+               apply_runtime: bool = True) -> tuple[nn.Module, Any]:
+    """Load a supported causal LM and its tokenizer (eval mode, CPU or where it was put).
+
+    When the folder was int8-quantized by koforge and `apply_runtime` is set, its
+    linears are swapped for torch dynamic int8 ones (see `koforge.compress.quantize`).
+    A checkpoint with missing or unreadable weights is refused in one message.
+    """
+    from transformers import AutoModelForCausalLM
+
+    _quiet_transformers()
+    load_model_config(path, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    from safetensors import SafetensorError
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its report of missing weights: refused below in one message
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
+        model, info = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code,
+                                                           output_loading_info=True)
+    except SafetensorError as e:
+        raise ModelLoadError(f"the weights of '{path}' cannot be read ({str(e).splitlines()[0]}): the safetensors file "
+                             "is corrupted or truncated. Re-download or re-save the model.") from None
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelLoadError(f"cannot load the weights of '{path}': {str(e).splitlines()[0]}.") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ModelLoadError(f"'{path}' lacks {len(missing)} weights of its architecture (e.g. {missing[0]}): the "
+                             "checkpoint is incomplete. Re-download or re-save the model.")
     layout_of(model)
     model.eval()
     if apply_runtime and getattr(model.config, "koforge_quantization", None):

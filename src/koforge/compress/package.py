@@ -12,6 +12,7 @@ koforge's own files (eval_result.json, koforge_compression.json) stay out.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -42,11 +43,15 @@ def _compat_config(config: dict, transformers_version: str) -> dict:
 
 @torch.inference_mode()
 def _check_loads(folder: Path) -> dict:
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder))
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except SafetensorError as e:
+        raise ModelLoadError(f"the weights of the model folder cannot be read ({str(e).splitlines()[0]}): the "
+                             "safetensors file is corrupted or truncated. Re-save the model. Nothing was written.") from None
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelLoadError(f"the packaged model does not load: {str(e).splitlines()[0]}. Nothing was written.") from None
     ids = tokenizer("안녕하세요", return_tensors="pt")["input_ids"]
@@ -63,7 +68,7 @@ def package_submission(model_dir: str | Path, output: str | Path = "submit.zip",
 
     src = require_path(model_dir, "model folder")
     check_output(output, overwrite)
-    if not transformers_version.replace(".", "").isdigit():
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", transformers_version):
         raise DataError(f"transformers_version '{transformers_version}' is not a version like 4.54.0.")
     with tempfile.TemporaryDirectory(prefix="koforge-package-") as tmp:
         staged = Path(tmp) / "model"

@@ -8,10 +8,10 @@ from koforge.config import config_to_dict
 
 
 def md_table(rows: Sequence[dict], floatfmt: str = ".4g") -> str:
-    """A GitHub markdown table of dict rows (columns of the first row)."""
+    """A GitHub markdown table of dict rows (columns: every row's keys, in order of first appearance)."""
     if not rows:
         return "_none_\n"
-    cols = list(rows[0])
+    cols = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: format(v, floatfmt) if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]

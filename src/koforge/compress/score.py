@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 from koforge._utils.errors import ConfigError, DataError
-from koforge._utils.io import read_json, write_json
+from koforge._utils.io import check_output, read_json, write_json
+from koforge._utils.logging import get_logger
 from koforge.compress.analyze import analyze_model
 from koforge.compress.calibration import load_texts, texts_sha
 from koforge.compress.config import MeasureConfig
-from koforge.compress.layout import load_model, model_fingerprint, read_provenance
+from koforge.compress.layout import PROVENANCE_FILE, load_model, model_fingerprint, read_provenance
 from koforge.compress.quantize import apply_int8_runtime
 from koforge.config import config_to_dict, load_config
 from koforge.eval.perplexity import evaluate_perplexity
 from koforge.eval.speed import measure_speed
+
+log = get_logger(__name__)
 
 BASELINE_KIND = "koforge.compress.baseline"
 EVAL_KIND = "koforge.compress.eval"
@@ -78,16 +81,19 @@ def _load_for_measure(model_path: str | Path, trust_remote_code: bool) -> tuple[
 
 
 def run_baseline(model_path: str | Path, measure: MeasureConfig, *, output: str | Path | None = None,
-                 trust_remote_code: bool = False) -> dict:
-    """Measure the base model and write `baseline_result.json` (default: in the model folder, else ./)."""
+                 trust_remote_code: bool = False, overwrite: bool = False) -> dict:
+    """Measure the base model and write `baseline_result.json` (default: in the model folder, else ./).
+
+    An existing file is replaced only with `overwrite` (evaluations made against it depend on it)."""
+    local = Path(model_path).expanduser()
+    out = Path(output) if output else (local / "baseline_result.json" if local.is_dir() else Path("baseline_result.json"))
+    check_output(out, overwrite)
     texts = held_out_texts(measure)
     model, tokenizer, analysis = _load_for_measure(model_path, trust_remote_code)
-    local = Path(model_path).expanduser()
     result = {"kind": BASELINE_KIND, "model": str(model_path), "fingerprint": model_fingerprint(model, tokenizer),
               "analysis": analysis, "measure": config_to_dict(measure)}
     result.update(measure_model(model, tokenizer, measure, texts))
     result["perf_norm"], result["speed_norm"], result["score"] = 1.0, 0.0, 0.5
-    out = Path(output) if output else (local / "baseline_result.json" if local.is_dir() else Path("baseline_result.json"))
     write_json(out, result)
     result["path"] = str(out)
     return result
@@ -102,8 +108,10 @@ def read_baseline(path: str | Path) -> dict:
     return data
 
 
-def check_same_base(baseline: dict, model_fp: dict, provenance: Optional[dict], model_path: str) -> None:
-    """Refuse a baseline measured on another model (or another tokenizer)."""
+def check_same_base(baseline: dict, model_fp: dict, provenance: Optional[dict], model_path: str) -> str:
+    """Refuse a baseline measured on another model (or another tokenizer); returns how sure the check is:
+    `provenance` (the folder names its base), `embeddings` (same input embeddings as the base) or
+    `tokenizer only` (a folder without provenance whose embeddings changed: a warning is logged)."""
     base_fp = baseline["fingerprint"]
     if provenance is not None:
         origin = provenance.get("base_fingerprint", {})
@@ -117,6 +125,14 @@ def check_same_base(baseline: dict, model_fp: dict, provenance: Optional[dict], 
         raise DataError(f"baseline '{baseline['model']}' uses another tokenizer than '{model_path}' (vocabulary hash "
                         f"{base_fp['tokenizer_sha']} vs {model_fp['tokenizer_sha']}): perplexities are not comparable. "
                         "Measure a baseline of this model's own base.")
+    if provenance is not None:
+        return "provenance"
+    if model_fp["embed_checksum"] == base_fp["embed_checksum"]:
+        return "embeddings"
+    log.warning("'%s' has no %s and other input embeddings than the baseline's model '%s': only the tokenizer "
+                "could be checked. Make sure the baseline is of this model's own base.", model_path, PROVENANCE_FILE,
+                baseline["model"])
+    return "tokenizer only"
 
 
 def evaluate_compressed(model_path: str | Path, baseline: str | Path | dict, *, output: str | Path | None = None,
@@ -138,9 +154,9 @@ def evaluate_compressed(model_path: str | Path, baseline: str | Path | dict, *, 
     local = Path(model_path).expanduser()
     provenance = read_provenance(local) if local.is_dir() else None
     fingerprint = model_fingerprint(model, tokenizer)
-    check_same_base(base, fingerprint, provenance, str(model_path))
+    base_check = check_same_base(base, fingerprint, provenance, str(model_path))
     result = {"kind": EVAL_KIND, "model": str(model_path), "fingerprint": fingerprint,
-              "baseline": base.get("path", base["model"]), "base_model": base["model"],
+              "baseline": base.get("path", base["model"]), "base_model": base["model"], "base_check": base_check,
               "analysis": analysis,
               "measure": base["measure"], "recipe": (provenance or {}).get("config")}
     result.update(measure_model(model, tokenizer, measure, texts))

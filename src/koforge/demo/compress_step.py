@@ -39,7 +39,7 @@ def run(ctx: DemoContext) -> StepResult:
     measure = config.MeasureConfig(texts=str(ctx.data_file("heldout.txt")), max_docs=c.compress_docs, max_chars=20000,
                                    context=128, stride=64, prompts=PROMPTS, new_tokens=16, warmup=1,
                                    repeats=c.speed_repeats)
-    baseline = score.run_baseline(model_dir, measure, output=folder / "baseline_result.json")
+    baseline = score.run_baseline(model_dir, measure, output=folder / "baseline_result.json", overwrite=True)
     import json
 
     n_layers = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]

@@ -20,7 +20,7 @@ def comparison_rows(stages: Sequence[dict]) -> list[dict]:
 def markdown_table(rows: Sequence[dict]) -> str:
     if not rows:
         return "(no evaluated stages)\n"
-    cols = list(rows[0])
+    cols = list(dict.fromkeys(k for r in rows for k in r))  # a later stage may add metrics
     fmt = lambda v: "" if v is None else (f"{v:.4f}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.0f}" if isinstance(v, float) else str(v)))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from koforge._utils.errors import TokenizerError
+from koforge._utils.hub import look_up_on_hub
 from koforge._utils.io import write_json
 from koforge._utils.logging import get_logger
 
@@ -119,45 +120,6 @@ def _from_folder(path: Path, trust_remote_code: bool) -> Any:
     return tok
 
 
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return bool(constants.HF_HUB_OFFLINE) or any(f.upper() in ("1", "ON", "YES", "TRUE") for f in flags)
-
-
-def _not_local(name: str) -> str:
-    hint = "" if "/" in name else " Hub names look like 'org/name' (a few, like 'gpt2', have no org)."
-    return f"tokenizer '{name}' not found: there is no file or folder '{Path(name).expanduser().absolute()}'.{hint}"
-
-
-def _probe_hub(name: str) -> None:
-    """One HEAD request, without huggingface_hub's retries: raise at once if the hub is unreachable or has no such repo."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
-    url = f"{constants.ENDPOINT}/{name}/resolve/main/tokenizer_config.json"  # HF_ENDPOINT honoured via constants
-    missing = _not_local(name) + " Nor is it a hub repository (or it is private: log in with `hf auth login`)."
-    try:
-        # the session alone: get_hf_file_metadata retries 5 times with backoff in huggingface_hub 0.x
-        hf_raise_for_status(get_session().head(url, headers=build_hf_headers(), timeout=10))
-    except GatedRepoError:
-        raise TokenizerError(f"hub repository '{name}' is gated: accept its terms on the hub and log in "
-                             "(`hf auth login`), or pass a local folder.") from None
-    except RepositoryNotFoundError:
-        raise TokenizerError(missing) from None
-    except EntryNotFoundError:
-        return  # the repository exists without tokenizer_config.json: let AutoTokenizer say what it finds
-    except HfHubHTTPError as e:
-        if getattr(e.response, "status_code", None) in (401, 404):
-            raise TokenizerError(missing) from None
-        return  # the hub answered otherwise (e.g. 5xx): AutoTokenizer's own error will say what is wrong
-    except Exception as e:  # network errors differ by hub version (requests, httpx); all mean "unreachable"
-        raise TokenizerError(_not_local(name) + f" The hub could not be reached to look it up ({type(e).__name__}). "
-                             "Check the path, or your network for a hub name.") from None
-
-
 def _from_hub(name: str, trust_remote_code: bool) -> Any:
     """A tokenizer by hub name: from the cache, else one quick hub check and then a download."""
     if not _HUB_NAME.match(name) or name.startswith((".", "/", "~")) or name.endswith(".json"):
@@ -169,10 +131,7 @@ def _from_hub(name: str, trust_remote_code: bool) -> Any:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception:
         pass  # not in the cache: ask the hub below
-    if _hub_offline():
-        raise TokenizerError(_not_local(name) + " It is not in the Hugging Face cache either, and the hub is off "
-                             "(HF_HUB_OFFLINE is set). Check the path, or unset HF_HUB_OFFLINE to download a hub name.")
-    _probe_hub(name)
+    look_up_on_hub(name, "tokenizer", "tokenizer_config.json", TokenizerError)
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as e:

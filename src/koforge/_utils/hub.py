@@ -1,0 +1,59 @@
+"""A name that is not a local path: one quick look at the Hugging Face hub before the slow loaders.
+
+transformers' loaders retry a missing or unreachable hub repository five
+times with backoff (30-50 s of warnings) before they fail; a mistyped local
+path looks the same to them. `look_up_on_hub` answers in one request, or at
+once when the hub is off (HF_HUB_OFFLINE), with a message that names the
+local path that does not exist.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from koforge._utils.errors import KoforgeError
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE switch the hub off."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return bool(constants.HF_HUB_OFFLINE) or any(f.upper() in ("1", "ON", "YES", "TRUE") for f in flags)
+
+
+def not_local(name: str, what: str) -> str:
+    """'<what> NAME not found: there is no file or folder ...' (with the hub-name form when NAME has no org)."""
+    hint = "" if "/" in name else " Hub names look like 'org/name' (a few, like 'gpt2', have no org)."
+    return f"{what} '{name}' not found: there is no file or folder '{Path(name).expanduser().absolute()}'.{hint}"
+
+
+def look_up_on_hub(name: str, what: str, filename: str, error: type[KoforgeError]) -> None:
+    """Raise `error` at once when `name` (not in the local cache) is not on the hub or the hub is off or
+    unreachable; return when the repository exists (or the hub answers otherwise: the loader will say)."""
+    if hub_offline():
+        raise error(not_local(name, what) + " It is not in the Hugging Face cache either, and the hub is off "
+                    "(HF_HUB_OFFLINE is set). Check the path, or unset HF_HUB_OFFLINE to download a hub name.")
+    from huggingface_hub import constants
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    url = f"{constants.ENDPOINT}/{name}/resolve/main/{filename}"  # HF_ENDPOINT honoured via constants
+    missing = not_local(name, what) + " Nor is it a hub repository (or it is private: log in with `hf auth login`)."
+    try:
+        # the session alone: get_hf_file_metadata retries 5 times with backoff in huggingface_hub 0.x
+        hf_raise_for_status(get_session().head(url, headers=build_hf_headers(), timeout=10))
+    except GatedRepoError:
+        raise error(f"hub repository '{name}' is gated: accept its terms on the hub and log in "
+                    "(`hf auth login`), or pass a local folder.") from None
+    except RepositoryNotFoundError:
+        raise error(missing) from None
+    except EntryNotFoundError:
+        return  # the repository exists without that file: the loader says what it finds
+    except HfHubHTTPError as e:
+        if getattr(e.response, "status_code", None) in (401, 404):
+            raise error(missing) from None
+        return  # the hub answered otherwise (e.g. 5xx): the loader's own error will say what is wrong
+    except Exception as e:  # network errors differ by hub version (requests, httpx); all mean "unreachable"
+        raise error(not_local(name, what) + f" The hub could not be reached to look it up ({type(e).__name__}). "
+                    "Check the path, or your network for a hub name.") from None
