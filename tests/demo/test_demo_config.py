@@ -53,3 +53,63 @@ def test_demo_cli_bad_step():
 
     res = CliRunner().invoke(app, ["demo", "--steps", "tokenizer,lmm"])
     assert res.exit_code == 1 and "unknown demo step 'lmm'" in res.output and "Traceback" not in res.output
+
+
+def _fake_steps(monkeypatch, lm_run):
+    """The tokenizer step writes a marker into its folder; the LM step is `lm_run`."""
+    import koforge.demo.lm_step as lm_step
+    import koforge.demo.tokenizer_step as tok_step
+
+    def tok_run(ctx):
+        (ctx.folder("tokenizer") / "made.txt").write_text(str(ctx.config.vocab_size))
+        return StepResult(name="tokenizer", headline="fake")
+
+    monkeypatch.setattr(tok_step, "run", tok_run)
+    monkeypatch.setattr(lm_step, "run", lm_run)
+
+
+def test_rerun_replaces_step_folders_and_never_reports_stale_results(tmp_path, monkeypatch):
+    def lm_ok(ctx):
+        (ctx.folder("lm") / "result.txt").write_text("old")
+        return StepResult(name="lm", headline="fake")
+
+    def lm_fails(ctx):
+        (ctx.folder("lm") / "half.txt").write_text("half")
+        raise ConfigError("broken")
+
+    out = tmp_path / "demo"
+    _fake_steps(monkeypatch, lm_ok)
+    run_demo(demo_config(steps=["tokenizer", "lm"], vocab_size=1024), out, report=False)
+    _fake_steps(monkeypatch, lm_fails)
+    demo = run_demo(demo_config(steps=["lm"], vocab_size=1024), out, report=False)
+    assert demo.steps[0].status == "failed: broken"
+    assert not (out / "lm").exists()  # neither the old result nor the failed run's half output
+    assert (out / "tokenizer" / "made.txt").read_text() == "1024"  # same settings: other steps' outputs kept
+    events = []
+    run_demo(demo_config(steps=["lm"], vocab_size=2048), out, report=False, on_event=events.append)
+    assert any("settings changed" in e and "vocab_size" in e for e in events)
+    assert not (out / "tokenizer").exists()  # made with other settings: not reused
+
+
+def test_demo_refuses_a_foreign_folder_and_bad_head_counts(tmp_path):
+    (tmp_path / "proj" / "report").mkdir(parents=True)
+    (tmp_path / "proj" / "report" / "notes.md").write_text("mine")
+    with pytest.raises(ConfigError, match="holds no demo"):
+        run_demo(demo_config(steps=["tokenizer"]), tmp_path / "proj")
+    assert (tmp_path / "proj" / "report" / "notes.md").read_text() == "mine"
+    with pytest.raises(ConfigError, match="lm_d_model must divide by lm_heads"):
+        demo_config(lm_heads=5)
+
+
+def test_ctrl_c_keeps_finished_steps_and_removes_the_interrupted_one(tmp_path, monkeypatch):
+    from koforge.demo.pipeline import DemoInterrupted
+
+    def lm_interrupted(ctx):
+        (ctx.folder("lm") / "half.txt").write_text("half")
+        raise KeyboardInterrupt
+
+    _fake_steps(monkeypatch, lm_interrupted)
+    with pytest.raises(DemoInterrupted) as caught:
+        run_demo(demo_config(steps=["tokenizer", "lm"]), tmp_path / "demo")
+    assert (caught.value.step, caught.value.finished) == ("lm", ["tokenizer"])
+    assert (tmp_path / "demo" / "tokenizer" / "made.txt").exists() and not (tmp_path / "demo" / "lm").exists()

@@ -1,6 +1,7 @@
 """build_report: what the HTML and markdown pages hold, what they skip, and bad input."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -59,6 +60,21 @@ def test_bad_inputs_are_clear_errors_and_leave_nothing(tmp_path):
     build_report([tmp_path / "plots"], tmp_path / "out")
     with pytest.raises(OutputExistsError, match="overwrite"):
         build_report([tmp_path / "plots"], tmp_path / "out")
+
+
+def test_unreadable_results_are_listed_not_dropped_and_a_file_input_is_named(tmp_path):
+    from koforge.report.tables import format_cell
+
+    run = make_run(tmp_path / "run", 0.5)
+    (run / "eval_broken.json").write_text("{not json", encoding="utf-8")
+    bad = json.loads((run / "embed" / "eval_korsts.json").read_text(encoding="utf-8"))
+    (run / "eval_bad.json").write_text(json.dumps(dict(bad, primary_metric="recall")), encoding="utf-8")
+    md = (build_report([run], tmp_path / "out").parent / "report.md").read_text(encoding="utf-8")
+    assert "Skipped files" in md and "eval_broken.json" in md and "not valid UTF-8 JSON" in md
+    assert "eval_bad.json" in md and "recall" in md
+    with pytest.raises(InputPathError, match="run folder '.*config.json' is a file"):
+        build_report([run / "config.json"], tmp_path / "out2")
+    assert format_cell(399840.0) == "399,840" and format_cell(3427000.0) == "3,427,000" and format_cell(0.5) == "0.5"
 
 
 def test_report_cli(tmp_path):

@@ -19,7 +19,9 @@ def command(
     quick: bool = typer.Option(False, "--quick", help="Small sizes: about 2 minutes on a 2-core CPU."),
     steps: Optional[List[str]] = typer.Option(None, "--steps", help="Steps to run (comma-separated): tokenizer,expand,embed,lm,compress."),
     skip: Optional[List[str]] = typer.Option(None, "--skip", help="Steps to skip (comma-separated)."),
-    output: Path = typer.Option(Path("runs/demo"), "-o", "--output", help="Demo folder (its step sub-folders are replaced)."),
+    output: Path = typer.Option(Path("runs/demo"), "-o", "--output",
+                                help="Demo folder: new, empty or an earlier demo's (each step replaces its sub-folder; "
+                                     "other settings than last time start it afresh)."),
     overrides: Optional[List[str]] = overrides_arg("lm_minutes=5"),
 ) -> None:
     """Train a Korean tokenizer, teach all-MiniLM-L6-v2 Korean, pretrain and compress a small LM; write a report.
@@ -28,8 +30,10 @@ def command(
     Example: koforge demo --steps lm,compress lm_minutes=5
     """
     from koforge.config import load_config
-    from koforge.demo import DemoConfig, demo_config, run_demo
     from koforge.config import config_to_dict
+    from koforge.demo import DemoConfig, demo_config, run_demo
+    from koforge.demo.pipeline import DemoInterrupted
+    from koforge.tracking.mlflow_run import default_tracking_uri, tracking_enabled
 
     base = demo_config(quick=quick, steps=_split(steps) or None, skip=_split(skip))
     config = load_config(DemoConfig, config_to_dict(base), list(overrides or [])) if overrides else base
@@ -45,10 +49,17 @@ def command(
         for line in result.lines:
             console.print(f"  {line}", highlight=False)
 
-    demo = run_demo(config, output, on_event=lambda m: err_console.print(f"[dim]{m}[/]"), on_step=on_step)
+    try:
+        demo = run_demo(config, output, on_event=lambda m: err_console.print(f"[dim]{m}[/]"), on_step=on_step)
+    except DemoInterrupted as e:
+        kept = f"finished steps kept in {e.out}: {', '.join(e.finished)}" if e.finished else "no step had finished"
+        err_console.print(f"[yellow]interrupted[/] during step {e.step} (its folder removed); {kept}. "
+                          "Run again with --steps to go on.", highlight=False)
+        raise typer.Exit(130) from None
     console.print(rows_table(demo.summary_rows(), title=f"koforge demo: {time.perf_counter() - start:.0f} s in all", floatfmt=".1f"))
     if demo.report:
-        console.print(f"report: [bold]{demo.report}[/] (and report.md); MLflow: experiment koforge-demo "
-                      "(mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
+        tracked = (f"MLflow: experiment koforge-demo (mlflow ui --backend-store-uri {default_tracking_uri()})"
+                   if tracking_enabled() else "MLflow: off (KOFORGE_MLFLOW)")
+        console.print(f"report: [bold]{demo.report}[/] (and report.md); {tracked}")
     if any(s.status.startswith("failed") for s in demo.steps):
         raise typer.Exit(1)

@@ -77,6 +77,9 @@ class DemoConfig:
                               "20,000 reviews of the bundled sample.")
         if self.vocab_size < 512:
             raise ConfigError(f"DemoConfig.vocab_size must be >= 512, got {self.vocab_size}.")
+        if self.lm_heads < 1 or self.lm_kv_heads < 1 or self.lm_d_model % self.lm_heads or self.lm_heads % self.lm_kv_heads:
+            raise ConfigError(f"lm_d_model={self.lm_d_model}, lm_heads={self.lm_heads}, lm_kv_heads={self.lm_kv_heads}: "
+                              "lm_d_model must divide by lm_heads and lm_heads by lm_kv_heads (e.g. 256, 4, 2).")
 
 
 QUICK = dict(heldout_docs=300, tokenizer_docs=4000, vocab_size=2048, max_new_tokens=1000, distill_texts=192,

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from koforge._utils.errors import KoforgeError
-from koforge._utils.io import write_json, write_text
+from koforge._utils.errors import ConfigError, KoforgeError
+from koforge._utils.io import read_json, write_json, write_text
 from koforge._utils.logging import get_logger
 from koforge.config import config_to_dict
 from koforge.demo.config import STEPS, DemoConfig
@@ -162,13 +163,48 @@ def _log_step(result: StepResult, config: DemoConfig) -> None:
             run.log_artifact(p)
 
 
+class DemoInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a step: the finished steps' folders are kept, the interrupted one is removed."""
+
+    def __init__(self, step: str, finished: list[str], out: Path) -> None:
+        super().__init__(step)
+        self.step, self.finished, self.out = step, finished, out
+
+
+# Outputs one step makes and later steps reuse; they depend on every setting but the list of steps.
+_REUSED = ("data", *STEPS, "report", "demo_summary.json")
+
+
+def _prepare_folder(out: Path, config: DemoConfig, on_event: Callable[[str], None]) -> None:
+    """Refuse a non-empty folder that is not a demo folder; start afresh when its demo had other settings."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"demo output '{out}' is a file; choose a folder with -o.")
+    if out.exists() and any(out.iterdir()) and not (out / "demo_config.json").exists():
+        raise ConfigError(f"'{out}' is not empty and holds no demo (no demo_config.json): the demo would replace its "
+                          "data/, report/ and step folders. Choose a new or empty folder with -o.")
+    previous = read_json(out / "demo_config.json") if (out / "demo_config.json").exists() else None
+    current = config_to_dict(config)
+    changed = sorted(k for k in current if k != "steps" and previous is not None and previous.get(k) != current[k])
+    if changed:
+        on_event(f"settings changed since the last demo in this folder ({', '.join(changed)}): starting afresh")
+        for name in _REUSED:
+            path = out / name
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
 def run_demo(config: DemoConfig, output_dir: str | Path, *, report: bool = True,
              on_event: Optional[Callable[[str], None]] = None,
              on_step: Optional[Callable[[StepResult], None]] = None) -> DemoResult:
-    """Run the configured steps into `output_dir` (reused: steps overwrite their own sub-folders)."""
+    """Run the configured steps into `output_dir`.
+
+    A folder of an earlier demo is reused: each step replaces its own sub-folder (removed again if the step
+    fails), and outputs of steps not run are reused only when the earlier demo had the same settings (else
+    everything starts afresh). Ctrl-C raises `DemoInterrupted` after removing the interrupted step's folder.
+    """
     # Absolute: recipes resolve relative data paths against their data root, not the working folder.
     out = Path(output_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_folder(out, config, on_event or (lambda m: None))
     ctx = DemoContext(out, config, on_event)
     write_json(out / "demo_config.json", config_to_dict(config))
     start = time.perf_counter()
@@ -178,15 +214,21 @@ def run_demo(config: DemoConfig, output_dir: str | Path, *, report: bool = True,
             continue
         (on_event or (lambda m: None))(f"step {name}")
         t0 = time.perf_counter()
+        shutil.rmtree(out / name, ignore_errors=True)  # a failed run must not show this step's old results
         try:
             result = importlib.import_module(_MODULES[name]).run(ctx)
         except StepUnavailable as e:
             result = StepResult(name=name, status=f"skipped: {e}")
         except KoforgeError as e:
             result = StepResult(name=name, status=f"failed: {e}")
+        except KeyboardInterrupt:
+            shutil.rmtree(out / name, ignore_errors=True)
+            raise DemoInterrupted(name, [r.name for r in results if r.status == "ok"], out) from None
         except Exception as e:  # one broken step must not hide the others' results
             log.warning("demo step %s crashed:\n%s", name, traceback.format_exc())
             result = StepResult(name=name, status=f"failed: {type(e).__name__}: {e}")
+        if result.status.startswith("failed"):
+            shutil.rmtree(out / name, ignore_errors=True)  # no half-made outputs in the report
         result.seconds = time.perf_counter() - t0
         _log_step(result, config)
         results.append(result)

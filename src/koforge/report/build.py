@@ -18,7 +18,7 @@ from koforge.report.collect import REPORT_MARKER, RunContents, collect_run
 from koforge.report.compare import comparison_plot, summary_table, task_comparisons
 from koforge.report.html import render_html
 from koforge.report.markdown import render_markdown
-from koforge.report.tables import Section
+from koforge.report.tables import Section, Table
 
 
 def _run_names(paths: Sequence[Path]) -> list[str]:
@@ -36,8 +36,8 @@ def build_report(run_dirs: Sequence[str | Path], output_dir: str | Path, *, titl
     if not run_dirs:
         raise InputPathError("no run folder given. Pass one or more folders written by koforge (e.g. a demo output).")
     paths = [Path(p) for p in run_dirs]
+    runs = [collect_run(p, name) for p, name in zip(paths, _run_names(paths))]  # inputs first: their errors name them
     out = check_output(output_dir, overwrite)
-    runs = [collect_run(p, name) for p, name in zip(paths, _run_names(paths))]
     if all(r.is_empty for r in runs):
         raise NothingToDoError(
             f"nothing to report in {', '.join(str(p) for p in paths)}: no evaluation results (eval_*.json), "
@@ -66,6 +66,10 @@ def build_report(run_dirs: Sequence[str | Path], output_dir: str | Path, *, titl
         for r in runs:
             if r.sections:
                 blocks.append((f"Run: {r.name}", r.sections))
+        skipped = [Table(title=f"{r.name}: files that could not be read", source=str(r.path), rows=r.skipped)
+                   for r in runs if r.skipped]
+        if skipped:
+            blocks.append(("Skipped files", [Section(title="Skipped files", tables=skipped)]))
 
         copied: dict[Path, str] = {}
 

@@ -20,8 +20,11 @@ from pathlib import Path
 
 from koforge._utils.errors import DataError, InputPathError
 from koforge._utils.io import require_path
+from koforge._utils.logging import get_logger
 from koforge.eval.schema import EvalResult, is_result
 from koforge.report.tables import Section, Table, json_tables, model_label
+
+log = get_logger(__name__)
 
 REPORT_MARKER = ".koforge-report"
 MAX_JSON_BYTES = 2_000_000
@@ -51,6 +54,8 @@ class RunContents:
     settings: list[Table] = field(default_factory=list)
     summary: list[Table] = field(default_factory=list)
     """Tables of `*summary*.json` files at the run's top level, shown first."""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    """Result files that could not be read ({"file", "reason"}): shown in the report, never silently dropped."""
 
     @property
     def is_empty(self) -> bool:
@@ -100,6 +105,11 @@ def _eval_tables(rel: str, r: EvalResult) -> list[Table]:
     return tables
 
 
+def _skip(run: RunContents, rel: str, reason: str) -> None:
+    log.warning("report: skipped %s/%s (%s)", run.name, rel, reason)
+    run.skipped.append({"file": rel, "reason": reason})
+
+
 def collect_run(path: str | Path, name: str | None = None) -> RunContents:
     """Scan one run folder (see the module docstring for what is read)."""
     root = require_path(path, "run folder")
@@ -120,13 +130,16 @@ def collect_run(path: str | Path, name: str | None = None) -> RunContents:
                     continue
                 data = _read_json(p)
                 digest = hashlib.sha1(p.read_bytes()).hexdigest()
+                if data is None and low.startswith("eval"):
+                    _skip(run, rel, "not valid UTF-8 JSON")
                 if data is None or digest in seen:
                     continue
                 seen.add(digest)
                 if is_result(data):
                     try:
                         result = EvalResult.from_dict(data, source=rel)
-                    except DataError:
+                    except DataError as e:
+                        _skip(run, rel, str(e))
                         continue
                     run.results.append((rel, result))
                     section.tables.extend(_eval_tables(rel, result))

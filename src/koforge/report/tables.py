@@ -70,6 +70,8 @@ def format_cell(v: Any) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
+        if v.is_integer() and abs(v) >= 1e4:  # counts stored as floats (parameters, vocab sizes)
+            return f"{int(v):,}"
         if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
             return f"{v:.3e}"
         return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.1f}"
