@@ -49,7 +49,7 @@ def rows_table(rows: Sequence[dict], title: str | None = None, floatfmt: str = "
     table = Table(title=title)
     columns = list(dict.fromkeys(k for r in rows for k in r))
     for c in columns:
-        table.add_column(str(c))
+        table.add_column(str(c), overflow="fold")  # a narrow terminal wraps names, never cuts them to "drop_…"
     for r in rows:
         table.add_row(*[format(v, floatfmt) if isinstance(v, float) else str(v) for v in (r.get(c, "") for c in columns)])
     return table
