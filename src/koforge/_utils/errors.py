@@ -39,6 +39,12 @@ class ModelLoadError(KoforgeError):
     """A model cannot be loaded or is of an unsupported layout."""
 
 
+def corrupted_weights(name: object, error: Exception) -> ModelLoadError:
+    """The error for a safetensors file that cannot be parsed (truncated download, disk error)."""
+    return ModelLoadError(f"the weights of '{name}' cannot be read ({str(error).splitlines()[0]}): the safetensors "
+                          "file is corrupted or truncated. Re-download or re-save the model.")
+
+
 class CheckpointError(KoforgeError):
     """A checkpoint is corrupted, truncated or belongs to another config."""
 

@@ -7,8 +7,10 @@ print every warning of libraries that already have their own handler
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from typing import Iterator
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -36,3 +38,17 @@ def configure_cli_logging(level: str = "WARNING") -> None:
         handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
+
+
+@contextlib.contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """Silence transformers' load report (missing / unused weights) while loading a model whose
+    `output_loading_info` the caller checks itself, refusing in one message instead."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -17,6 +17,7 @@ _TASK_HELP = ("korsts | retrieval | separation | bitext (sentence-embedding mode
 def command(
     task: str = typer.Argument(..., help=_TASK_HELP),
     model: str = typer.Argument(..., help="Model folder or hub name (tokenizer task: tokenizer folder / tokenizer.json)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="perplexity/speed: tokenizer to use (default: the model's own or the one its koforge run recorded)."),
     data: Optional[List[str]] = typer.Option(None, "--data", "-d", help="Data file(s); default: the task's bundled/default data."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for eval_<task>.json (default: evals/<model name>)."),
     max_items: Optional[int] = typer.Option(None, "--max-items", "-n", help="Evaluate only the first N pairs/queries/documents/examples."),
@@ -40,13 +41,14 @@ def command(
 
     Example: koforge eval korsts sentence-transformers/all-MiniLM-L6-v2 -o evals/minilm
     Example: koforge eval perplexity runs/lm/hf --data heldout.txt --context 256
+    Example: koforge eval perplexity runs/lm --tokenizer tokenizers/ko-bpe  (a koforge run: its best checkpoint)
     Example: koforge eval harness Qwen/Qwen3-0.6B -t kobest -t haerae --num-fewshot 5
     """
     from koforge.eval.runner import EvalConfig, run_eval
     from koforge.tracking import mlflow_run
 
-    cfg = EvalConfig(task=task, model=model, data=list(data or []), max_items=max_items, batch_size=batch_size,
-                     context=context, stride=stride, new_tokens=new_tokens, repeats=repeats, device=device,
+    cfg = EvalConfig(task=task, model=model, tokenizer=tokenizer, data=list(data or []), max_items=max_items,
+                     batch_size=batch_size, context=context, stride=stride, new_tokens=new_tokens, repeats=repeats, device=device,
                      dtype=dtype, compare=list(compare or []), reference=reference,
                      harness_tasks=list(harness_task or []), include_path=include_path,
                      harness_builtin=builtin_tasks, num_fewshot=num_fewshot, trust_remote_code=trust_remote_code)

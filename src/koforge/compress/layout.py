@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from koforge._utils.errors import ModelLoadError, TokenizerError
+from koforge._utils.errors import ModelLoadError, TokenizerError, corrupted_weights
 from koforge._utils.hub import look_up_on_hub
 from koforge._utils.io import require_path
+from koforge._utils.logging import quiet_load_report
 from koforge.tokenizers.io import save_tokenizer
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen3", "exaone4")
@@ -142,20 +143,14 @@ def load_model(path: str | Path, *, dtype: str = "auto", trust_remote_code: bool
     load_model_config(path, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     from safetensors import SafetensorError
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its report of missing weights: refused below in one message
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code,
-                                                           output_loading_info=True)
+        with quiet_load_report():  # its report of missing weights: refused below in one message
+            model, info = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code,
+                                                               output_loading_info=True)
     except SafetensorError as e:
-        raise ModelLoadError(f"the weights of '{path}' cannot be read ({str(e).splitlines()[0]}): the safetensors file "
-                             "is corrupted or truncated. Re-download or re-save the model.") from None
+        raise corrupted_weights(path, e) from None
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelLoadError(f"cannot load the weights of '{path}': {str(e).splitlines()[0]}.") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         raise ModelLoadError(f"'{path}' lacks {len(missing)} weights of its architecture (e.g. {missing[0]}): the "

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from koforge._utils.errors import DataError
-from koforge._utils.io import require_path
 from koforge.eval._encode import encode
+from koforge.eval._read import read_text_file
 from koforge.eval.metrics import cosine_matrix
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    p = require_path(path, "bitext file")
-    return [line.rstrip("\n") for line in p.read_text(encoding="utf-8").splitlines()]
+    """Every line of a bitext file, blank ones kept (they hold a pair's place in the alignment)."""
+    return read_text_file(path, "bitext file").splitlines()
 
 
 def evaluate_bitext(model: Any, ko_path: str | os.PathLike, en_path: str | os.PathLike, *,

@@ -152,7 +152,7 @@ def run_harness(model: Any, config: HarnessConfig, tokenizer: Any = None) -> Har
 
         name = str(model)
         model, tokenizer = load_causal_lm(name, device=config.device, dtype=config.dtype,
-                                          trust_remote_code=config.trust_remote_code)
+                                          trust_remote_code=config.trust_remote_code, task="the harness")
     else:
         name = type(model).__name__
         if tokenizer is None:

@@ -8,6 +8,7 @@ a split name (`train`, `dev`, `test`) looked up under `data_dir`
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from koforge._utils.errors import DataError, InputPathError
 from koforge._utils.io import require_path
 from koforge.eval._encode import encode
+from koforge.eval._read import read_text_file
 from koforge.eval.metrics import paired_cosine, spearman
 
 SPLITS = ("train", "dev", "test")
@@ -42,8 +44,8 @@ def resolve_korsts(path_or_split: str | os.PathLike, data_dir: str | os.PathLike
 def read_sts_pairs(path: str | os.PathLike) -> tuple[list[str], list[str], list[float]]:
     """(sentence1, sentence2, score) columns of a KorSTS-style TSV, located by header."""
     p = require_path(path, "KorSTS file")
-    with p.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    text = read_text_file(p, "KorSTS file")
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         raise DataError(f"'{p}' is empty; expected a TSV with a header row containing {', '.join(REQUIRED)}.")
     header = [h.strip() for h in rows[0]]

@@ -9,31 +9,30 @@ its dict into an `EvalResult` (the schema `koforge report` reads).
 Defaults need no network: KorSTS uses the test split bundled with koforge,
 perplexity the bundled NSMC sample's last lines, speed fixed Korean prompts.
 Models are anything `from_pretrained` accepts: a local folder or a hub name
-(the hub is only contacted for names, never for local folders). A koforge LM
-checkpoint folder (no `config.json`) is exported to Hugging Face form in a
-temporary folder first. Task modules are imported lazily so that
+(the hub is only contacted for names, never for local folders), and for the
+causal-LM tasks a koforge LM checkpoint or run folder too; `koforge.eval.loading`
+loads them and refuses what would give a meaningless figure. `--data` paths are
+checked before any model is loaded. Task modules are imported lazily so that
 `koforge eval --help` stays fast and a missing optional area fails only the
 task that needs it, with a clear message.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from koforge._utils.errors import ConfigError, DataError, KoforgeError, ModelLoadError
+from koforge._utils.errors import ConfigError, DataError
 from koforge._utils.io import check_output, require_path
+from koforge.eval._optional import TaskUnavailableError, import_optional as _import
+from koforge.eval.loading import load_causal_lm, load_embedding_model
 from koforge.eval.schema import EvalResult, result_filename, write_result
 
+__all__ = ["EvalConfig", "TASKS", "TaskUnavailableError", "load_causal_lm", "load_embedding_model", "run_eval"]
+
 SPEED_PROMPTS = ("대한민국의 수도는", "오늘 날씨가 좋아서", "인공지능 기술은", "이 영화는 정말")
-
-
-class TaskUnavailableError(KoforgeError):
-    """The module a task needs is not part of this installation."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,9 @@ class EvalConfig:
     """One of TASKS: korsts, retrieval, separation, bitext, perplexity, speed, tokenizer, harness."""
     model: str
     """A model folder or hub name (tokenizer task: a tokenizer folder / tokenizer.json / hub name)."""
+    tokenizer: Optional[str] = None
+    """perplexity, speed: the tokenizer (folder, tokenizer.json or hub name) instead of the model's own;
+    needed for a model folder without one or a koforge checkpoint that records none."""
     data: list[str] = field(default_factory=list)
     """Data files for the task (see TASKS); empty = the task's default."""
     max_items: Optional[int] = None
@@ -103,10 +105,15 @@ class EvalConfig:
         for name in ("batch_size", "context", "stride", "new_tokens", "repeats"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.task == "perplexity" and self.stride > self.context:
+            raise ConfigError(f"stride ({self.stride}) must be at most context ({self.context}): every token needs a "
+                              "window. Pass --stride <= --context.")
         if self.max_items is not None and self.max_items < 1:
             raise ConfigError(f"max_items must be >= 1 (or unset), got {self.max_items}.")
         if self.task == "bitext" and self.data and len(self.data) != 2:
             raise ConfigError(f"bitext needs two files (Korean, English), got {len(self.data)}: {self.data}.")
+        if self.tokenizer is not None and self.spec.kind != "causal_lm":
+            raise ConfigError(f"tokenizer (--tokenizer) applies to perplexity and speed only, not to {self.task}.")
         if self.task == "harness" and not self.harness_tasks:
             raise ConfigError("the harness task needs at least one lm-evaluation-harness task name "
                               "(--harness-task kobest_boolq, kmmlu, haerae, ...).")
@@ -121,81 +128,33 @@ def sample_path(name: str) -> Path:
     return Path(str(resources.files("koforge") / "assets" / "samples" / name))
 
 
-def _import(module: str, what: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and (e.name == module or module.startswith(e.name + ".")):
-            raise TaskUnavailableError(f"{what} is not available in this koforge installation ({module} is missing). "
-                                       "Update koforge or pick another task.") from None
-        raise
-
-
-def _is_local(name: str) -> bool:
-    p = Path(name).expanduser()
-    return p.exists() or name.startswith((".", "/", "~")) or p.suffix in (".json", ".safetensors")
-
-
-# --- model loading -------------------------------------------------------------------------------------------
-
-def load_embedding_model(name: str, *, device: str = "auto", trust_remote_code: bool = False) -> Any:
-    """A SentenceTransformer for a folder (sentence-transformers or plain HF layout) or a hub name."""
-    from sentence_transformers import SentenceTransformer
-
-    from koforge._utils.device import resolve_device
-
-    if _is_local(name):
-        folder = require_path(name, "model folder")
-        if not ((folder / "modules.json").exists() or (folder / "config.json").exists()):
-            raise ModelLoadError(f"'{folder}' holds neither modules.json nor config.json: not a model folder. "
-                                 "Pass a folder saved by `koforge embed` / SentenceTransformer.save or save_pretrained.")
-    try:
-        return SentenceTransformer(str(name), device=str(resolve_device(device)), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"cannot load '{name}' as a sentence-embedding model: {str(e).splitlines()[0]}") from None
-
-
-def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "float32",
-                   trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) for an HF causal LM folder/hub name or a koforge LM checkpoint."""
-    if _is_local(name):
-        folder = require_path(name, "model folder")
-        if folder.is_dir() and not (folder / "config.json").exists():
-            hf = _import("koforge.lm.hf", "the koforge LM (koforge.lm)")
-            with tempfile.TemporaryDirectory(prefix="koforge-eval-") as tmp:
-                exported = hf.export_to_hf(folder, Path(tmp) / "hf")
-                return load_causal_lm(str(exported), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from koforge._utils.device import resolve_device, resolve_dtype
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name), trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(str(name), dtype=resolve_dtype(dtype),
-                                                     trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"cannot load '{name}' as a causal LM with its tokenizer: {str(e).splitlines()[0]}") from None
-    return model.to(resolve_device(device)).eval(), tokenizer
-
-
 # --- tasks -----------------------------------------------------------------------------------------------------
 
 def _read_lines(paths: Sequence[str], limit: Optional[int]) -> list[str]:
-    try:
-        from koforge.data.read import read_texts
-    except ModuleNotFoundError:
-        read_texts = None
-    texts: list[str] = []
-    if read_texts is not None:
-        for t in read_texts([str(p) for p in paths]):
-            if t.strip():
-                texts.append(t)
-    else:
-        for p in paths:
-            texts += [t for t in require_path(p, "text file").read_text(encoding="utf-8").splitlines() if t.strip()]
+    """Non-empty lines of text files (or `hf:` datasets); lines that are not UTF-8 are skipped with a warning."""
+    from koforge.data.read import ReadStats, read_texts
+
+    stats = ReadStats()
+    texts = [t for t in read_texts([str(p) for p in paths], stats=stats) if t.strip()]
     if not texts:
-        raise DataError(f"no non-empty text in {', '.join(map(str, paths))}.")
+        why = ""
+        if stats.skipped_lines:
+            why = (f": all {stats.skipped_lines} line(s) with text are not UTF-8 (first: {stats.skipped_where[0]}). "
+                   "Convert the file to UTF-8, e.g. `iconv -f cp949 -t utf-8 FILE > FILE.utf8.txt`")
+        raise DataError(f"no non-empty text in {', '.join(map(str, paths))}{why}.")
     return texts[:limit] if limit else texts
+
+
+def check_data_paths(cfg: EvalConfig) -> None:
+    """Fail on a missing --data path before a model is loaded (that can take minutes)."""
+    if cfg.task == "harness" or not cfg.data:
+        return
+    if cfg.task == "korsts":  # a split name (train, dev, test) or a TSV path
+        _import("koforge.eval.korsts", "KorSTS evaluation").resolve_korsts(cfg.data[0])
+        return
+    for source in cfg.data:
+        if not str(source).startswith("hf:"):
+            require_path(source, f"{cfg.task} data file")
 
 
 def _embedding_task(cfg: EvalConfig) -> tuple[dict, dict]:
@@ -224,20 +183,24 @@ def _embedding_task(cfg: EvalConfig) -> tuple[dict, dict]:
 
 
 def _causal_task(cfg: EvalConfig) -> tuple[dict, dict]:
-    model, tokenizer = load_causal_lm(cfg.model, device=cfg.device, dtype=cfg.dtype,
-                                      trust_remote_code=cfg.trust_remote_code)
+    # the texts first: a bad data file fails before a model that may take minutes to load
     if cfg.task == "perplexity":
         if cfg.data:
             texts = _read_lines(cfg.data, cfg.max_items)
         else:  # the bundled sample's tail: the demo trains on its head
             texts = _read_lines([str(sample_path("nsmc_reviews_sample.txt"))], None)[-(cfg.max_items or 500):]
+    else:
+        texts = _read_lines(cfg.data, cfg.max_items) if cfg.data else list(SPEED_PROMPTS)
+    model, tokenizer = load_causal_lm(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+                                      tokenizer=cfg.tokenizer, task=cfg.task,
+                                      context=cfg.context if cfg.task == "perplexity" else None)
+    if cfg.task == "perplexity":
         out = _import("koforge.eval.perplexity", "perplexity evaluation").evaluate_perplexity(
             model, tokenizer, texts, context=cfg.context, stride=cfg.stride, batch_size=min(cfg.batch_size, 8))
         return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt (last lines)", "documents": len(texts)}
-    prompts = _read_lines(cfg.data, cfg.max_items) if cfg.data else list(SPEED_PROMPTS)
     out = _import("koforge.eval.speed", "speed measurement").measure_speed(
-        model, tokenizer, prompts, new_tokens=cfg.new_tokens, warmup=cfg.warmup, repeats=cfg.repeats)
-    return out, {"prompts": prompts}
+        model, tokenizer, texts, new_tokens=cfg.new_tokens, warmup=cfg.warmup, repeats=cfg.repeats)
+    return out, {"prompts": texts}
 
 
 def _tokenizer_task(cfg: EvalConfig, out_dir: Optional[Path]) -> tuple[dict, dict, list[dict], list[str]]:
@@ -304,6 +267,7 @@ def run_eval(cfg: EvalConfig, output_dir: Optional[str | Path] = None, *,
     target = out_dir / result_filename(cfg.task) if out_dir is not None else None
     if target is not None:
         check_output(target, overwrite)
+    check_data_paths(cfg)
     plots: list[str] = []
     if spec.kind == "embedding":
         raw, settings = _embedding_task(cfg)

@@ -19,6 +19,7 @@ import numpy as np
 from koforge._utils.errors import DataError
 from koforge._utils.io import require_path
 from koforge.eval._encode import encode
+from koforge.eval._read import read_text_file
 from koforge.eval.metrics import paired_cosine
 
 REQUIRED = ("domain", "text1", "text2", "label")
@@ -31,7 +32,7 @@ def default_pairs_path() -> Path:
 def read_pairs(path: str | os.PathLike) -> list[dict]:
     p = require_path(path, "separation pairs file")
     rows = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text_file(p, "separation pairs file").splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from koforge._utils.errors import ModelLoadError, TokenizerError
-from koforge._utils.logging import get_logger
+from koforge._utils.logging import get_logger, quiet_load_report
 
 log = get_logger(__name__)
 
@@ -119,19 +119,14 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False) -> 
         from transformers import AutoModel, AutoModelForCausalLM
 
         cls = AutoModelForCausalLM if is_causal_lm(config) else AutoModel
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its load report of missing keys: refused below in one message instead
     try:
-        model, info = cls.from_pretrained(str(name_or_path), dtype="auto", trust_remote_code=trust_remote_code,
-                                          output_loading_info=True)
+        with quiet_load_report():  # its report of missing keys: refused below in one message instead
+            model, info = cls.from_pretrained(str(name_or_path), dtype="auto", trust_remote_code=trust_remote_code,
+                                              output_loading_info=True)
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded with {cls.__name__} "
                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
                              "Check that the folder holds config.json and model.safetensors.") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     if info.get("unexpected_keys"):
         log.warning("base model '%s': %d checkpoint weights unused by %s (e.g. %s)", name_or_path,
                     len(info["unexpected_keys"]), cls.__name__, sorted(info["unexpected_keys"])[0])

@@ -1,0 +1,29 @@
+"""Reading an evaluation data file whole, as UTF-8, naming the file and the fix when it is not.
+
+The task readers (KorSTS TSV, bitext lines, separation JSONL) need every line
+of the file, blank ones included (bitext alignment), so they cannot use
+`koforge.data.read.read_texts`, which streams documents and skips bad lines.
+A file in another encoding (cp949 / EUC-KR is common for Korean data) is
+refused, never decoded with replacement characters: a metric computed on
+mojibake looks valid and is not.
+"""
+from __future__ import annotations
+
+import os
+
+from koforge._utils.errors import DataError
+from koforge._utils.io import require_path
+
+
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """The text of a UTF-8 file (a leading byte-order mark dropped); `DataError` naming it otherwise."""
+    p = require_path(path, what)
+    if p.is_dir():
+        raise DataError(f"{what} '{p}' is a folder; pass the file itself.")
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{what} '{p}' is not UTF-8 (line {line}: byte {raw[e.start]:#04x}). Convert it to UTF-8, "
+                        f"e.g. `iconv -f cp949 -t utf-8 '{p}' > utf8_{p.name}` for Korean Windows text.") from None
