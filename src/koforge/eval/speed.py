@@ -15,6 +15,7 @@ memory or batched throughput.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import statistics
 import time
 from typing import Any, Iterator, Sequence
@@ -41,6 +42,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _cache_argument(model: Any) -> str:
+    """`cache` from transformers 5.24 on (`past_key_values` is deprecated there), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.inference_mode()
 def greedy_decode(model: Any, input_ids: torch.Tensor, new_tokens: int) -> tuple[torch.Tensor, float, float]:
     """Greedy-decode `new_tokens` tokens; returns (tokens (1, new_tokens), seconds to first, seconds total)."""
@@ -52,10 +58,11 @@ def greedy_decode(model: Any, input_ids: torch.Tensor, new_tokens: int) -> tuple
     _sync(device)
     first = time.perf_counter() - start
     tokens = [token]
-    cache = out.past_key_values
+    cache_arg = _cache_argument(model)
+    cache = out[cache_arg]
     for _ in range(new_tokens - 1):
-        out = model(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{cache_arg: cache})
+        cache = out[cache_arg]
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         tokens.append(token)
     _sync(device)
