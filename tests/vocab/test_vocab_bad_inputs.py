@@ -107,3 +107,26 @@ def test_cli_bad_inputs_are_one_red_line(model_dirs, tok_dirs, tmp_path):
     result = runner.invoke(app, ["expand", "diff", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), "-o", str(tmp_path / "d.json"), "bogus=1"])
     assert result.exit_code == 1 and "bogus" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_apply_takes_an_edited_token_list(model_dirs, tok_dirs, tmp_path):
+    """diff -> edit the JSON -> apply --tokens: exactly the kept tokens are added, in the file's order."""
+    import json
+
+    from koforge._utils.errors import DataError
+    from koforge.cli.main import app
+
+    diff_vocabularies(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(), output=tmp_path / "d.json")
+    data = json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))
+    data["tokens"] = data["tokens"][:10][::-1]
+    (tmp_path / "d.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    result = expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(mode="added-tokens"),
+                               tmp_path / "out", tokens=tmp_path / "d.json")
+    assert result.report["added_tokens"] == [t["text"] for t in data["tokens"]]
+    (tmp_path / "bad.json").write_text('{"tokens": [{"text": "x"}]}', encoding="utf-8")
+    with pytest.raises(DataError, match="not a token list of `koforge expand diff`"):
+        expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], None, tmp_path / "out2", tokens=tmp_path / "bad.json")
+    assert not (tmp_path / "out2").exists()
+    r = CliRunner().invoke(app, ["expand", "apply", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), str(tmp_path / "out3"),
+                                 "--tokens", str(tmp_path / "d.json")])
+    assert r.exit_code == 0, r.output

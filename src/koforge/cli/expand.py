@@ -88,16 +88,19 @@ def apply(base: str = typer.Argument(..., help="Base Hugging Face model folder o
           donor: str = typer.Argument(..., help="Donor tokenizer folder, tokenizer.json or hub name."),
           output: Path = typer.Argument(..., help="Output folder for the expanded model."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+          tokens: Optional[Path] = typer.Option(None, "--tokens", help="Token list written by `koforge expand diff` "
+                                                "(edit it to choose the tokens); default: diff again."),
           trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
           config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = overrides_arg("init=mean")) -> None:
     """Add the donor's new tokens to the model (old ids kept), initialise their rows and save the result.
 
     Example: koforge expand apply ./all-MiniLM-L6-v2 ./ko-bpe-32k ./minilm-ko init=mean
+    Example: koforge expand apply ./qwen3 ./ko-bpe-32k ./qwen3-ko --tokens new_tokens.json mode=merge
     """
     from koforge.vocab.expand import expand_vocabulary
 
     result = expand_vocabulary(base, donor, _config(config, overrides), output, overwrite=overwrite,
-                               trust_remote_code=trust_remote_code)
+                               trust_remote_code=trust_remote_code, tokens=tokens)
     r, ko = result.report, result.report["korean_eval"]
     console.print(rows_table([{
         "mode": r["mode"], "init": r["init"], "vocab": f"{r['base_vocab_size']:,} -> {r['expanded_vocab_size']:,}",

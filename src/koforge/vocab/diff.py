@@ -50,6 +50,26 @@ class VocabDiff:
         return write_json(path, self.to_json())
 
 
+def read_diff(path: str | Path) -> VocabDiff:
+    """A diff JSON written by `koforge expand diff` (possibly edited: tokens removed or reordered)."""
+    from koforge._utils.io import read_json
+
+    data = read_json(path, "token list (diff JSON)")
+    rows = data.get("tokens") if isinstance(data, dict) else None
+    fields = ("text", "donor_token", "donor_id")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and all(f in r for f in fields) for r in rows):
+        raise DataError(f"'{path}' is not a token list of `koforge expand diff` (a 'tokens' list of objects with "
+                        f"{', '.join(fields)}). Write one with `koforge expand diff BASE DONOR -o FILE`.")
+    tokens = [NewToken(text=str(r["text"]), donor_token=str(r["donor_token"]), donor_id=int(r["donor_id"]),
+                       frequency=r.get("frequency")) for r in rows]
+    texts = [t.text for t in tokens]
+    if not tokens or not all(texts) or len(set(texts)) != len(texts):
+        raise DataError(f"'{path}' holds {'no token' if not tokens else 'an empty or repeated token text'}; "
+                        "keep each token once, with its text.")
+    stats = dict(data.get("stats") or {}, new_tokens=len(tokens), source=str(path))
+    return VocabDiff(tokens=tokens, stats=stats)
+
+
 def read_lines(path: str | Path, max_lines: int, what: str = "text file") -> list[str]:
     """Non-empty lines of a UTF-8 text file (at most `max_lines`), naming the file on failure."""
     p = require_path(path, what)

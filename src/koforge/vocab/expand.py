@@ -31,7 +31,7 @@ from koforge.config import save_config
 from koforge.tokenizers.io import save_tokenizer
 from koforge.vocab.build import build_expanded_tokenizer
 from koforge.vocab.config import ExpansionConfig
-from koforge.vocab.diff import diff_tokenizers, read_lines
+from koforge.vocab.diff import diff_tokenizers, read_diff, read_lines
 from koforge.vocab.init_embeddings import new_rows, piece_ids, same_script_old_tokens
 from koforge.vocab.loading import load_model, load_tokenizer
 from koforge.vocab.report import build_report, report_markdown
@@ -156,10 +156,14 @@ class _Plan:
     expanded: Any
 
 
-def _plan(base_tok: Any, donor_tok: Any, config: ExpansionConfig, base_name: str, donor_name: str) -> _Plan:
-    reference = read_lines(config.reference, config.reference_max_lines, "reference corpus") if config.reference else None
+def _plan(base_tok: Any, donor_tok: Any, config: ExpansionConfig, base_name: str, donor_name: str,
+          tokens_file: str | Path | None = None) -> _Plan:
     korean, english, ko_source = _eval_texts(config)
-    diff = diff_tokenizers(base_tok, donor_tok, config, reference)
+    if tokens_file is not None:  # the (edited) output of `koforge expand diff`
+        diff = read_diff(tokens_file)
+    else:
+        reference = read_lines(config.reference, config.reference_max_lines, "reference corpus") if config.reference else None
+        diff = diff_tokenizers(base_tok, donor_tok, config, reference)
     if not diff.tokens:
         raise NothingToDoError(f"donor '{donor_name}' has no token to add to base '{base_name}' (excluded: "
                                f"{diff.stats['excluded'] or 'none'}). Nothing was written. Check the donor, or loosen "
@@ -207,8 +211,12 @@ def expand_loaded(model: Any, base_tok: Any, donor_tok: Any, config: ExpansionCo
 
 
 def expand_vocabulary(base: str | Path, donor: str | Path, config: ExpansionConfig | None, output_dir: str | Path, *,
-                      overwrite: bool = False, trust_remote_code: bool = False) -> ExpansionResult:
+                      overwrite: bool = False, trust_remote_code: bool = False,
+                      tokens: str | Path | None = None) -> ExpansionResult:
     """Expand `base` (a HF model folder or hub name) with the tokens of `donor` and write the result to `output_dir`.
+
+    `tokens`: a diff JSON of `koforge expand diff` (edited or not) to add instead of diffing again; the donor
+    still gives the merges of `merge` mode.
 
     The tokenizer work (diff, expanded tokenizer, eval texts) comes before the model is loaded, so a donor with
     nothing new or a mode the base cannot take fails in seconds. `config` None means the defaults.
@@ -223,7 +231,7 @@ def expand_vocabulary(base: str | Path, donor: str | Path, config: ExpansionConf
         raise ConfigError(f"output '{out}' is the base model folder itself; choose another output folder.")
     base_tok = load_tokenizer(base, trust_remote_code=trust_remote_code, what="base tokenizer")
     donor_tok = load_tokenizer(donor, trust_remote_code=trust_remote_code, what="donor tokenizer")
-    plan = _plan(base_tok, donor_tok, config, str(base), str(donor))
+    plan = _plan(base_tok, donor_tok, config, str(base), str(donor), tokens)
     model = load_model(base, trust_remote_code=trust_remote_code)
     return _apply(model, base_tok, plan, config, out, overwrite=overwrite,
                   base_path=base_path if base_path.exists() else None, base_name=str(base), donor_name=str(donor), t0=t0)
