@@ -158,3 +158,15 @@ def test_tracked_run_logs_params_and_metrics_to_a_real_store(mlflow_store):
     assert got.data.params == {"vocab_size": "32000"}
     assert got.data.metrics == {"loss": 0.5}
     assert got.info.status == "FINISHED"
+
+
+def test_read_json_names_a_non_utf8_file_and_the_fix(tmp_path):
+    from koforge._utils.errors import InputPathError
+    from koforge._utils.io import read_json
+
+    (tmp_path / "cp.json").write_bytes('{"a": "한국어"}'.encode("cp949"))
+    with pytest.raises(InputPathError, match=r"'.*cp.json' is not UTF-8 \(byte 7: 0xc7\). Convert it, e.g. `iconv"):
+        read_json(tmp_path / "cp.json")
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    with pytest.raises(InputPathError, match="is not valid JSON"):
+        read_json(tmp_path / "bad.json")

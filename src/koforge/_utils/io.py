@@ -149,5 +149,8 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     p = require_path(path, what)
     try:
         return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise InputPathError(f"{what} '{p}' is not UTF-8 (byte {e.start}: {e.object[e.start]:#04x}). Convert it, "
+                             f"e.g. `iconv -f cp949 -t utf-8 '{p}'` for Korean Windows text.") from None
+    except json.JSONDecodeError as e:
         raise InputPathError(f"{what} '{p}' is not valid JSON ({e}). Regenerate it or fix the file.") from None
