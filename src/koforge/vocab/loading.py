@@ -92,11 +92,12 @@ def is_causal_lm(config: Any) -> bool:
 
 
 def model_class(config: Any) -> Any:
-    """The transformers class of the architecture `config` names, else AutoModelForCausalLM or AutoModel."""
+    """The transformers class of the architecture `config` names, else AutoModelForCausalLM or AutoModel
+    (always for remote-code models: their classes are not attributes of `transformers`)."""
     import transformers
     from transformers import AutoModel, AutoModelForCausalLM
 
-    for arch in getattr(config, "architectures", None) or []:
+    for arch in [] if getattr(config, "auto_map", None) else getattr(config, "architectures", None) or []:
         cls = getattr(transformers, arch, None)
         if isinstance(cls, type) and hasattr(cls, "from_pretrained"):
             return cls
@@ -113,12 +114,7 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False) -> 
         raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded: no readable config.json "
                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
                              "Pass a Hugging Face model folder or hub name (analyze/diff also accept a bare tokenizer).") from None
-    # Remote-code architectures are not attributes of `transformers`: the Auto classes resolve them.
-    cls = model_class(config) if not getattr(config, "auto_map", None) else None
-    if cls is None:
-        from transformers import AutoModel, AutoModelForCausalLM
-
-        cls = AutoModelForCausalLM if is_causal_lm(config) else AutoModel
+    cls = model_class(config)
     try:
         with quiet_load_report():  # its report of missing keys: refused below in one message instead
             model, info = cls.from_pretrained(str(name_or_path), dtype="auto", trust_remote_code=trust_remote_code,
