@@ -107,24 +107,17 @@ def test_config_validation_names_the_field():
 
 
 def test_corrupted_or_incomplete_weights_are_one_message(tiny_models, tmp_path):
-    from safetensors.torch import load_file, save_file
+    from checkpoint_edits import copy_without, truncated_copy
 
     from koforge._utils.errors import ModelLoadError
     from koforge.compress import package_submission
 
-    truncated = tmp_path / "truncated"
-    shutil.copytree(tiny_models["llama"], truncated)
-    data = (truncated / "model.safetensors").read_bytes()
-    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    truncated = truncated_copy(tiny_models["llama"], tmp_path / "truncated")
     with pytest.raises(ModelLoadError, match="safetensors file is corrupted or truncated. Re-download or re-save"):
         load_model(truncated)
     with pytest.raises(ModelLoadError, match="corrupted or truncated"):
         package_submission(truncated, tmp_path / "submit.zip")
-    incomplete = tmp_path / "incomplete"
-    shutil.copytree(tiny_models["llama"], incomplete)
-    state = load_file(str(incomplete / "model.safetensors"))
-    save_file({k: v for k, v in state.items() if "layers.3." not in k}, str(incomplete / "model.safetensors"),
-              metadata={"format": "pt"})
+    incomplete = copy_without(tiny_models["llama"], tmp_path / "incomplete", "layers.3.")
     with pytest.raises(ModelLoadError, match=r"lacks 9 weights of its architecture \(e.g. model.layers.3."):
         load_model(incomplete)
     assert not (tmp_path / "submit.zip").exists()
