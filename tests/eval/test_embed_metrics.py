@@ -7,23 +7,14 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from char_encoder import CharEncoder
+
 from koforge._utils.errors import DataError
 from koforge.eval import metrics as M
 from koforge.eval.bitext import evaluate_bitext
 from koforge.eval.korsts import evaluate_korsts, read_sts_pairs
 from koforge.eval.retrieval import evaluate_korquad_retrieval
 from koforge.eval.separation import evaluate_separation
-
-
-class CharEncoder:
-    """Bag of characters: texts sharing characters are similar. Deterministic and model-free."""
-
-    def encode(self, texts, **_):
-        out = np.zeros((len(texts), 4096), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for ch in t:
-                out[i, ord(ch) % 4096] += 1.0
-        return out
 
 
 def test_ndcg_map_recall_precision_by_hand():

@@ -14,24 +14,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from char_encoder import CharEncoder
+
 from koforge._utils.errors import ConfigError, DataError, InputPathError, ModelLoadError
 from koforge.eval import runner
 from koforge.eval.runner import EvalConfig, run_eval
 
 CP949_LINE = "한국어 문장".encode("cp949")
-
-
-class CharBagEncoder:
-    """A stand-in sentence encoder (importing sentence-transformers costs 10-35 s here)."""
-
-    def encode(self, texts, **_):
-        import numpy as np
-
-        out = np.ones((len(texts), 8), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for ch in t:
-                out[i, ord(ch) % 8] += 1.0
-        return out
 
 
 def _no_model_load(*_, **__):
@@ -73,7 +62,7 @@ def test_garbage_safetensors_of_an_embedding_model_is_one_message(tmp_path):
 # --- 2. data files that are not UTF-8 ------------------------------------------------------------------------
 
 def test_cp949_data_files_name_the_file_and_iconv(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "load_embedding_model", lambda name, **kw: CharBagEncoder())
+    monkeypatch.setattr(runner, "load_embedding_model", lambda name, **kw: CharEncoder())
     tsv = tmp_path / "sts.tsv"
     tsv.write_bytes(b"score\tsentence1\tsentence2\n3.0\t" + CP949_LINE + b"\t" + CP949_LINE + b"\n")
     pairs = tmp_path / "pairs.jsonl"
@@ -100,7 +89,7 @@ def test_cp949_text_for_perplexity_says_convert_and_loads_no_model(tmp_path, mon
 
 
 def test_a_utf8_bom_does_not_hide_the_korsts_header(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "load_embedding_model", lambda name, **kw: CharBagEncoder())
+    monkeypatch.setattr(runner, "load_embedding_model", lambda name, **kw: CharEncoder())
     tsv = tmp_path / "sts.tsv"
     tsv.write_text("\ufeffscore\tsentence1\tsentence2\n1.0\t가나다\t라마바사\n4.0\t가나다\t가나라\n"
                    "2.5\t영화\t영화관\n", encoding="utf-8")
