@@ -173,6 +173,7 @@ def koforge_run(tiny_llama, tmp_path_factory) -> Path:
         torch.manual_seed(step)
         save_checkpoint(run / "checkpoints", step, KoLM(config), {},
                         {"model_config": config.to_dict(), "tokenizer": None, "eos_id": 1})
+    (run / "config.json").write_text(json.dumps({"model": config.to_dict(), "train": {}}), encoding="utf-8")  # as `lm train`
     return run
 
 

@@ -57,3 +57,13 @@ def look_up_on_hub(name: str, what: str, filename: str, error: type[KoforgeError
     except Exception as e:  # network errors differ by hub version (requests, httpx); all mean "unreachable"
         raise error(not_local(name, what) + f" The hub could not be reached to look it up ({type(e).__name__}). "
                     "Check the path, or your network for a hub name.") from None
+
+
+def require_cached_or_on_hub(name: str, what: str, error: type[KoforgeError], *, trust_remote_code: bool = False) -> None:
+    """Return when hub model `name` is in the Hugging Face cache or on the hub; raise `error` at once otherwise."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, local_files_only=True)
+    except (OSError, ValueError, KeyError):
+        look_up_on_hub(name, what, "config.json", error)

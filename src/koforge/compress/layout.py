@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from koforge._utils.errors import ModelLoadError, TokenizerError, corrupted_weights
-from koforge._utils.hub import look_up_on_hub
+from koforge._utils.hub import require_cached_or_on_hub
 from koforge._utils.io import require_path
 from koforge._utils.logging import quiet_load_report
 from koforge.tokenizers.io import save_tokenizer
@@ -113,11 +113,8 @@ def load_model_config(path: str | Path, *, trust_remote_code: bool = False) -> A
         require_path(local, "model folder")
         if not (local / "config.json").exists():
             raise ModelLoadError(f"'{local}' has no config.json: it is not a Hugging Face model folder.")
-    else:
-        try:  # a hub name: the cache, else one quick look at the hub (a mistyped path fails in a second)
-            AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code, local_files_only=True)
-        except (OSError, ValueError, KeyError):
-            look_up_on_hub(str(path), "model", "config.json", ModelLoadError)
+    else:  # a hub name: the cache, else one quick look at the hub (a mistyped path fails in a second)
+        require_cached_or_on_hub(str(path), "model", ModelLoadError, trust_remote_code=trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as e:

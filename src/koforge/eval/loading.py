@@ -3,7 +3,7 @@
 `load_embedding_model` gives a SentenceTransformer, `load_causal_lm` a causal
 LM and its tokenizer, from a local folder or a hub name. A name that is no
 existing path is looked up in the Hugging Face cache, then with one quick
-request to the hub (`koforge._utils.hub.look_up_on_hub`): a mistyped local
+request to the hub (`koforge._utils.hub.require_cached_or_on_hub`): a mistyped local
 path fails in a second instead of after transformers' retries.
 
 Causal LMs are checked before their weights are trusted, because a wrong model
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from koforge._utils.errors import ConfigError, ModelLoadError, corrupted_weights
-from koforge._utils.hub import look_up_on_hub
+from koforge._utils.hub import require_cached_or_on_hub
 from koforge._utils.io import require_path
 from koforge._utils.logging import quiet_load_report
 from koforge.eval._optional import import_optional
@@ -39,16 +39,6 @@ def is_local(name: str) -> bool:
     return p.exists() or name.startswith((".", "/", "~")) or p.suffix in (".json", ".safetensors")
 
 
-def require_cached_or_on_hub(name: str, *, trust_remote_code: bool = False) -> None:
-    """Return when hub name `name` is in the HF cache or on the hub; raise ModelLoadError at once otherwise."""
-    from transformers import AutoConfig
-
-    try:
-        AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, local_files_only=True)
-    except (OSError, ValueError, KeyError):
-        look_up_on_hub(name, "model", "config.json", ModelLoadError)
-
-
 def load_embedding_model(name: str, *, device: str = "auto", trust_remote_code: bool = False) -> Any:
     """A SentenceTransformer for a folder (sentence-transformers or plain HF layout) or a hub name."""
     if is_local(name):
@@ -57,7 +47,7 @@ def load_embedding_model(name: str, *, device: str = "auto", trust_remote_code: 
             raise ModelLoadError(f"'{folder}' holds neither modules.json nor config.json: not a model folder. "
                                  "Pass a folder saved by `koforge embed` / SentenceTransformer.save or save_pretrained.")
     else:
-        require_cached_or_on_hub(name, trust_remote_code=trust_remote_code)
+        require_cached_or_on_hub(name, "model", ModelLoadError, trust_remote_code=trust_remote_code)
     from safetensors import SafetensorError
     from sentence_transformers import SentenceTransformer  # 10-30 s to import: only once the name is known good
 
@@ -196,11 +186,12 @@ def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "float32", t
     """
     if is_local(name):
         folder = require_path(name, "model folder")
-        if folder.is_dir() and not (folder / "config.json").exists():
+        # a koforge checkpoint has no config.json; a `lm train` run folder has koforge's own, beside checkpoints/
+        if folder.is_dir() and (not (folder / "config.json").exists() or (folder / "checkpoints").is_dir()):
             return _load_koforge_checkpoint(folder, tokenizer=tokenizer, device=device, dtype=dtype, task=task,
                                             context=context)
     else:
-        require_cached_or_on_hub(name, trust_remote_code=trust_remote_code)
+        require_cached_or_on_hub(name, "model", ModelLoadError, trust_remote_code=trust_remote_code)
     _read_causal_config(str(name), trust_remote_code=trust_remote_code, task=task, context=context)
     if tokenizer is not None:
         tok = _load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
