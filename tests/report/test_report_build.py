@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from koforge._utils.errors import InputPathError, NothingToDoError, OutputExistsError
+from koforge._utils.io import write_json
 from koforge.report import build_report, collect_runs
 from report_fixtures import make_run, png
 
@@ -38,6 +39,16 @@ def test_comparison_of_two_runs_has_one_row_per_run_and_a_plot(tmp_path):
     assert html.count("data:image/png;base64,") == 3  # two tokenizer plots + the comparison bar chart
     rows = collect_runs([a, b])
     assert [r.results[0][1].primary_value for r in rows] == [0.42, 0.61]
+
+
+def test_sections_follow_the_run_order_of_its_steps(tmp_path):
+    run = make_run(tmp_path / "run", 0.42)  # folders embed, lm, tokenizer: by name without a step list
+    assert [s.title for s in collect_runs([run])[0].sections] == ["embed", "lm", "tokenizer"]
+    (run / "data").mkdir()
+    (run / "data" / "log.txt").write_text("prepared\n", encoding="utf-8")
+    write_json(run / "demo_summary.json", {"steps": [{"step": s} for s in ("tokenizer", "embed", "lm")]})
+    # Folders that are not steps (the demo's data) come first, then the steps in run order.
+    assert [s.title for s in collect_runs([run])[0].sections] == ["data", "tokenizer", "embed", "lm"]
 
 
 def test_report_inside_its_run_folder_is_not_read_back(tmp_path):

@@ -62,11 +62,23 @@ class RunContents:
         return not (self.results or self.settings or self.summary or any(s.tables or s.plots or s.texts for s in self.sections))
 
 
+def _step_order(root: Path) -> list[str]:
+    """Step names in run order, from a top-level summary JSON with `"steps": [{"step": name}, ...]` (the demo's)."""
+    for p in sorted(root.glob("*summary*.json")):
+        data = _read_json(p)
+        steps = data.get("steps") if isinstance(data, dict) else None
+        if isinstance(steps, list):
+            return [s["step"] for s in steps if isinstance(s, dict) and isinstance(s.get("step"), str)]
+    return []
+
+
 def _walk(root: Path):
     """(folder, inside a model folder) under root, root first; skips hidden, mlruns and report folders.
 
     A folder is a model folder when it or a parent holds weights (sentence-transformers keep module
-    configs such as 1_Pooling/config.json in sub-folders of the model)."""
+    configs such as 1_Pooling/config.json in sub-folders of the model). The root's sub-folders come in
+    run order when the run names its steps (other folders first, such as the demo's `data`), else by name."""
+    order = {name: i for i, name in enumerate(_step_order(root))}
     stack = [(root, False)]
     while stack:
         d, parent_model = stack.pop(0)
@@ -75,7 +87,8 @@ def _walk(root: Path):
         in_model = parent_model or _holds_weights(d)
         yield d, in_model
         try:
-            children = sorted(p for p in d.iterdir() if p.is_dir())
+            children = sorted((p for p in d.iterdir() if p.is_dir()),
+                              key=lambda p: (order.get(p.name, -1) if d == root else -1, p.name))
         except OSError:
             continue
         stack[:0] = [(c, in_model) for c in children if not c.name.startswith(".") and c.name not in SKIP_DIRS]
