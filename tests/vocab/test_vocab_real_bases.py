@@ -79,6 +79,11 @@ def test_real_qwen3_tokenizer_both_modes(qwen3_diff, en_texts, ko_texts, mode, t
     assert all(new_tok.decode(ids) == text for ids, text in zip(new_ids[:30], ko_texts))
     for special in ("<|endoftext|>", "<|im_start|>", "<think>", "</think>"):
         assert new_tok.convert_tokens_to_ids(special) == base_tok.convert_tokens_to_ids(special)
+    # Texts, never byte-level stand-ins: a support token holding part of a character shows its bytes.
+    stand_ins = set("ĠĊ") | {chr(c) for c in range(0xC0, 0x180)}
+    assert not any(stand_ins & set(t) for t in expanded.added_texts)
+    if mode == "merge":
+        assert any("<0x" in t for t in expanded.added_texts)
 
 
 def test_minilm_sentence_transformers_folder(tok_dirs, assets, ko_texts, tmp_path):

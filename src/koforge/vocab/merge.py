@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from koforge._utils.errors import TokenizerError
 from koforge._utils.progress import progress
 from koforge.vocab.diff import NewToken
-from koforge.vocab.text import Convention
+from koforge.vocab.text import Convention, readable_bytes
 
 SUPPORTED = ("BPE",)
 
@@ -166,8 +166,11 @@ def plan_merges(spec: dict[str, Any], tokens: Sequence[NewToken], *, donor_spec:
 
 
 def _support_text(token: str, conv: Convention) -> str:
+    # Support tokens may hold part of a character: their bytes are shown, never byte-level stand-ins ("ìķ").
     tt = conv.to_text(token)
-    return tt.text if tt.decodable else token
+    if tt.decodable:
+        return tt.text
+    return readable_bytes(token) if conv.style == "byte-level" else token
 
 
 def verify_merges(backend: Any, plan: MergePlan, conv: Convention) -> list[str]:

@@ -49,6 +49,24 @@ def _to_latin1() -> dict[int, int]:
     return {ord(c): b for b, c in bytes_to_unicode().items()}
 
 
+def readable_bytes(token: str) -> str:
+    """A byte-level token as text, its bytes that are no whole UTF-8 character written `<0xEC>` (byte-fallback style)."""
+    raw = token.translate(_to_latin1()).encode("latin-1", errors="replace")
+    out, i = [], 0
+    while i < len(raw):
+        for n in (4, 3, 2, 1):
+            try:
+                out.append(raw[i:i + n].decode("utf-8"))
+                i += n
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            out.append(f"<0x{raw[i]:02X}>")
+            i += 1
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class TokenText:
     """The text a vocabulary entry stands for."""
