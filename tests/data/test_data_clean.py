@@ -26,6 +26,16 @@ def test_html_control_and_whitespace():
     assert clean_text(page) == "본문 끝"  # code inside <script>/<style> is not text
 
 
+def test_korean_title_brackets_are_text_not_tags():
+    """NSMC and the petitions write titles as <Love Letter>; only markup-shaped tags go."""
+    for text in ["<Love Letter>, <500 Days Of Summer>", "<BOB><로마><24> 이 세개", "<In English>", "x<y 그리고 a>b",
+                 "i<n && j>0", "<v 아랫님 즐 ㅗ>"]:
+        assert clean_text(text) == text
+    raw = '<hi style="color: rgb(255, 0, 0);">빨강</hi><P>문단<BR>줄<br />끝</P><a href=http://x.kr/?a=b>링크</a><!-- x -->'
+    assert clean_text(raw) == "빨강 문단 줄 끝 링크"
+    assert clean_text("<" + "a" * 50_000) is not None  # no quadratic backtracking on a long run after "<"
+
+
 def test_filters():
     cfg = CleanConfig(min_chars=5, max_chars=20, min_hangul_ratio=0.5)
     assert clean_text("짧다", cfg) is None

@@ -7,7 +7,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from koforge._utils.errors import DataError, OutputExistsError, TokenizerError
+from koforge._utils.errors import ConfigError, DataError, OutputExistsError, TokenizerError
 from koforge.data.clean import CleanConfig
 from koforge.data.corpus import clean_corpus, corpus_stats
 from koforge.data.pack import PackConfig, pack_corpus
@@ -70,6 +70,12 @@ def test_pack_bad_inputs_leave_nothing_behind(assets, tok_dir, tmp_path):
     assert not (tmp_path / "out").exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
     with pytest.raises(TokenizerError, match="not found"):
         pack_corpus({"train": [assets / "tok_nsmc_400.txt"]}, tmp_path / "no_tokenizer", tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"^workers=0 must be >= 1 \(--workers/-w\)\.$"):
+        PackConfig(workers=0)
+    for name in ("../escaped", "a/b", ""):  # a split name is a file name inside the output folder, never a path
+        with pytest.raises(ConfigError, match="split name"):
+            pack_corpus({name: [assets / "tok_nsmc_400.txt"]}, tok_dir, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
     (tmp_path / "out").mkdir()
     with pytest.raises(OutputExistsError):
         pack_corpus({"train": [assets / "tok_nsmc_400.txt"]}, tok_dir, tmp_path / "out")
@@ -97,6 +103,20 @@ def test_shards_that_disagree_with_the_manifest_are_refused(tmp_path, damage, me
     assert str(shard) in str(e.value) and "koforge data pack" in str(e.value)
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: {**m, "extra": 1}, "unexpected keyword argument 'extra'"), (lambda m: {**m, "dtype": "int7"}, "dtype 'int7'"),
+    (lambda m: {k: v for k, v in m.items() if k != "splits"}, "no key 'splits'"), (lambda m: [m], "format 'list'"),
+    (lambda m: {**m, "splits": {"train": {"files": []}}}, "missing 3 required")])
+def test_a_malformed_manifest_is_one_clear_error(tmp_path, edit, message):
+    info = write_split(tmp_path, "train", [([5, 6], 6)], eos_id=0, dtype=token_dtype(10))
+    manifest = ShardManifest(dtype="uint16", eos_id=0, vocab_size=10, tokenizer_fingerprint="t", splits={"train": info})
+    raw = json.loads(manifest.write(tmp_path).read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps(edit(raw)))
+    with pytest.raises(DataError, match=message) as e:
+        ShardManifest.read(tmp_path)
+    assert "Re-pack with `koforge data pack`" in str(e.value)
+
+
 def test_clean_bad_inputs(tmp_path):
     with pytest.raises(DataError, match="empty corpus"):
         (tmp_path / "e.txt").write_text("", encoding="utf-8")
@@ -115,3 +135,35 @@ def test_stats_counts_and_plot(tmp_path):
     assert (s.documents, s.characters, s.hangul_characters) == (2, 9, 6)
     assert s.hangul_share == pytest.approx(6 / 8)
     assert s.plot(tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _word_level(folder, vocab: dict[str, int]):
+    """A bare whitespace tokenizer.json with exactly these ids (holes allowed)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    return folder / "tokenizer.json"
+
+
+@pytest.mark.parametrize("ids,dtype", [(65535, "uint16"), (65536, "uint16"), (65537, "uint32")])
+def test_dtype_at_the_uint16_boundary_holds_the_largest_id(tmp_path, ids, dtype):
+    vocab = {"[UNK]": 0, **{f"w{i}": i for i in range(1, ids)}}
+    tok = _word_level(tmp_path / "tok", vocab)
+    (tmp_path / "t.txt").write_text(f"w1 w{ids - 2}\nw2\n", encoding="utf-8")
+    pack_corpus({"train": [tmp_path / "t.txt"]}, tok, tmp_path / "sh", config=PackConfig(eos_token=f"w{ids - 1}"))
+    manifest = ShardManifest.read(tmp_path / "sh")
+    assert (manifest.dtype, manifest.vocab_size, manifest.eos_id) == (dtype, ids, ids - 1)
+    assert np.fromfile(tmp_path / "sh" / "train_00000.bin", dtype=dtype).tolist() == [1, ids - 2, ids - 1, 2, ids - 1]
+
+
+def test_a_vocabulary_with_id_holes_is_sized_by_its_largest_id(tmp_path):
+    """GPT-4o holds 200,000 tokens with ids up to 200,018: counting tokens would overflow uint16 or undersize the LM."""
+    tok = _word_level(tmp_path / "tok", {"[UNK]": 0, "가": 1, "나": 2, "</s>": 70000})
+    (tmp_path / "t.txt").write_text("가 나\n나\n", encoding="utf-8")
+    pack_corpus({"train": [tmp_path / "t.txt"]}, tok, tmp_path / "sh", config=PackConfig(eos_token="</s>"))
+    manifest = ShardManifest.read(tmp_path / "sh")
+    assert (manifest.dtype, manifest.vocab_size, manifest.eos_id) == ("uint32", 70001, 70000)
+    assert np.fromfile(tmp_path / "sh" / "train_00000.bin", dtype=np.uint32).tolist() == [1, 2, 70000, 2, 70000]

@@ -18,6 +18,9 @@ def test_formats_and_gzip(tmp_path):
     (tmp_path / "d.csv").write_text('id,text\n1,"다섯째, 쉼표"\n', encoding="utf-8")
     with gzip.open(tmp_path / "e.txt.gz", "wt", encoding="utf-8") as f:
         f.write("여섯째\n")
+    (tmp_path / ".ipynb_checkpoints").mkdir()  # Jupyter's copies would count every document twice
+    (tmp_path / ".ipynb_checkpoints" / "a-checkpoint.txt").write_text("첫째 문서\n", encoding="utf-8")
+    (tmp_path / ".hidden.txt").write_text("숨김\n", encoding="utf-8")
     got = list(read_texts([tmp_path]))  # a folder: files in sorted order
     assert got == ["첫째 문서", "둘째 문서", "셋째\n줄바꿈", '"따옴표" 넷째', "다섯째, 쉼표", "여섯째"]
 
@@ -54,6 +57,21 @@ def test_non_utf8_lines_skipped_with_warning_or_strict(tmp_path, caplog):
     assert f"{bad}:2" in caplog.text
     with pytest.raises(DataError, match=f"{bad}:2.*not valid UTF-8"):
         list(read_texts([bad], strict=True))
+
+
+def test_a_record_without_the_field_after_the_first_is_skipped_not_fatal(tmp_path, caplog):
+    rows = [{"content": "첫째"}, {"title": "제목만"}, {"content": None}, {"content": 7}, [1], {"content": "마지막"}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    stats = ReadStats()
+    with caplog.at_level(logging.WARNING):
+        assert list(read_texts([path], field="content", stats=stats)) == ["첫째", "마지막"]
+    assert stats.skipped_where == [f"{path}:2", f"{path}:4", f"{path}:5"]  # a null value is no text, like ""
+    assert f"{path}:2: no field 'content' (found: title)" in caplog.text and "holds a int, not text" in caplog.text
+    with pytest.raises(DataError, match=f"{path}:2: no field 'content'.*without --strict"):
+        list(read_texts([path], field="content", strict=True))
+    with pytest.raises(DataError, match=f"{path}:1: no field 'title' .*--field"):  # the first record decides: wrong field
+        list(read_texts([path], field="title"))
 
 
 def test_bad_inputs(tmp_path):

@@ -18,9 +18,12 @@ StrictOpt = typer.Option(False, "--strict", help="Fail on the first non-UTF-8 li
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
 
 
-def _report_skips(skipped: int) -> None:
+def report_skips(skipped: int, first: Optional[str] = None) -> None:
+    """One warning for the lines a reader skipped (each was also logged with its file and line)."""
     if skipped:
-        err_console.print(f"[yellow]warning:[/] skipped {skipped} unreadable (non-UTF-8) line(s); rerun with --strict to fail on them.")
+        where = f" (first: {first})" if first else ""
+        err_console.print(f"[yellow]warning:[/] skipped {skipped} unreadable line(s){where}: not UTF-8, not JSON, or "
+                          "without the field; rerun with --strict to fail on them.", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -40,7 +43,7 @@ def clean(inputs: List[str] = InputsOpt, output: Path = typer.Option(..., "--out
     config = load_config(CleanConfig, preset, overrides or [], group="data")
     report = clean_corpus(inputs, output, config=config, field=field, strict=strict, overwrite=overwrite)
     console.print(rows_table(report.rows(), title="koforge data clean"))
-    _report_skips(report.skipped_lines)
+    report_skips(report.skipped_lines)
     console.print(f"wrote {report.output}")
 
 
@@ -133,5 +136,5 @@ def pack(inputs: List[str] = typer.Argument(..., help="SPLIT=PATH, a `data split
     console.print(rows_table(result.rows(), title=f"koforge data pack ({result.manifest.dtype})"))
     console.print(f"{result.tokens:,} tokens encoded in {result.encode_seconds:.1f}s: {result.tokens_per_second:,.0f} tokens/s, "
                   f"{result.megabytes_per_second:.2f} MB/s of text (setup {result.setup_seconds:.1f}s, total {result.seconds:.1f}s)")
-    _report_skips(result.skipped_lines)
+    report_skips(result.skipped_lines)
     console.print(f"wrote {result.path}")

@@ -24,7 +24,14 @@ from typing import Iterable, Iterator, Optional
 from koforge._utils.errors import ConfigError
 
 _SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.S | re.I)
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--.*?-->", re.S)
+# Korean writes titles in angle brackets (<Love Letter>, <BOB>, <In English>), so a tag is a comment, a closing
+# tag, an opening tag with a name=value attribute, or a bare tag (<p>, <br/>) of a common HTML element only.
+_TAG = re.compile(r"<!--.*?-->|</[A-Za-z][\w:-]*\s*>"
+                  r"|<(?=[^<>]*=)[A-Za-z][\w:-]*(?:\s+[^\s<>=/]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'<>]+))?)+\s*/?>"
+                  r"|<(?P<bare>[A-Za-z][A-Za-z0-9]*)\s*/?>", re.S)
+_HTML_ELEMENTS = frozenset("a abbr b blockquote body br center code dd del div dl dt em font h1 h2 h3 h4 h5 h6 head hr "
+                           "html i iframe img li link meta noscript ol p pre small span strike strong sub sup table "
+                           "tbody td tfoot th thead title tr u ul".split())
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 _HSPACE = re.compile(r"[^\S\n]+")
 _MANY_NEWLINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
@@ -95,13 +102,18 @@ def normalize(text: str, form: str = "nfc") -> str:
     return text if form == "none" else unicodedata.normalize(form.upper(), text)
 
 
+def _drop_tag(match: re.Match) -> str:
+    bare = match.group("bare")
+    return match.group(0) if bare is not None and bare.lower() not in _HTML_ELEMENTS else " "
+
+
 def clean_text(text: str, config: CleanConfig | None = None) -> str | None:
     """The cleaned document, or None when a filter drops it."""
     config = config or CleanConfig()
     text = normalize(text, config.normalization)
     if config.strip_html:
         # tags first: an escaped "&lt;b&gt;" is literal text, not markup
-        text = html.unescape(_TAG.sub(" ", _SCRIPT_OR_STYLE.sub(" ", text)))
+        text = html.unescape(_TAG.sub(_drop_tag, _SCRIPT_OR_STYLE.sub(" ", text)))
         text = normalize(text, config.normalization)  # entities may expand to decomposed jamo
     if config.strip_control:
         text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))

@@ -20,6 +20,7 @@ import itertools
 import multiprocessing as mp
 import os
 import queue
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -50,9 +51,9 @@ class PackConfig:
     """Token placed between documents (None: the tokenizer's EOS). Needed for a tokenizer that names no EOS."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.workers < 1 or self.shard_tokens < 1:
-            raise ConfigError(f"batch_size ({self.batch_size}), workers ({self.workers}) and shard_tokens "
-                              f"({self.shard_tokens}) must all be >= 1.")
+        for name in ("batch_size", "workers", "shard_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1" + (" (--workers/-w)." if name == "workers" else "."))
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -87,6 +88,7 @@ class PackResult:
 
 
 _WORKER_TOKENIZER: Any = None
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9][\w-]*")
 
 
 def _encoder(tokenizer_json: str) -> Any:
@@ -191,12 +193,16 @@ def pack_corpus(splits: Mapping[str, Sequence[str | Path] | str | Path], tokeniz
     config = config or PackConfig()
     if not splits:
         raise DataError("nothing to pack: give at least one split, e.g. {'train': ['train.jsonl']}.")
+    for name in splits:  # a name becomes a file name: "../x" would write outside the output folder
+        if not _SPLIT_NAME.fullmatch(name):
+            raise ConfigError(f"split name {name!r} must be letters, digits, '_' or '-' (e.g. train=PATH, validation=PATH).")
     start = time.perf_counter()
     output_dir = check_output(output_dir, overwrite)
     tok = load_tokenizer(tokenizer)
     eos_id = _eos_id(tok, tokenizer_name(tokenizer), config.eos_token)
     tokenizer_json = tok.backend_tokenizer.to_str()
-    vocab_size = max(len(tok), tok.backend_tokenizer.get_vocab_size(with_added_tokens=True))
+    # ids can have holes (GPT-4o: 200,000 tokens, ids up to 200,018): the id space, not the token count, sizes dtype and LM
+    vocab_size = 1 + max(tok.backend_tokenizer.get_vocab(with_added_tokens=True).values())
     dtype = token_dtype(vocab_size)
     stats = ReadStats()
     sources = {name: read_texts([s] if isinstance(s, (str, Path)) else list(s), field=config.field, strict=config.strict,

@@ -9,10 +9,12 @@ with `datasets.load_dataset(..., streaming=True)` (split defaults to `train`).
 
 A UTF-8 byte-order mark at the start of a file (Windows Notepad, Excel
 exports) is dropped, so it neither spoils the first JSON line nor sticks to
-the first document. Lines that are not valid UTF-8 (or not valid JSON in a `.jsonl`) are counted
-and skipped with a warning naming the file and line, or raise `DataError`
-naming them when `strict=True`. Reading never modifies text: cleaning is
-`koforge.data.clean`'s job.
+the first document. Lines that are not valid UTF-8 (in a `.jsonl` also: not
+valid JSON, or a record after the first without the field or with a non-text
+value) are counted and skipped with a warning naming the file and line, or
+raise `DataError` naming them when `strict=True`. A first record without the
+field fails at once: the field name is wrong. Hidden files and folders are
+not read. Reading never modifies text: cleaning is `koforge.data.clean`'s job.
 """
 from __future__ import annotations
 
@@ -78,7 +80,9 @@ def list_files(source: str | os.PathLike) -> list[Path]:
     if not path.exists():
         raise InputPathError(f"input not found: '{path}'. Check the path; for a Hugging Face dataset write hf:NAME (e.g. hf:e9t/nsmc).")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and is_text_file(p) and not p.name.startswith("."))
+        # hidden files and folders (.ipynb_checkpoints copies, .git, a koforge .NAME.tmp-* output) are not corpus
+        files = sorted(p for p in path.rglob("*") if p.is_file() and is_text_file(p)
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
             raise DataError(f"folder '{path}' holds no readable text files (expected {', '.join(TEXT_SUFFIXES)} or .gz of them).")
         return files
@@ -120,6 +124,7 @@ def _read_txt(path: Path, stats: ReadStats, strict: bool) -> Iterator[str]:
 
 
 def _read_jsonl(path: Path, field: str, stats: ReadStats, strict: bool) -> Iterator[str]:
+    field_seen = False
     for number, raw in _lines(path):
         where = f"{path}:{number}"
         line = _decode(raw, where, stats, strict)
@@ -132,10 +137,18 @@ def _read_jsonl(path: Path, field: str, stats: ReadStats, strict: bool) -> Itera
             continue
         if not isinstance(obj, dict) or field not in obj:
             keys = ", ".join(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise DataError(f"{where}: no field '{field}' (found: {keys}). Pass the right field with --field.")
+            if not field_seen:  # the first record decides: a wrong --field fails at once
+                raise DataError(f"{where}: no field '{field}' (found: {keys}). Pass the right field with --field.")
+            # one scraped record without it must not end a long job
+            stats._skip(where, strict, f"no field '{field}' (found: {keys})")
+            continue
+        field_seen = True
         value = obj[field]
-        if isinstance(value, str) and value.strip():
-            yield value
+        if isinstance(value, str):
+            if value.strip():
+                yield value
+        elif value is not None:
+            stats._skip(where, strict, f"field '{field}' holds a {type(value).__name__}, not text")
 
 
 def _read_table(path: Path, field: str, stats: ReadStats, strict: bool) -> Iterator[str]:

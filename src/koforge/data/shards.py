@@ -43,6 +43,7 @@ class ShardManifest:
     dtype: str
     eos_id: int
     vocab_size: int
+    """Every id in the shards is below this: 1 + the tokenizer's largest id (the LM's minimum vocab_size)."""
     tokenizer_fingerprint: str
     splits: dict[str, SplitInfo]
 
@@ -54,10 +55,17 @@ class ShardManifest:
         if not path.exists():
             raise DataError(f"'{folder}' has no {MANIFEST}: it is not a koforge shard folder. Create one with `koforge data pack`.")
         raw = read_json(path, "shard manifest")
-        if raw.get("format") != FORMAT:
-            raise DataError(f"'{path}' has format {raw.get('format')!r}, expected {FORMAT!r}. Re-pack with `koforge data pack`.")
-        raw["splits"] = {k: SplitInfo(**v) for k, v in raw["splits"].items()}
-        return cls(**raw)
+        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        if found != FORMAT:
+            raise DataError(f"'{path}' has format {found!r}, expected {FORMAT!r}. Re-pack with `koforge data pack`.")
+        try:
+            manifest = cls(**{**raw, "splits": {k: SplitInfo(**v) for k, v in raw["splits"].items()}})
+        except (TypeError, KeyError, AttributeError) as e:  # hand-edited, or cut short by a full disk
+            detail = f"no key {e}" if isinstance(e, KeyError) else str(e)
+            raise DataError(f"'{path}' is not a valid shard manifest ({detail}). Re-pack with `koforge data pack`.") from None
+        if manifest.dtype not in ("uint16", "uint32"):
+            raise DataError(f"'{path}' has dtype {manifest.dtype!r}, expected uint16 or uint32. Re-pack with `koforge data pack`.")
+        return manifest
 
     def write(self, folder: str | Path) -> Path:
         """Write the manifest atomically."""
@@ -65,8 +73,8 @@ class ShardManifest:
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits, else uint32."""
-    return np.dtype(np.uint16) if vocab_size <= 65535 else np.dtype(np.uint32)
+    """uint16 when every id (0 .. vocab_size - 1) fits, i.e. up to 65,536 ids; else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
 def write_split(folder: Path, split: str, documents: Iterable[tuple[list[int], int]], *, eos_id: int,
