@@ -34,6 +34,7 @@ def train(inputs: List[str] = typer.Option(..., "--input", "-i", help="Training 
 
     Example: koforge tokenizer train -i corpus.txt -o out/tok -p bpe-32k vocab_size=16000 digits=keep
     """
+    from koforge.cli.data import report_skips
     from koforge.config import load_config
     from koforge.data.read import ReadStats, read_texts
     from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
@@ -42,8 +43,10 @@ def train(inputs: List[str] = typer.Option(..., "--input", "-i", help="Training 
     stats = ReadStats()
     result = train_tokenizer(read_texts(inputs, field=field, strict=strict, stats=stats), config, output, overwrite=overwrite)
     console.print(rows_table([result.as_row()], title=f"koforge tokenizer train ({config.kind})"))
-    if stats.skipped_lines:
-        err_console.print(f"[yellow]warning:[/] skipped {stats.skipped_lines} non-UTF-8 line(s) (first: {stats.skipped_where[0]}).")
+    report_skips(stats.skipped_lines, next(iter(stats.skipped_where), None))
+    if result.vocab_size < config.vocab_size:  # the trainers stop, without a word, when no pair is left to merge
+        err_console.print(f"[yellow]warning:[/] the corpus yielded {result.vocab_size:,} tokens, not vocab_size="
+                          f"{config.vocab_size:,}: add text, or lower min_frequency.", highlight=False, soft_wrap=True)
     console.print(f"wrote {result.path}")
 
 

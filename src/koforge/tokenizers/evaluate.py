@@ -25,6 +25,7 @@ figure to read, not to assert on.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from pathlib import Path
@@ -131,6 +132,16 @@ def _is_byte_level(backend: Any) -> bool:
     return '"ByteLevel"' in backend.decoder.__getstate__().decode("utf-8", "replace")
 
 
+def _model_unk_id(backend: Any) -> int | None:
+    """The unknown id the model itself names: a bare tokenizer.json has no tokenizer_config.json to name it."""
+    token = getattr(backend.model, "unk_token", None)  # BPE, WordPiece, WordLevel
+    if token is not None:
+        return backend.token_to_id(token)
+    if type(backend.model).__name__ == "Unigram":
+        return json.loads(backend.model.__getstate__()).get("unk_id")
+    return None
+
+
 def token_classes(tokenizer: Any) -> TokenClasses:
     """Classify the vocabulary once: unknown/byte-fallback ids and partial-character ids."""
     backend = tokenizer.backend_tokenizer
@@ -152,8 +163,7 @@ def token_classes(tokenizer: Any) -> TokenClasses:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             partial.add(i)
-    if tokenizer.unk_token_id is not None:
-        unknown.add(tokenizer.unk_token_id)
+    unknown.update(i for i in (tokenizer.unk_token_id, _model_unk_id(backend)) if i is not None)
     return TokenClasses(unknown=frozenset(unknown), partial_char=frozenset(partial))
 
 

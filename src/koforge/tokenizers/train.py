@@ -107,7 +107,8 @@ class TokenizerTrainConfig:
         if self.kind == "superbpe":
             t = self.transition_size
             if not floor <= t < self.vocab_size:
-                raise ConfigError(f"superbpe_transition={t} must be >= {floor} and below vocab_size={self.vocab_size}.")
+                raise ConfigError(f"superbpe_transition={t} must be >= {floor} and below vocab_size={self.vocab_size}. "
+                                  f"Set superbpe_transition=N in that range, or superbpe_transition=null for 90% of vocab_size.")
         if self.superbpe_max_words is not None and self.superbpe_max_words < 1:
             raise ConfigError(f"superbpe_max_words={self.superbpe_max_words} must be >= 1 (or None for no limit).")
         if self.superbpe_stage2_min_chars < 0:
