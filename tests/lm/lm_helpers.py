@@ -18,8 +18,11 @@ def tiny_config(**overrides) -> LMConfig:
     return LMConfig(**base)
 
 
-def write_tiny_shards(folder: Path, n_docs: int = 200, seed: int = 0) -> Path:
-    """A learnable toy corpus: documents are runs of counting sequences modulo the vocabulary."""
+def write_tiny_shards(folder: Path, n_docs: int = 200, seed: int = 0, fingerprint: str = "test") -> Path:
+    """A learnable toy corpus: documents are runs of counting sequences modulo the vocabulary.
+
+    `fingerprint`: the tokenizer the manifest records (a run given a tokenizer checks it is the shards' one).
+    """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(VOCAB)
@@ -32,5 +35,5 @@ def write_tiny_shards(folder: Path, n_docs: int = 200, seed: int = 0) -> Path:
 
     splits = {"train": write_split(folder, "train", docs(n_docs), eos_id=EOS, dtype=dtype),
               "val": write_split(folder, "val", docs(max(10, n_docs // 10)), eos_id=EOS, dtype=dtype)}
-    ShardManifest(dtype=dtype.name, eos_id=EOS, vocab_size=VOCAB, tokenizer_fingerprint="test", splits=splits).write(folder)
+    ShardManifest(dtype=dtype.name, eos_id=EOS, vocab_size=VOCAB, tokenizer_fingerprint=fingerprint, splits=splits).write(folder)
     return folder

@@ -34,8 +34,15 @@ def tokenizer_dir(tmp_path_factory):
     return folder
 
 
+def shards_of(folder, tokenizer_dir):
+    """Tiny shards recorded as packed with `tokenizer_dir` (what `koforge data pack -t` writes)."""
+    from koforge.tokenizers.io import tokenizer_fingerprint
+
+    return write_tiny_shards(folder, fingerprint=tokenizer_fingerprint(tokenizer_dir))
+
+
 def test_train_generate_export_import(tmp_path, tokenizer_dir):
-    shards = write_tiny_shards(tmp_path / "shards")
+    shards = shards_of(tmp_path / "shards", tokenizer_dir)
     out = tmp_path / "run"
     args = ["lm", "train", "--data", str(shards), "--out", str(out), "--tokenizer", str(tokenizer_dir), *TINY, *SHORT_RUN]
     r = runner.invoke(app, args)
@@ -68,12 +75,15 @@ def test_train_generate_export_import(tmp_path, tokenizer_dir):
     (["lm", "train", "--data", "{tmp}/nope", "--out", "{tmp}/o"], "not found"),
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "model.n_heads=4", "model.n_kv_heads=3"], "n_kv_heads"),
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o"], "manifest.json"),
-    (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "steps=3"], "model. or train."),
+    (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "steps=3"], "model.KEY=VALUE or train.KEY=VALUE"),
+    (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "train.steps"], "'train.steps' must be model.KEY=VALUE"),
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "model.max_seq_len=16", "train.seq_len=32"],
      "seq_len=32 exceeds LMConfig.max_seq_len=16"),
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "--init-from", "{tmp}/nope"], "not found"),
     (["lm", "generate", "{tmp}/hf", "w1 " * 70, "--tokenizer", "{tok}"], "truncate"),
     (["lm", "generate", "{tmp}/hf", "w1", "--tokenizer", "{tok}", "--precision", "int8", "--compile"], "int8"),
+    # bytes that are not UTF-8 reach Python as lone surrogates, which the tokenizer cannot take
+    (["lm", "generate", "{tmp}/hf", "w1 w2\udcff", "--tokenizer", "{tok}"], "prompt 0 is not valid UTF-8 (bytes b'\\xff'"),
     (["lm", "export", "{tmp}/nope", "{tmp}/x"], "not found"),
 ])
 def test_bad_inputs_give_one_clear_line(tmp_path, tokenizer_dir, args, message):
@@ -114,7 +124,7 @@ def test_streaming_holds_back_a_partial_stop_string_and_echoes_the_prompt_used(t
 
 
 def test_recorded_tokenizer_path_is_absolute_and_a_missing_one_is_reported(tmp_path, tokenizer_dir, monkeypatch, caplog):
-    write_tiny_shards(tmp_path / "shards")
+    shards_of(tmp_path / "shards", tokenizer_dir)
     shutil.copytree(tokenizer_dir, tmp_path / "tok")
     monkeypatch.chdir(tmp_path)  # relative paths, as typed in a shell
     r = runner.invoke(app, ["lm", "train", "--data", "shards", "--out", "run", "--tokenizer", "tok", *TINY, *SHORT_RUN])
@@ -152,3 +162,25 @@ def test_speculative_generation_prints_the_greedy_text_and_its_draft_statistics(
     assert "drafts accepted" in r.output
     r = runner.invoke(app, ["lm", "generate", str(tmp_path / "run"), "w5", "w6", "--speculative"])
     assert r.exit_code == 1 and "one prompt" in r.output and "Traceback" not in r.output
+
+
+def test_failed_commands_write_nothing_and_overwrite_replaces_the_whole_output(tmp_path, tokenizer_dir):
+    """A sample tokenizer other than the shards' one, an ONNX path taken: refused before any output; an import
+    with --overwrite replaces the folder, so an old run's checkpoints in it no longer shadow the import."""
+    r = runner.invoke(app, ["lm", "train", "--data", str(write_tiny_shards(tmp_path / "shards")), "--out",
+                            str(tmp_path / "run"), "--tokenizer", str(tokenizer_dir), *TINY, *SHORT_RUN])
+    assert r.exit_code == 1 and "not the one the shards" in r.output, r.output
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "taken.onnx").write_text("keep")
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards_of(tmp_path / "shards2", tokenizer_dir)), "--out",
+                            str(tmp_path / "run"), *TINY, *SHORT_RUN])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["lm", "export", str(tmp_path / "run"), str(tmp_path / "hf"), "--onnx", str(tmp_path / "taken.onnx")])
+    assert r.exit_code == 1 and "taken.onnx' already exists" in r.output, r.output
+    assert not (tmp_path / "hf").exists() and (tmp_path / "taken.onnx").read_text() == "keep"
+    other = tmp_path / "other"
+    export_model(KoLM(tiny_config(n_layers=1)), other)
+    r = runner.invoke(app, ["lm", "import", str(other), str(tmp_path / "run"), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["step_0000000"]
+    assert load_model(tmp_path / "run")[1].n_layers == 1

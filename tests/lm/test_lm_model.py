@@ -1,6 +1,8 @@
 """KoLM against transformers' LlamaForCausalLM on copied weights; config validation; MoE and MTP."""
 from __future__ import annotations
 
+import json
+import logging
 import math
 
 import pytest
@@ -126,6 +128,11 @@ def test_import_refuses_non_llama_and_missing_weights(tmp_path):
     (tmp_path / "x" / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ModelLoadError, match="model_type"):
         import_from_hf(tmp_path / "x")
+    export_model(KoLM(tiny_config()), tmp_path / "gelu")  # transformers would run a GELU MLP: other logits
+    raw = json.loads((tmp_path / "gelu" / "config.json").read_text())
+    (tmp_path / "gelu" / "config.json").write_text(json.dumps({**raw, "hidden_act": "gelu"}))
+    with pytest.raises(ModelLoadError, match="hidden_act='gelu' is not supported"):
+        import_from_hf(tmp_path / "gelu")
     export_model(KoLM(tiny_config()), tmp_path / "hf")
     (tmp_path / "hf" / "model.safetensors").unlink()
     with pytest.raises(ModelLoadError, match="safetensors"):
@@ -156,9 +163,13 @@ def test_export_writes_the_source_tokenizer_in_the_form_transformers_4_and_5_loa
     assert exported.encode(text) == Tokenizer.from_file(str(source / "tokenizer.json")).encode(text).ids
 
 
-def test_export_refuses_moe(tmp_path):
+def test_export_refuses_moe_and_says_it_drops_mtp_heads(tmp_path, caplog):
     with pytest.raises(ModelLoadError, match="mixture-of-experts"):
         export_model(KoLM(tiny_config(moe_experts=4)), tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        export_model(KoLM(tiny_config(mtp_heads=2)), tmp_path / "hf")
+    assert "the 2 multi-token-prediction head(s), so they are dropped" in caplog.text
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -199,6 +210,30 @@ def test_moe_and_mtp_forward_backward(balancing):
     changed = not torch.equal(before, model.moe_layers()[0].expert_bias)
     assert changed == (balancing == "bias")
     assert model(ids).shape == (2, 16, cfg.vocab_size)
+
+
+def test_every_parameter_of_a_dense_mtp_model_gets_a_gradient():
+    """DDP (no unused-parameter search for dense models) needs it; each head's output norm feeds the lm_head."""
+    torch.manual_seed(0)
+    model = KoLM(tiny_config(mtp_heads=2))
+    ids = torch.randint(0, 64, (2, 12))
+    model.compute_loss(ids[:, :-1], ids[:, 1:]).loss.backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()] == []
+    with torch.no_grad():  # the MTP loss reads the heads through norm_out: scaling its weight changes the loss
+        before = model.compute_loss(ids[:, :-1], ids[:, 1:]).mtp_loss
+        model.mtp[0].norm_out.weight.mul_(2.0)
+        assert model.compute_loss(ids[:, :-1], ids[:, 1:]).mtp_loss != before
+
+
+def test_mtp_heads_moe_layers_join_the_balancing_loss():
+    torch.manual_seed(0)
+    model = KoLM(tiny_config(moe_experts=4, moe_top_k=1, mtp_heads=2, mtp_weight=0.0))
+    ids = torch.randint(0, 64, (2, 12))
+    out = model.compute_loss(ids[:, :-1], ids[:, 1:])
+    layers = [b.mlp for b in model.model.layers] + [h.block.mlp for h in model.mtp]
+    assert torch.equal(out.aux_loss, torch.stack([m.last_aux_loss for m in layers]).mean().detach())
+    out.loss.backward()  # with mtp_weight 0 only the balancing loss reaches the heads' routers
+    assert all(h.block.mlp.gate.weight.grad.abs().sum() > 0 for h in model.mtp)
 
 
 def test_mtp_heads_do_not_change_next_token_logits():

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from koforge._utils.errors import (CheckpointError, ConfigError, DataError, KoforgeError, OutputExistsError,
                                    TrainingError)
-from koforge.lm.checkpoint import list_checkpoints, load_model, verify_checkpoint
+from koforge.lm.checkpoint import list_checkpoints, load_model, prune_checkpoints, save_checkpoint, verify_checkpoint
 from koforge.lm.hf import export_model
 from koforge.lm.model import KoLM
 from koforge.lm.train import TrainConfig, train_lm
@@ -194,6 +194,9 @@ def test_moe_mtp_model_trains_with_bias_balancing(shards, tmp_path):
 def test_seq_len_beyond_the_context_is_refused_up_front(shards, tmp_path):
     with pytest.raises(ConfigError, match=r"seq_len=32 exceeds LMConfig.max_seq_len=16.*<= 16.*>= 32"):
         train_lm(tiny_config(max_seq_len=16), cfg(shards, tmp_path / "run", seq_len=32))
+    # MTP head k predicts k + 2 tokens ahead: windows of mtp_heads tokens or fewer leave a head without targets
+    with pytest.raises(ConfigError, match=r"mtp_heads=4 needs training windows of more than 4 tokens"):
+        train_lm(tiny_config(mtp_heads=4), cfg(shards, tmp_path / "run", seq_len=4))
     assert not (tmp_path / "run").exists()
 
 
@@ -223,6 +226,21 @@ def test_resume_from_implies_resume_and_contradicts_overwrite(shards, tmp_path):
     with pytest.raises(ConfigError, match="contradicts"):
         train_lm(tiny_config(), cfg(shards, run, steps=8, resume_from=str(ckpt), overwrite=True))
     assert ckpt.exists()
+    imported = save_checkpoint(tmp_path / "imported", 0, KoLM(tiny_config()), {},  # as `koforge lm import` writes it
+                               {"model_config": tiny_config().to_dict(), "val_loss": None})
+    with pytest.raises(CheckpointError, match=f"holds weights only.*--init-from {imported}"):
+        train_lm(tiny_config(), cfg(shards, tmp_path / "run2", resume_from=str(imported)))
+
+
+def test_pruning_clears_the_temporary_folders_of_a_killed_write(tmp_path):
+    root = tmp_path / "checkpoints"
+    for step in (2, 4):
+        save_checkpoint(root, step, KoLM(tiny_config()), {}, {"val_loss": None})
+    (root / ".step_0000006.tmp-x1y2").mkdir()  # a process killed while writing step 6 (atomic_dir's temp folder)
+    (root / ".step_0000006.tmp-x1y2" / "model.safetensors").write_bytes(b"half")
+    removed = prune_checkpoints(root, keep_last=1)
+    assert sorted(p.name for p in removed) == [".step_0000006.tmp-x1y2", "step_0000002"]
+    assert [p.name for p in root.iterdir()] == ["step_0000004"]
 
 
 def test_init_from_an_exported_model_loads_weights_with_a_fresh_run(shards, tmp_path):
@@ -260,11 +278,13 @@ def _ddp_cfg(shards, out, steps, seq_len=16) -> TrainConfig:
 MOE_DDP = dict(moe_experts=16, moe_top_k=2, moe_balancing="bias", moe_bias_rate=0.05)
 
 
-def assert_same_run(single, two_losses: list[float], tmp_path, steps: int) -> None:
-    """The 2-process run (under tmp_path/two) has the 1-process run's losses and final weights."""
-    one = [h["train_loss"] for h in single.history]
-    assert len(one) == len(two_losses) == steps
-    assert max(abs(a - b) for a, b in zip(one, two_losses)) < 1e-5, (one, two_losses)
+def assert_same_run(single, two_history: list[dict], tmp_path, steps: int) -> None:
+    """The 2-process run (under tmp_path/two) has the 1-process run's losses, validation and final weights."""
+    one, two = [h["train_loss"] for h in single.history], [h["train_loss"] for h in two_history]
+    assert len(one) == len(two) == steps
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
+    if "val_loss" in two_history[-1]:  # the same validation windows (the torchrun script reports losses only)
+        assert abs(single.history[-1]["val_loss"] - two_history[-1]["val_loss"]) < 1e-6
     a = weights(tmp_path / "one" / "checkpoints" / f"step_{steps:07d}")
     b = weights(tmp_path / "two" / "checkpoints" / f"step_{steps:07d}")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
@@ -275,11 +295,12 @@ def _ddp_child(rank: int, port: int, shards, out, steps, queue, model_kw: dict, 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     result = train_lm(tiny_config(**model_kw), _ddp_cfg(shards, out, steps, seq_len))
     if rank == 0:
-        queue.put([h["train_loss"] for h in result.history])
+        queue.put(result.history)
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize("model_kw,seq_len", [({}, 16), (MOE_DDP, 4)], ids=["dense", "moe_bias_balancing"])
+@pytest.mark.parametrize("model_kw,seq_len", [({}, 16), (dict(mtp_heads=2), 16), (MOE_DDP, 4)],
+                         ids=["dense", "dense_mtp", "moe_bias_balancing"])
 def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path, model_kw, seq_len):
     """2 forked ranks on gloo (env:// like torchrun) vs 1 process on the same global batch (weights include
     the MoE router biases, updated from the expert load summed over ranks)."""
@@ -314,7 +335,7 @@ def test_ddp_through_torchrun_matches_one_process(shards, tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "losses.json").read_text())
-    assert_same_run(single, two, tmp_path, steps)
+    assert_same_run(single, [{"train_loss": x} for x in two], tmp_path, steps)
 
 
 def test_early_stopping_on_validation_loss(shards, tmp_path, monkeypatch):

@@ -39,11 +39,11 @@ def train(
     from koforge.lm.train import TrainConfig, train_lm
 
     overrides = overrides or []
-    bad = [o for o in overrides if not o.startswith(("model.", "train."))]
+    bad = [o for o in overrides if not o.startswith(("model.", "train.")) or "=" not in o]
     if bad:
         from koforge._utils.errors import ConfigError
 
-        raise ConfigError(f"override '{bad[0]}' must start with model. or train. (e.g. train.steps=500).")
+        raise ConfigError(f"override '{bad[0]}' must be model.KEY=VALUE or train.KEY=VALUE (e.g. train.steps=500).")
     extra = [f"data_dir={data}", f"out_dir={out}", f"overwrite={overwrite}"] + ([f"tokenizer={tokenizer}"] if tokenizer else []) \
         + ([f"init_from={init_from}"] if init_from else [])
     train_cfg = load_config(TrainConfig, train_preset, extra + [o[6:] for o in overrides if o.startswith("train.")], group="lm")
@@ -53,6 +53,18 @@ def train(
     rows = [{k: h[k] for k in ("step", "train_loss", "val_loss", "val_ppl", "val_bpb")} for h in result.history if "val_loss" in h]
     console.print(rows_table(rows, title="validation"))
     console.print(f"best checkpoint: {result.checkpoint_dir}")
+
+
+def _utf8(prompt: str, index: int) -> str:
+    """The prompt, refused when the shell passed bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        from koforge._utils.errors import ConfigError
+
+        raise ConfigError(f"prompt {index} is not valid UTF-8 (bytes {e.object[e.start:e.end].encode('utf-8', 'surrogateescape')!r} "
+                          f"at character {e.start}). Pass the prompt as UTF-8 text (check the terminal's or file's encoding).") from None
+    return prompt
 
 
 def _stop_checker(tok, stops: list[str]):
@@ -130,7 +142,7 @@ def generate(
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            repetition_penalty=repetition_penalty, seed=seed, truncate=truncate,
                            stop_tokens=[eos] if eos is not None else [])
-    ids = [tok.encode(p, add_special_tokens=False) for p in prompts]
+    ids = [tok.encode(_utf8(p, i), add_special_tokens=False) for i, p in enumerate(prompts)]
     if speculative:
         _speculative(model, tok, prompts, ids, cfg, stops)
         return
@@ -180,18 +192,19 @@ def export_cmd(
 
     Example: koforge lm export runs/tiny hf/tiny --onnx tiny.onnx
     """
+    from koforge._utils.io import check_output
     from koforge.lm.hf import export_to_hf
 
+    if onnx is not None:
+        check_output(onnx, overwrite)  # before the Hugging Face folder is written
     path = export_to_hf(checkpoint, output, tokenizer=tokenizer, overwrite=overwrite)
     console.print(f"wrote {path}")
     if onnx is not None:
         import torch
 
-        from koforge._utils.io import check_output
         from koforge.lm.checkpoint import load_model
         from koforge.lm.deploy import check_onnx, export_onnx
 
-        check_output(onnx, overwrite)
         model, config, _ = load_model(checkpoint)
         export_onnx(model, onnx)
         ids = torch.randint(0, config.vocab_size, (2, min(16, config.max_seq_len)), generator=torch.Generator().manual_seed(0))
@@ -209,13 +222,14 @@ def import_cmd(
 
     Example: koforge lm import hf/tiny ckpt/tiny, then koforge lm train --init-from ckpt/tiny --data shards/ --out runs/more
     """
-    from koforge._utils.io import check_output
+    from koforge._utils.io import atomic_dir, check_output
     from koforge.lm.checkpoint import save_checkpoint, tokenizer_reference
     from koforge.lm.load import open_model
 
     check_output(output, overwrite)
     model, config, info = open_model(folder)
-    path = save_checkpoint(output, 0, model, {}, {"model_config": config.to_dict(), "eos_id": info.get("eos_id"),
-                                                 "tokenizer": tokenizer_reference(info.get("tokenizer")), "val_loss": None,
-                                                 "imported_from": str(Path(folder).resolve())})
-    console.print(f"wrote {path} ({model.num_parameters():,} parameters)")
+    meta = {"model_config": config.to_dict(), "eos_id": info.get("eos_id"), "val_loss": None,
+            "tokenizer": tokenizer_reference(info.get("tokenizer")), "imported_from": str(Path(folder).resolve())}
+    with atomic_dir(output, overwrite=overwrite) as tmp:  # --overwrite replaces the whole folder, old checkpoints too
+        name = save_checkpoint(tmp, 0, model, {}, meta).name
+    console.print(f"wrote {output / name} ({model.num_parameters():,} parameters)")

@@ -7,7 +7,8 @@ and `meta.json` (step, configs, metrics, history and the sha256 and size of
 every file). It is written into a temporary folder and renamed, and `meta.json`
 is its seal: a folder whose files do not match their recorded hashes is
 corrupted or truncated and is refused, never loaded and never deleted by the
-pruning (only complete checkpoints count towards "keep the last K and the best").
+pruning (only complete checkpoints count towards "keep the last K and the best";
+the pruning also clears the temporary folders of writes a killed run left).
 """
 from __future__ import annotations
 
@@ -112,7 +113,11 @@ def best_checkpoint(root: str | Path) -> Path | None:
 
 
 def prune_checkpoints(root: str | Path, keep_last: int) -> list[Path]:
-    """Delete complete checkpoints beyond the last `keep_last` and the best; returns those deleted."""
+    """Delete complete checkpoints beyond the last `keep_last` and the best, and the temporary folders of
+    writes a killed process left behind (`atomic_dir`'s `.step_*.tmp-*` / `.old-*`); returns those deleted."""
+    leftovers = list(Path(root).glob(".step_*.tmp-*")) + list(Path(root).glob(".step_*.old-*"))
+    for p in leftovers:
+        shutil.rmtree(p, ignore_errors=True)
     complete = [p for p in list_checkpoints(root) if _meta_quiet(p) is not None]
     keep = set(complete[-keep_last:]) if keep_last > 0 else set()
     best = best_checkpoint(root)
@@ -121,7 +126,7 @@ def prune_checkpoints(root: str | Path, keep_last: int) -> list[Path]:
     removed = [p for p in complete if p not in keep]
     for p in removed:
         shutil.rmtree(p, ignore_errors=True)
-    return removed
+    return leftovers + removed
 
 
 def read_state(path: str | Path) -> dict:

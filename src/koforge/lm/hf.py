@@ -63,6 +63,9 @@ def from_llama_config_dict(raw: dict) -> LMConfig:
     n_heads = raw["num_attention_heads"]
     if raw.get("head_dim") not in (None, raw["hidden_size"] // n_heads):
         raise ModelLoadError(f"head_dim={raw['head_dim']} != hidden_size / num_attention_heads; KoLM needs that layout.")
+    if raw.get("hidden_act", "silu") != "silu":
+        raise ModelLoadError(f"hidden_act={raw['hidden_act']!r} is not supported: KoLM's MLP is SwiGLU (silu), so this "
+                             "model would give other logits than in transformers.")
     if raw.get("attention_bias") or raw.get("mlp_bias"):
         raise ModelLoadError("Llama models with attention/MLP biases are not supported by KoLM.")
     scaling = {"default": "none", "linear": "linear", "yarn": "yarn"}.get(kind)
@@ -144,6 +147,10 @@ def export_model(model: KoLM, output_dir: str | Path, *, tokenizer: str | Path |
                  eos_id: int | None = None, overwrite: bool = False) -> Path:
     """Write `model` as a LlamaForCausalLM folder."""
     config = to_llama_config_dict(model.config, eos_id=eos_id)
+    if model.config.mtp_heads:
+        log.warning("'%s' gets the next-token model only: LlamaForCausalLM has no place for the %d multi-token-"
+                    "prediction head(s), so they are dropped (keep the koforge checkpoint for --speculative).",
+                    output_dir, model.config.mtp_heads)
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         save_file(dense_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         write_json(tmp / "config.json", config)

@@ -120,7 +120,11 @@ class Block(nn.Module):
 
 
 class MTPHead(nn.Module):
-    """One multi-token-prediction head: hidden of token t -> hidden predicting token t+1+k."""
+    """One multi-token-prediction head: hidden of token t -> hidden predicting token t+1+k.
+
+    `forward` returns the block's output, which the next head takes as its input (DeepSeek-V3's chaining);
+    the shared lm_head reads it through `norm_out`, as the backbone's final norm precedes it.
+    """
 
     def __init__(self, config: LMConfig, index: int) -> None:
         super().__init__()
@@ -230,22 +234,25 @@ class KoLM(nn.Module):
         h = self.hidden_states(input_ids)
         lm_loss = linear_cross_entropy(h, self.lm_head.weight, targets)
         loss, aux, mtp = lm_loss, None, None
-        if self.config.moe_experts and self.config.moe_balancing == "aux_loss":
-            aux = torch.stack([b.mlp.last_aux_loss for b in self.model.layers]).mean()
-            loss = loss + self.config.moe_aux_weight * aux
+        routed = [b.mlp for b in self.model.layers]  # the MLPs this batch went through (MTP heads' added below)
         if self.mtp:
             T = input_ids.shape[1]
             cos, sin = self._rope(None, 0, T, h.dtype)
             losses, hk = [], h
             for k, head in enumerate(self.mtp):
-                hk = head(hk, cos, sin)
                 shift = k + 1  # head k at position t predicts targets[t + shift] = token t + 2 + k
                 if T - shift <= 0:
                     break
-                losses.append(linear_cross_entropy(hk[:, :T - shift], self.lm_head.weight, targets[:, shift:]))
+                hk = head(hk, cos, sin)
+                routed.append(head.block.mlp)
+                losses.append(linear_cross_entropy(head.norm_out(hk[:, :T - shift]), self.lm_head.weight,
+                                                   targets[:, shift:]))
             if losses:
                 mtp = torch.stack(losses).mean()
                 loss = loss + self.config.mtp_weight * mtp
+        if self.config.moe_experts and self.config.moe_balancing == "aux_loss":
+            aux = torch.stack([m.last_aux_loss for m in routed]).mean()
+            loss = loss + self.config.moe_aux_weight * aux
         return LossOutput(loss=loss, lm_loss=lm_loss.detach(), aux_loss=None if aux is None else aux.detach(),
                           mtp_loss=None if mtp is None else mtp.detach())
 

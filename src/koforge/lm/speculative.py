@@ -80,7 +80,7 @@ def _draft(model: KoLM, hidden: torch.Tensor, heads: _HeadCache) -> list[int]:
     drafts, h = [], hidden
     for head in model.mtp:
         h = head(h, cos, sin, mask=mask, cache=heads)
-        drafts.append(int(model.lm_head(h[:, -1]).argmax(-1)))
+        drafts.append(int(model.lm_head(head.norm_out(h[:, -1])).argmax(-1)))
     heads.cache.advance(T)
     return drafts
 

@@ -2,11 +2,13 @@
 
 One loop for 1 process or DDP (`torchrun`, detected from WORLD_SIZE): every
 rank draws the same global batch of random windows and keeps its slice, so 2
-processes compute the same loss as 1 on the same global batch (MoE models: DDP
-looks for experts unused on a rank, and router biases move by the expert load
-summed over ranks). AdamW (fused where available) with warmup + cosine decay,
-gradient clipping and accumulation, autocast on cuda/mps, optional gradient
-checkpointing and `torch.compile`. Every `eval_every` steps: validation loss,
+processes compute the same loss as 1 on the same global batch, validation
+included (MoE models: DDP looks for experts unused on a rank, and router biases
+move by the expert load summed over ranks; the `aux_loss` balancing loss,
+though, is each rank's own, as in Switch/GShard, so those runs differ slightly
+from 1 process, as they do with gradient accumulation). AdamW (fused where
+available) with warmup + cosine decay, gradient clipping and accumulation,
+autocast on cuda/mps, optional gradient checkpointing and `torch.compile`. Every `eval_every` steps: validation loss,
 perplexity and bits per byte, sample generations (when a tokenizer is given),
 early stopping; every `ckpt_every` steps an atomic checkpoint holding
 everything needed to continue exactly (`resume=True` ends with the same
@@ -18,6 +20,7 @@ Parallelism and compilation are applied here, never inside the model.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -219,6 +222,10 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _check_resume(meta: dict, model_config: LMConfig, cfg: TrainConfig, ckpt: Path) -> None:
+    if "train_config" not in meta:
+        raise CheckpointError(f"cannot resume from '{ckpt}': it holds weights only (`koforge lm import` output), no "
+                              f"optimiser, schedule or data position. Start a new run from its weights: --init-from {ckpt} "
+                              "(train.init_from=...).")
     saved = meta.get("model_config", {})
     diff = {k: (saved.get(k), v) for k, v in model_config.to_dict().items() if saved.get(k) != v}
     if diff:
@@ -284,16 +291,17 @@ def expert_usage_record(usage: torch.Tensor) -> dict:
             "expert_usage": [[round(x, 4) for x in row] for row in share.tolist()]}
 
 
-def _load_tokenizer(path: str):
-    try:
-        from koforge.tokenizers.io import load_tokenizer
+def _shards_tokenizer(path: str, manifest, data_dir: str):
+    """The tokenizer for sample generations, refused unless it is the one the shards were packed with (another
+    one would decode the model's ids into other text, and be recorded with the checkpoints for export)."""
+    from koforge.tokenizers.io import load_tokenizer, tokenizer_fingerprint
 
-        return load_tokenizer(path)
-    except ImportError:
-        from tokenizers import Tokenizer
-
-        p = Path(path)
-        return Tokenizer.from_file(str(p / "tokenizer.json" if p.is_dir() else p))
+    tok = load_tokenizer(path)
+    if tokenizer_fingerprint(tok) != manifest.tokenizer_fingerprint:
+        raise ConfigError(f"tokenizer '{path}' is not the one the shards in '{data_dir}' were packed with (fingerprints "
+                          f"{tokenizer_fingerprint(tok)[:19]}... vs {manifest.tokenizer_fingerprint[:19]}...). Pass the "
+                          "tokenizer given to `koforge data pack` (--tokenizer / train.tokenizer), or re-pack the shards.")
+    return tok
 
 
 def _encode(tok, text: str) -> list[int]:
@@ -303,7 +311,8 @@ def _encode(tok, text: str) -> list[int]:
 
 @torch.no_grad()
 def evaluate(model: KoLM, batches: list, device: torch.device, amp: torch.dtype | None, tpb: float) -> dict:
-    """Mean validation loss over fixed batches, perplexity and bits per byte."""
+    """Mean validation loss over fixed batches, perplexity and bits per byte (under DDP: over every rank's
+    slices of the batches, so all ranks get the 1-process figure)."""
     was_training = model.training
     model.eval()
     total, n = 0.0, 0
@@ -313,7 +322,10 @@ def evaluate(model: KoLM, batches: list, device: torch.device, amp: torch.dtype 
         total += float(out.lm_loss) * x.numel()
         n += x.numel()
     model.train(was_training)
-    loss = total / n
+    sums = torch.tensor([total, n], dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(sums)
+    loss = float(sums[0] / sums[1])
     return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_bpb": loss / math.log(2) * tpb}
 
 
@@ -347,6 +359,10 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         raise ConfigError(f"TrainConfig.seq_len={cfg.seq_len} exceeds LMConfig.max_seq_len={model_config.max_seq_len}: "
                           f"training windows must fit the model's context. Lower train.seq_len to <= "
                           f"{model_config.max_seq_len}, or raise model.max_seq_len to >= {cfg.seq_len}.")
+    if model_config.mtp_heads >= cfg.seq_len:
+        raise ConfigError(f"LMConfig.mtp_heads={model_config.mtp_heads} needs training windows of more than "
+                          f"{model_config.mtp_heads} tokens (head k predicts k + 2 tokens ahead); got "
+                          f"TrainConfig.seq_len={cfg.seq_len}. Raise train.seq_len or lower model.mtp_heads.")
     resume = resume or cfg.resume_from is not None
     if resume and cfg.overwrite:
         raise ConfigError("overwrite (start afresh, deleting the checkpoints) contradicts resume / resume_from; "
@@ -369,8 +385,10 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         raise ConfigError(f"the shards use a vocabulary of {manifest.vocab_size} ids but LMConfig.vocab_size="
                           f"{model_config.vocab_size}. Set vocab_size={manifest.vocab_size}.")
     tpb = tokens_per_byte(val_data.manifest, "val")
-    val_batches = val_data.fixed_batches(cfg.eval_batches, max(1, cfg.batch // world))
-    tokenizer = _load_tokenizer(cfg.tokenizer) if cfg.tokenizer and rank == 0 else None
+    per = cfg.batch // world  # each rank evaluates its slice of the 1-process validation batches
+    val_batches = [(x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per])
+                   for x, y in val_data.fixed_batches(cfg.eval_batches, cfg.batch)]
+    tokenizer = _shards_tokenizer(cfg.tokenizer, manifest, cfg.data_dir) if cfg.tokenizer else None
 
     seed_everything(cfg.seed)
     model = KoLM(model_config)
@@ -461,7 +479,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 x, y = train_data.next_batch(micro, rank, world)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 sync = world == 1 or m == cfg.grad_accum - 1
-                ctx = runner.no_sync() if not sync else _nullcontext()
+                ctx = runner.no_sync() if not sync else contextlib.nullcontext()
                 with ctx, torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                     loss = runner(x, y) / cfg.grad_accum
                 scaler.scale(loss).backward()
@@ -486,8 +504,8 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 optimizer.zero_grad(set_to_none=True)
                 scaler.update() if scaler.is_enabled() else None
                 if consecutive_skips > cfg.max_skips:
-                    raise TrainingError(f"{consecutive_skips} consecutive steps skipped for non-finite or spiking loss "
-                                        f"(last {loss_value}) at step {step + 1}; stopped. The last good checkpoint is in '{root}'.")
+                    raise TrainingError(f"{consecutive_skips} consecutive steps skipped for a non-finite loss or gradient, "
+                                        f"or a loss spike (last loss {loss_value}) at step {step + 1}; stopped. The last good checkpoint is in '{root}'.")
             else:
                 consecutive_skips = 0
                 scaler.step(optimizer)
@@ -542,11 +560,3 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     best = best_checkpoint(root) or (list_checkpoints(root) or [root])[-1]
     return TrainResult(checkpoint_dir=best, history=history, out_dir=out, final_step=step,
                        stopped_early=stopped_early, skipped_steps=skipped_total)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
