@@ -30,3 +30,40 @@ def test_pairs_missing_field_and_empty_glob_are_clear_errors(tmp_path):
                        "infonce", data_root=tmp_path)
     with pytest.raises(DataError, match="matches no file"):
         build_examples([DataSource(kind="pairs", path="nothing_*.jsonl")], "infonce", data_root=tmp_path)
+
+
+def test_sts_scores_are_scaled_per_source_not_per_row(tmp_path):
+    """KorSTS scores are 0-5 and many are <= 1: a 0.8 must become 0.16, below a 3.5 (0.7), for CoSENT's ranking."""
+    (tmp_path / "five.tsv").write_text("score\tsentence1\tsentence2\n0.8\t가나\t다라\n3.5\t마바\t사아\n5.0\t자차\t카타\n",
+                                       encoding="utf-8")
+    (tmp_path / "unit.tsv").write_text("score\tsentence1\tsentence2\n0.8\t가나\t다라\n0.2\t마바\t사아\n", encoding="utf-8")
+    five = build_examples([DataSource(kind="sts", path="five.tsv")], "cosent", data_root=tmp_path)["score"]
+    assert five == pytest.approx([0.16, 0.7, 1.0], abs=1e-12)
+    sampled = build_examples([DataSource(kind="sts", path="five.tsv", samples=1)], "angle", data_root=tmp_path, seed=1)
+    assert sampled == {"sentence1": ["가나"], "sentence2": ["다라"], "score": [pytest.approx(0.16, abs=1e-12)]}  # the file's scale
+    both = build_examples([DataSource(kind="sts", path="unit.tsv"), DataSource(kind="sts", path="five.tsv")], "cosent",
+                          data_root=tmp_path)["score"]
+    assert both == pytest.approx([0.8, 0.2, 0.16, 0.7, 1.0], abs=1e-12)  # a 0-1 source is kept as it is
+
+
+@pytest.mark.parametrize("kind,name", [("sts", "bad.tsv"), ("nli", "bad.tsv"), ("pairs", "bad.jsonl"),
+                                       ("text", "bad.txt"), ("text", "bad.jsonl")])
+def test_non_utf8_data_file_is_a_data_error_naming_it(tmp_path, kind, name):
+    (tmp_path / name).write_bytes("sentence1\tsentence2\tscore\n한국어\t문장\t3\n".encode("cp949"))
+    with pytest.raises(DataError, match=rf"'{tmp_path / name}' is not UTF-8 \(line 2: byte 0xc7\)"):
+        build_examples([DataSource(kind=kind, path=name)], "simcse", data_root=tmp_path)
+
+
+def test_byte_order_mark_before_the_header_is_ignored(tmp_path):
+    (tmp_path / "bom.tsv").write_bytes("\ufeffsentence1\tsentence2\tscore\n가나\t다라\t4\n".encode("utf-8"))
+    assert build_examples([DataSource(kind="sts", path="bom.tsv")], "cosent", data_root=tmp_path) == {
+        "sentence1": ["가나"], "sentence2": ["다라"], "score": [0.8]}
+
+
+def test_korquad_texts_obey_min_and_max_chars(tmp_path):
+    long = "긴 문단입니다. " * 30
+    doc = {"data": [{"paragraphs": [{"context": long, "qas": [{"question": "무엇?"}]},
+                                    {"context": " 짧은 문단 ", "qas": [{"question": " 어디에 있나요? "}]}]}]}
+    (tmp_path / "kq.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    src = DataSource(kind="korquad", path="kq.json", min_chars=4, max_chars=100)
+    assert build_examples([src], "simcse", data_root=tmp_path)["anchor"] == ["어디에 있나요?", "짧은 문단"]

@@ -128,3 +128,40 @@ def test_gradcache_equals_plain_infonce_loss_and_gradients(tiny_bert):
     assert g1.keys() == g2.keys()
     worst = max((g1[k] - g2[k]).abs().max().item() for k in g1)
     assert worst < 1e-4, f"max grad diff {worst}"
+
+
+def test_saved_model_encodes_the_same_in_koforge_and_sentence_transformers(tiny_bert, tmp_path):
+    """Truncation at max_length, an empty text and length-sorted batches of 2: the saved folder embeds alike in both."""
+    from sentence_transformers import SentenceTransformer
+
+    from koforge.embeddings.model import load_embedder, save_embedding_model
+
+    texts = ["", "한 남자가 기타를 친다. " * 20, *TEXTS, "  앞뒤 공백  "]
+    save_embedding_model(build_embedding_model(tiny_bert, EmbeddingModelConfig(max_length=8)), tmp_path / "saved")
+    st = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    ours = load_embedder(tmp_path / "saved", batch_size=2)
+    assert st.max_seq_length == ours.model.max_seq_length == 8
+    ref = st.encode(texts, batch_size=2, convert_to_numpy=True)
+    got = ours.encode(texts)
+    assert np.abs(got - ref).max() <= 1e-6, f"max diff {np.abs(got - ref).max()}"
+    np.testing.assert_allclose(ours.encode(texts, prompt="질문: "), st.encode(texts, prompt="질문: "), atol=1e-6)
+
+
+def test_fast_encoder_honours_prompt_names_and_options_as_sentence_transformer_does(tiny_bert):
+    """prompt_name, the model's default prompt, normalize_embeddings and truncate_dim were silently ignored."""
+    from koforge._utils.errors import ConfigError
+
+    model = build_embedding_model(tiny_bert, EmbeddingModelConfig(normalize=False, query_prompt="질문과 상관없는 긴 접두사: "))
+    fast = FastEncoder(model, batch_size=2)
+    ref = model.encode(TEXTS, prompt_name="query", convert_to_numpy=True)
+    assert not np.allclose(ref, model.encode(TEXTS, convert_to_numpy=True))  # the prompt moves the embedding
+    np.testing.assert_allclose(fast.encode(TEXTS, prompt_name="query"), ref, atol=1e-6)
+    np.testing.assert_allclose(fast.encode(TEXTS, normalize_embeddings=True),
+                               model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True), atol=1e-6)
+    np.testing.assert_allclose(fast.encode(TEXTS, truncate_dim=8), model.encode(TEXTS, truncate_dim=8), atol=1e-6)
+    assert fast.encode(TEXTS, truncate_dim=8).shape == (3, 8)
+    model.default_prompt_name = "query"
+    np.testing.assert_allclose(fast.encode(TEXTS), model.encode(TEXTS, convert_to_numpy=True), atol=1e-6)
+    np.testing.assert_allclose(fast.encode(TEXTS), ref, atol=1e-6)
+    with pytest.raises(ConfigError, match=rf"prompt_name 'passage' is not one of the model's prompts \({', '.join(model.prompts)}\)"):
+        fast.encode(TEXTS, prompt_name="passage")

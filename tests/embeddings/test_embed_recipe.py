@@ -33,7 +33,12 @@ def tiny_run(assets, tiny_bert, tiny_expanded, tmp_path_factory):
     texts = out.parent / "new_token_texts.txt"  # sentences that use the fake expansion's added tokens
     texts.write_text("\n".join(f"한국어{i} 사람이 한국어{i + 1} 말한다" for i in range(0, 38, 2)), encoding="utf-8")
     recipe = _recipe(assets, [_distill(tiny_bert, texts), COSENT])
-    return recipe, run_recipe(recipe, tiny_expanded, out)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests that resume this run (autouse one_torch_thread): same threads, same sums
+    try:
+        return recipe, run_recipe(recipe, tiny_expanded, out)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_recipe_writes_loadable_checkpoints_and_comparison(tiny_run, tiny_expanded):
@@ -68,8 +73,10 @@ def test_recipe_writes_loadable_checkpoints_and_comparison(tiny_run, tiny_expand
 def test_resume_from_stage_reuses_earlier_checkpoints(tiny_run, tiny_expanded):
     recipe, result = tiny_run
     first = (result.output_dir / "checkpoints" / "new_rows" / "final" / "model.safetensors").read_bytes()
+    uninterrupted = (result.output_dir / "checkpoints" / "sts" / "final" / "model.safetensors").read_bytes()
     again = run_recipe(recipe, tiny_expanded, result.output_dir, from_stage="sts")
     assert (result.output_dir / "checkpoints" / "new_rows" / "final" / "model.safetensors").read_bytes() == first
+    assert (result.output_dir / "checkpoints" / "sts" / "final" / "model.safetensors").read_bytes() == uninterrupted
     assert [s["stage"] for s in again.stages] == ["base", "new_rows", "sts"]
     with pytest.raises(OutputExistsError):
         run_recipe(recipe, tiny_expanded, result.output_dir)
@@ -286,3 +293,73 @@ def test_shipped_presets_load_and_index_overrides_reach_one_stage():
     recipe = load_recipe("thunder-6stage", ["stages.4.lora.r=8", "seed=3"])
     assert recipe.stages[4].lora.r == 8 and recipe.stages[5].lora.r == 32 and recipe.seed == 3
     assert [s.scope for s in recipe.stages] == ["new_embeddings"] * 3 + ["embeddings", "lora", "lora"]
+
+
+def test_stage_max_length_truncates_training_but_not_the_saved_model(assets, tiny_bert, tmp_path, monkeypatch):
+    """A short training length (stages.<i>.max_length) used to be saved with the checkpoint and truncate every later use."""
+    from sentence_transformers import SentenceTransformer
+
+    import koforge.embeddings.recipe as rec
+
+    seen, real = [], rec.train_stage
+
+    def spy(model, *args, **kwargs):
+        seen.append(model.max_seq_length)
+        return real(model, *args, **kwargs)
+    monkeypatch.setattr(rec, "train_stage", spy)
+    result = run_recipe(_recipe(assets, [{**COSENT, "max_length": 8}, {**COSENT, "name": "two"}], evaluate_base=False,
+                                evaluation={"korsts": None, "korquad": None, "separation": None, "bitext_ko": None}),
+                        tiny_bert, tmp_path / "r")
+    assert seen == [8, 128]  # the tiny BERT's own limit is 128
+    assert SentenceTransformer(str(tmp_path / "r" / "checkpoints" / "sts" / "final"), device="cpu").max_seq_length == 128
+    assert SentenceTransformer(str(result.final_model), device="cpu").max_seq_length == 128
+
+
+def test_multi_task_objective_smaller_than_one_batch_is_a_clear_error(assets, tiny_bert, tmp_path):
+    """Its only (partial) batch would be dropped: the objective never trained, silently."""
+    mixed = {**COSENT, "name": "mixed", "max_steps": None, "batch_size": 8,
+             "data": [{"kind": "sts", "path": "embed_sts.tsv"},
+                      {"kind": "nli", "path": "embed_nli.tsv", "samples": 5, "objective": "infonce"}]}
+    with pytest.raises(DataError, match=r"stage 'mixed': objective\(s\) infonce \(5 examples\) have fewer examples than "
+                                        r"one batch of 8"):
+        run_recipe(_recipe(assets, [mixed], evaluate_base=False), tiny_bert, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_time_schedule_without_a_time_budget_is_a_config_error(assets):
+    with pytest.raises(ConfigError, match="stage 'sts': schedule 'time' .* neither stages.<i>.max_minutes nor budget_minutes"):
+        _recipe(assets, [{**COSENT, "schedule": "time"}])
+    assert _recipe(assets, [{**COSENT, "schedule": "time"}], budget_minutes=1.0).stages[0].schedule == "time"
+    assert _recipe(assets, [{**COSENT, "schedule": "time", "max_minutes": 1.0}]).stages[0].max_minutes == 1.0
+
+
+def test_cli_train_bad_data_or_output_is_one_line_and_writes_nothing(assets, tiny_bert, tmp_path):
+    from typer.testing import CliRunner
+
+    from koforge.cli.main import app
+
+    runner = CliRunner()
+    (tmp_path / "cp949.tsv").write_bytes("sentence1\tsentence2\tscore\n한국어\t문장\t3\n".encode("cp949"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\ndevice: cpu\nevaluate_base: false\nstages:\n  - name: s\n    max_steps: 1\n    data:\n"
+                      f"      - {{kind: sts, path: {tmp_path / 'cp949.tsv'}}}\n", encoding="utf-8")
+    res = runner.invoke(app, ["embed", "train", str(recipe), str(tiny_bert), str(tmp_path / "o")])
+    assert res.exit_code == 1 and "is not UTF-8 (line 2: byte 0xc7)" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    res = runner.invoke(app, ["embed", "train", str(recipe), str(tiny_bert), str(tmp_path / "file"), "--overwrite"])
+    assert res.exit_code == 1 and "is a file; the run needs a folder" in res.output and "Traceback" not in res.output
+    assert (tmp_path / "file").read_text(encoding="utf-8") == "x"
+
+
+def test_cli_eval_reads_relative_paths_from_koforge_data(assets, tiny_bert, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from koforge.cli.main import app
+
+    monkeypatch.setenv("KOFORGE_DATA", str(assets))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["embed", "eval", str(tiny_bert), "korsts=embed_sts.tsv", "korquad=null", "separation=null",
+                                   "bitext_ko=null", "-o", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["korsts/n_pairs"] == 40

@@ -1,6 +1,7 @@
 """`koforge embed`: train a Korean sentence-embedding model in stages, evaluate any embedding model."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -38,7 +39,8 @@ def train(recipe: str = typer.Argument(..., help="Recipe YAML path or shipped pr
 @cli_errors
 def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-transformers layout or plain HF) or hub name."),
              overrides: Optional[List[str]] = overrides_arg("korquad_max_queries=500"),
-             data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder relative eval paths resolve against."),
+             data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder relative eval paths resolve against "
+                                                       "(default: $KOFORGE_DATA, else ../shared/data, as for recipes)."),
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
              pooling: str = typer.Option("mean", help="Pooling for a plain HF backbone: mean, cls or lasttoken."),
              trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code.")) -> None:
@@ -58,7 +60,8 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
 
     suite = load_config(EvalSuite, None, list(overrides or []))
     encoder = build_embedding_model(model, EmbeddingModelConfig(pooling=pooling, trust_remote_code=trust_remote_code))
-    results = run_suite(encoder, suite, data_root or Path.cwd().parent / "shared" / "data")
+    root = data_root or os.environ.get("KOFORGE_DATA") or Path.cwd().parent / "shared" / "data"
+    results = run_suite(encoder, suite, Path(root).expanduser())
     flat = flatten(results)
     console.print(rows_table([{"metric": k, "value": v} for k, v in flat.items() if "/per_domain/" not in k], floatfmt=".4f"))
     if output:

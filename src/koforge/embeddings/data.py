@@ -2,7 +2,8 @@
 
 A source names its `kind` and a path; columns are found by name, never by
 position:
-- `sts`: TSV with sentence1, sentence2, score (KorSTS);
+- `sts`: TSV with sentence1, sentence2, score (KorSTS; a source with any score above 1 is
+  on the 0-5 scale and all its scores are divided by 5);
 - `nli`: TSV with sentence1, sentence2, gold_label (KorNLI): entailment ->
   positive, contradiction -> hard negative of the same premise;
 - `pairs`: JSONL with anchor, positive[, negative] (other field names through
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import os
 import random
@@ -69,9 +71,15 @@ class DataSource:
             raise ConfigError(f"data source samples must be >= 1 or null, got {self.samples}.")
 
 
+def _read(path: Path) -> str:
+    """The file's text; a non-UTF-8 file (cp949 is common for Korean data) or a folder is a `DataError`."""
+    from koforge.eval._read import read_text_file
+
+    return read_text_file(path, "data file")
+
+
 def _tsv(path: Path, required: tuple[str, ...]) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = list(csv.reader(io.StringIO(_read(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     header = [h.strip() for h in rows[0]] if rows else []
     missing = [c for c in required if c not in header]
     if missing:
@@ -82,7 +90,7 @@ def _tsv(path: Path, required: tuple[str, ...]) -> list[dict]:
 
 def _jsonl(path: Path) -> list[dict]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_read(path).splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -156,7 +164,7 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
 
         paragraphs, questions, gold = read_korquad(path)
         out["pairs"] = [(q, paragraphs[g], None) for q, g in zip(questions, gold) if _ok(q, src) and _ok(paragraphs[g], src)]
-        out["texts"] = [*questions, *paragraphs]
+        out["texts"] = [t.strip() for t in (*questions, *paragraphs) if _ok(t, src)]
     else:  # text
         if path.suffix == ".jsonl":
             rows = _jsonl(path)
@@ -164,7 +172,7 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
                 raise DataError(f"'{path}' has no field '{src.field}' (fields: {', '.join(rows[0])}). Set the source's field.")
             texts = [r.get(src.field, "") for r in rows]
         else:
-            texts = path.read_text(encoding="utf-8").splitlines()
+            texts = _read(path).splitlines()
         out["texts"] = [t.strip() for t in texts if _ok(t, src)]
     return out
 
@@ -203,13 +211,16 @@ def build_examples(sources: list[DataSource], objective: str, *, data_root: str 
                 raise ConfigError(f"objective 'infonce' needs pairs (kind: nli, pairs or korquad), got '{src.kind}' ({src.path}).")
         else:
             rows = list(dict.fromkeys(read["texts"]))  # unique, order kept
+        # One scale per source: KorSTS' 0-5 scores include many <= 1 (a 0.8 is 0.16), and CoSENT/AnglE learn
+        # the order of the scores, so scaling row by row would rank a 0.8/5 pair above a 3.5/5 one.
+        scale = 5.0 if objective in ("cosent", "angle") and any(score > 1.0 for _, _, score in rows) else 1.0
         if src.samples is not None and len(rows) > src.samples:
             rows = rng.sample(rows, src.samples)
         if objective in ("cosent", "angle"):
             for s1, s2, score in rows:
                 columns.setdefault("sentence1", []).append(s1)
                 columns.setdefault("sentence2", []).append(s2)
-                columns.setdefault("score", []).append(score / 5.0 if score > 1.0 else score)
+                columns.setdefault("score", []).append(score / scale)
         elif objective == "infonce":
             for a, p, n in rows:
                 columns.setdefault("anchor", []).append(a)

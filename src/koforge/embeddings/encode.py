@@ -17,6 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from koforge._utils.errors import ConfigError
+
 
 class FastEncoder:
     """Wraps a SentenceTransformer; `.encode(texts) -> (N, D) float32 array`."""
@@ -26,14 +28,23 @@ class FastEncoder:
         self.batch_size = batch_size
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None, prompt: str | None = None,
-               **_: Any) -> np.ndarray:
+               prompt_name: str | None = None, normalize_embeddings: bool = False,
+               show_progress_bar: bool | None = None, convert_to_numpy: bool = True, **kwargs: Any) -> np.ndarray:
+        prompt = self._prompt(prompt, prompt_name)
+        bs = batch_size or self.batch_size
+        if kwargs or not convert_to_numpy or self._needs_sentence_transformer(prompt):
+            # What this fast path does not do (truncate_dim, precision, tensors out, prompt tokens left out of
+            # pooling) is SentenceTransformer's own job: the same call there, never a silently ignored option.
+            with torch.inference_mode():
+                return self.model.encode(list(texts), batch_size=bs, prompt=prompt, normalize_embeddings=normalize_embeddings,
+                                         show_progress_bar=False, convert_to_numpy=convert_to_numpy, **kwargs)
         texts = [f"{prompt}{t}" for t in texts] if prompt else list(texts)
         if not texts:
             return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
-        bs = batch_size or self.batch_size
         if "message" in (getattr(self.model[0], "modality_config", None) or {}):
             with torch.inference_mode():
-                return self.model.encode(texts, batch_size=bs, convert_to_numpy=True).astype(np.float32, copy=False)
+                out = self.model.encode(texts, batch_size=bs, convert_to_numpy=True).astype(np.float32, copy=False)
+            return _l2(out) if normalize_embeddings else out
         tok = self.model.tokenizer
         max_len = self.model.max_seq_length
         encoded = tok(texts, add_special_tokens=True, truncation=True, max_length=max_len)
@@ -48,4 +59,27 @@ class FastEncoder:
                 features = {k: v.to(device) for k, v in batch.items()}
                 emb = self.model(features)["sentence_embedding"]
                 out[idx] = emb.float().cpu().numpy()
-        return out
+        return _l2(out) if normalize_embeddings else out
+
+    def _prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        """SentenceTransformer's rule: `prompt`, else the named prompt, else the model's default prompt, if any."""
+        if prompt is not None:
+            return prompt
+        prompts = self.model.prompts or {}
+        if prompt_name is not None:
+            if prompt_name not in prompts:
+                raise ConfigError(f"prompt_name '{prompt_name}' is not one of the model's prompts "
+                                  f"({', '.join(prompts) or 'none'}); pass prompt= or a configured name.")
+            return prompts[prompt_name]
+        default = getattr(self.model, "default_prompt_name", None)
+        return prompts.get(default) if default else None
+
+    def _needs_sentence_transformer(self, prompt: str | None) -> bool:
+        """True when the model pools without prompt tokens or truncates dimensions (SentenceTransformer's bookkeeping)."""
+        if getattr(self.model, "truncate_dim", None):
+            return True
+        return bool(prompt) and any(getattr(m, "include_prompt", True) is False for m in self.model)
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
+from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError, TrainingError
 from koforge._utils.io import atomic_dir, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.config import config_to_dict, load_config, save_config
@@ -54,6 +54,8 @@ class StageConfig:
     mini_batch_size: Optional[int] = None
     """GradCache mini-batch for simcse/infonce (effective batch = batch_size)."""
     max_length: Optional[int] = None
+    """Truncate this stage's training inputs (and the teacher's) to this many tokens; the saved model keeps
+    the length it was loaded with (model.max_length), so a short training length never truncates later use."""
     warmup_ratio: float = 0.1
     schedule: str = "steps"
     """Learning-rate schedule: steps (linear over max_steps) or time (linear over the stage's time budget)."""
@@ -110,6 +112,9 @@ class Recipe:
             if "distill" in group_by_objective(stage.data, stage.objective) and not (stage.teacher or self.teacher):
                 raise ConfigError(f"stage '{stage.name}': objective 'distill' needs a teacher; set teacher=<model path or "
                                   f"hub name> on the recipe or stages.<i>.teacher.")
+            if stage.schedule == "time" and stage.max_minutes is None and self.budget_minutes is None:
+                raise ConfigError(f"stage '{stage.name}': schedule 'time' spreads the learning rate over a time budget, "
+                                  "but neither stages.<i>.max_minutes nor budget_minutes is set. Set one, or use schedule steps.")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ConfigError(f"recipe '{self.name}' repeats a stage name: {names}.")
@@ -255,6 +260,8 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
     finished stages (resume with `from_stage`).
     """
     out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"output '{out}' is a file; the run needs a folder. Pass another path.")
     names = [s.name for s in recipe.stages]
     start = 0
     if from_stage is not None:
@@ -309,6 +316,7 @@ def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source
     for stage in recipe.stages[start:]:
         seed_everything(recipe.seed)
         model = build_embedding_model(source, recipe.model, device)
+        inference_length = model.max_seq_length
         if stage.max_length:
             model.max_seq_length = stage.max_length
         handle = apply_scope(model, stage.scope, model_path=source, top_blocks=stage.top_blocks,
@@ -337,6 +345,7 @@ def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source
             run_info = train_stage(model, loss, dataset, settings, stage=stage.name, scratch_dir=str(scratch),
                                    tracker=run if main else None)
             spent += run_info.seconds / 60
+            model.max_seq_length = inference_length
             handle.finalize()
             final = out / "checkpoints" / stage.name / "final"
             extra = {"train/steps": float(run_info.steps), "train/seconds": run_info.seconds, "train/last_loss": run_info.last_loss,

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from koforge._utils.errors import TrainingError
+from koforge._utils.errors import DataError, TrainingError
 
 
 @dataclass(kw_only=True)
@@ -147,6 +147,12 @@ def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, n // (settings.batch_size * world))
     max_steps = settings.max_steps if settings.max_steps else max(1, math.ceil(steps_per_epoch * settings.epochs))
+    drop_last = n >= settings.batch_size * world
+    small = {k: len(d) for k, d in dataset.items() if len(d) < settings.batch_size * world} if isinstance(dataset, dict) else {}
+    if drop_last and small:  # the trainer drops each dataset's last partial batch: these would never train
+        raise DataError(f"stage '{stage}': objective(s) {', '.join(f'{k} ({v} examples)' for k, v in small.items())} have "
+                        f"fewer examples than one batch of {settings.batch_size * world} (batch_size x processes), so "
+                        "their batches would all be dropped and they would never train. Add data or lower batch_size.")
     bf16 = fp16 = False
     if device.type == "cuda" and settings.precision in ("auto", "bf16"):
         bf16 = torch.cuda.is_bf16_supported()
@@ -160,7 +166,7 @@ def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any
         lr_scheduler_type="constant" if settings.schedule == "time" and settings.max_minutes else "linear", save_strategy="no", report_to="none",
         logging_steps=settings.logging_steps, disable_tqdm=os.environ.get("KOFORGE_PROGRESS", "1") == "0",
         seed=settings.seed, data_seed=settings.seed, use_cpu=device.type == "cpu", bf16=bf16, fp16=fp16,
-        dataloader_drop_last=n >= settings.batch_size * world, ddp_backend="gloo" if device.type == "cpu" and world > 1 else None,
+        dataloader_drop_last=drop_last, ddp_backend="gloo" if device.type == "cpu" and world > 1 else None,
         batch_sampler=_batch_sampler(settings),
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
         prompts=_anchor_prompts(dataset, settings.query_prompt),
