@@ -158,3 +158,65 @@ def test_cli_apply_refuses_the_measure_preset_and_two_text_sources(tiny_models, 
     result = CliRunner().invoke(app, ["compress", "package", str(tiny_models["llama"]), "--out", str(tmp_path / "s.zip"),
                                       "--transformers-version", "4..54"])
     assert result.exit_code == 1 and "not a version like 4.54.0" in result.output
+
+
+def test_cut_that_transformers_refuses_to_save_is_refused_before_any_work(tiny_models, tmp_path):
+    """transformers 5 refuses a Llama config whose hidden_size is not a multiple of num_attention_heads (on save and
+    load), so such a cut used to fail with a raw traceback at save time, after every slow step."""
+    from transformers import AutoModelForCausalLM
+
+    with pytest.raises(ConfigError, match=r"compression.keep_heads=6 gives a llama config that transformers refuses "
+                                          r"to save and load \(The hidden size \(64\) is not a multiple of the number "
+                                          r"of attention heads \(6\)\); choose keep_heads from: 2, 4, 8\.$"):
+        apply_compression(tiny_models["llama"], CompressionConfig(methods=["prune_heads"], keep_heads=6,
+                                                                  head_importance="magnitude"), tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"compression.hidden_size=50 gives a llama config .* choose a hidden_size it "
+                                          r"accepts, e.g. 48 or 56\.$"):
+        apply_compression(tiny_models["llama"], CompressionConfig(methods=["reduce_width"], hidden_size=50,
+                                                                  width_importance="magnitude"), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+    # Qwen3 has an explicit head_dim and no such rule: 6 of 8 heads saves and reloads as the same network.
+    out = apply_compression(tiny_models["qwen3"], CompressionConfig(methods=["prune_heads"], keep_heads=6,
+                                                                    head_importance="magnitude"), tmp_path / "q")
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "q"))
+    assert out["reload_max_diff"] == 0.0
+    assert (plain.config.num_attention_heads, plain.config.num_key_value_heads, plain.config.head_dim) == (6, 3, 8)
+
+
+def test_keep_heads_out_of_range_lists_the_valid_values(tiny_models):
+    from koforge.compress.heads import check_keep_heads
+    from koforge.compress.layout import load_model_config
+
+    cfg = load_model_config(tiny_models["qwen3"])
+    with pytest.raises(ConfigError, match=r"^keep_heads=16 out of range: the model has 8 query heads per layer \(4 KV "
+                                          r"groups of 2\), so keep_heads must be one of: 2, 4, 6, 8\.$"):
+        check_keep_heads(cfg, 16)
+
+
+def test_recipes_that_would_misapply_a_setting_are_refused():
+    # drop_indices without drop_strategy=explicit used to fail with "drop_strategy=importance needs keep_layers".
+    with pytest.raises(ConfigError, match=r"^compression.drop_indices is set but drop_strategy is importance, which "
+                                          r"ignores it; add drop_strategy=explicit"):
+        CompressionConfig(methods=["drop_layers"], drop_indices=[1])
+    # A repeated cut used to run twice: explicit indices then named layers of the already-cut model.
+    with pytest.raises(ConfigError, match=r"lists drop_layers twice.*Only heal may repeat"):
+        CompressionConfig(methods=["drop_layers", "heal", "drop_layers"], drop_strategy="explicit", drop_indices=[1])
+    CompressionConfig(methods=["drop_layers", "heal", "heal"], drop_strategy="top", keep_layers=2)
+    # threads=0 was silently "leave as is"; a negative count crashed torch after the perplexity was measured.
+    for threads in (0, -1):
+        with pytest.raises(ConfigError, match=rf"measure.threads must be >= 1 .*got {threads}\."):
+            MeasureConfig(threads=threads)
+
+
+def test_missing_calibration_text_names_the_steps_and_the_fix(tiny_models, heldout, tmp_path):
+    cfg = CompressionConfig(methods=["prune_heads", "heal"], keep_heads=4, heal_steps=1)
+    with pytest.raises(ConfigError, match=r"^prune_heads \(head_importance=activation\) and heal need calibration "
+                                          r"text: give the held-out file \(--texts, measure.texts;.*or "
+                                          r"compression.calibration_texts=FILE\.$"):
+        apply_compression(tiny_models["llama"], cfg, tmp_path / "out")
+    short = tmp_path / "short.txt"
+    short.write_text("".join(heldout.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"held-out file '.*short.txt' has no documents past the 3 its perplexity "
+                                          r"reads.*set compression.calibration_texts=FILE"):
+        apply_compression(tiny_models["llama"], cfg, tmp_path / "out", measure=MeasureConfig(texts=str(short)))
+    assert not (tmp_path / "out").exists()

@@ -229,3 +229,30 @@ def test_drop_layers_keeps_qwen_window_layers_consistent(tmp_path):
     drop_layers(model, strategy="explicit", drop_indices=[0])
     assert model.config.layer_types == ["full_attention", "sliding_attention", "sliding_attention"]
     assert model.config.max_window_layers == 1
+
+
+def test_only_whole_layer_drops_may_follow_int8(tiny_models, tmp_path):
+    """Cutting input columns or training after quantize_int8 left weights off the grid config.json claims."""
+    from koforge._utils.errors import ConfigError
+
+    for step, extra in (("heal", {}), ("prune_heads", {"keep_heads": 4}), ("reduce_width", {"intermediate_size": 64})):
+        with pytest.raises(ConfigError, match=rf"^{step} after quantize_int8 would move weights off the int8 grid"):
+            CompressionConfig(methods=["quantize_int8", step], **extra)
+    cfg = CompressionConfig(methods=["quantize_int8", "drop_layers"], drop_strategy="top", keep_layers=2)
+    apply_compression(tiny_models["llama"], cfg, tmp_path / "q")
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "q"))
+    linears = [m for layer in plain.model.layers for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 14 and all(torch.equal(int8_roundtrip(m.weight)[0], m.weight) for m in linears)
+
+
+def test_score_matches_a_hand_computation():
+    from koforge._utils.errors import DataError
+    from koforge.compress import compute_score
+
+    # ppl 10 -> 12.5 and 20 -> 15 ms/token: PerfNorm 10/12.5 = 0.8, SpeedNorm 1 - 15/20 = 0.25, Score 0.525.
+    assert compute_score(10.0, 12.5, 20.0, 15.0) == pytest.approx({"perf_norm": 0.8, "speed_norm": 0.25, "score": 0.525})
+    assert compute_score(10.0, 10.0, 20.0, 20.0) == {"perf_norm": 1.0, "speed_norm": 0.0, "score": 0.5}  # the base
+    # Slower and much worse: 0.5 * 0.1 + 0.5 * (1 - 60/20) = -0.95, clipped to 0.
+    assert compute_score(10.0, 100.0, 20.0, 60.0) == pytest.approx({"perf_norm": 0.1, "speed_norm": -2.0, "score": 0.0})
+    with pytest.raises(DataError, match="must be > 0"):
+        compute_score(10.0, 0.0, 20.0, 15.0)

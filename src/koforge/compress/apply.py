@@ -25,7 +25,7 @@ from koforge.compress.config import CompressionConfig, MeasureConfig
 from koforge.compress.heads import check_keep_heads, prune_heads
 from koforge.compress.heal import heal
 from koforge.compress.layers import block_influence, drop_layers, layers_to_keep
-from koforge.compress.layout import load_model, model_fingerprint, save_model
+from koforge.compress.layout import head_dim, load_model, model_fingerprint, save_model
 from koforge.compress.quantize import convert_dtype, quantize_int8
 from koforge.compress.width import reduce_width
 from koforge.config import config_to_dict
@@ -39,18 +39,73 @@ def calibration_sequences(tokenizer: Any, config: CompressionConfig, measure: Op
     elif measure is not None and measure.texts:
         used = len(load_texts(measure.texts, text_field=measure.text_field, max_docs=measure.max_docs,
                               max_chars=measure.max_chars))
+        if len(load_texts(measure.texts, text_field=measure.text_field, max_docs=used + 1, max_chars=10 ** 9)) <= used:
+            raise ConfigError(f"the held-out file '{measure.texts}' has no documents past the {used} its perplexity reads, "
+                              "and calibration must not read those: set compression.calibration_texts=FILE (other "
+                              "text) or use a longer held-out file.")
         texts = load_texts(measure.texts, text_field=measure.text_field, max_docs=config.calibration_docs,
                            max_chars=10 ** 9, skip=used)
     else:
-        raise ConfigError("this recipe needs calibration text: set compression.calibration_texts or measure.texts.")
+        users = _calibration_users(config)
+        raise ConfigError(f"{' and '.join(users)} need{'s' if len(users) == 1 else ''} calibration text: give the held-out file "
+                          "(--texts, measure.texts; calibration reads the documents after those the perplexity uses) "
+                          "or compression.calibration_texts=FILE.")
     return token_sequences(tokenizer, texts, length=config.calibration_context, max_sequences=max_sequences)
 
 
-def _needs_calibration(config: CompressionConfig) -> bool:
+def _calibration_users(config: CompressionConfig) -> list[str]:
+    """The steps of the recipe that read calibration text, as the settings that make them do so."""
     m = config.methods
-    return ("heal" in m or ("drop_layers" in m and config.drop_strategy == "importance")
-            or ("prune_heads" in m and config.head_importance == "activation")
-            or ("reduce_width" in m and config.width_importance == "activation"))
+    users = [("drop_layers" in m and config.drop_strategy == "importance", "drop_layers (drop_strategy=importance)"),
+             ("prune_heads" in m and config.head_importance == "activation", "prune_heads (head_importance=activation)"),
+             ("reduce_width" in m and config.width_importance == "activation", "reduce_width (width_importance=activation)"),
+             ("heal" in m, "heal")]
+    return [name for used, name in users if used]
+
+
+def _needs_calibration(config: CompressionConfig) -> bool:
+    return bool(_calibration_users(config))
+
+
+def _refused_by_transformers(model_config: Any, heads: int, hidden: int) -> Optional[str]:
+    """Why transformers would refuse the config with `heads` query heads and `hidden` width, or None.
+
+    transformers 5 validates a config when it is saved and loaded (Llama: hidden_size a multiple of
+    num_attention_heads, even with an explicit head_dim), so a cut it refuses would otherwise fail only at
+    save time, after every slow step."""
+    if getattr(model_config, "validate", None) is None:  # transformers 4.x: no validation
+        return None
+    trial = copy.deepcopy(model_config)
+    g = model_config.num_attention_heads // model_config.num_key_value_heads
+    trial.head_dim = head_dim(model_config)
+    trial.num_attention_heads, trial.num_key_value_heads, trial.hidden_size = heads, max(heads // g, 1), hidden
+    try:
+        trial.validate()
+    except Exception as e:  # noqa: BLE001  huggingface_hub's StrictDataclassClassValidationError wraps a ValueError
+        return str(e.__cause__ or e).strip().splitlines()[0].rstrip(".")
+    return None
+
+
+def _check_saveable(model_config: Any, config: CompressionConfig) -> None:
+    n_heads, n_hidden = model_config.num_attention_heads, model_config.hidden_size
+    heads = config.keep_heads if "prune_heads" in config.methods else n_heads
+    hidden = config.hidden_size if "reduce_width" in config.methods and config.hidden_size else n_hidden
+    if (heads, hidden) == (n_heads, n_hidden) or _refused_by_transformers(model_config, n_heads, n_hidden):
+        return
+    why = _refused_by_transformers(model_config, heads, hidden)
+    if why is None:
+        return
+    if hidden != n_hidden:
+        accepted = lambda h: not _refused_by_transformers(model_config, heads, h)  # noqa: E731
+        near = [h for h in (next((h for h in range(hidden - 1, 0, -1) if accepted(h)), None),
+                            next((h for h in range(hidden + 1, n_hidden + 1) if accepted(h)), None)) if h]
+        what, fix = f"compression.hidden_size={hidden}", f"choose a hidden_size it accepts, e.g. {' or '.join(map(str, near))}"
+    else:
+        g = n_heads // model_config.num_key_value_heads
+        ok = [str(k) for k in range(g, n_heads + 1, g) if not _refused_by_transformers(model_config, k, hidden)]
+        what, fix = f"compression.keep_heads={heads}", f"choose keep_heads from: {', '.join(ok)}"
+    raise ConfigError(f"{what} gives a {model_config.model_type} config that transformers refuses to save and load "
+                      f"({why}); {fix}.")
 
 
 def check_recipe(model_config: Any, config: CompressionConfig) -> None:
@@ -67,6 +122,7 @@ def check_recipe(model_config: Any, config: CompressionConfig) -> None:
         value, have = getattr(config, name), getattr(model_config, name)
         if "reduce_width" in config.methods and value is not None and not 1 <= value <= have:
             raise ConfigError(f"compression.{name}={value} out of range: the model has {have}.")
+    _check_saveable(model_config, config)
 
 
 def compress_model(model: Any, tokenizer: Any, config: CompressionConfig, *,

@@ -60,6 +60,8 @@ class MeasureConfig:
             raise ConfigError(f"measure.new_tokens must be >= 2, got {self.new_tokens}.")
         if self.warmup < 0:
             raise ConfigError(f"measure.warmup must be >= 0, got {self.warmup}.")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"measure.threads must be >= 1 (or null to leave torch's setting), got {self.threads}.")
         if not self.prompts:
             raise ConfigError("measure.prompts is empty: give at least one prompt for the speed test.")
 
@@ -69,13 +71,15 @@ class CompressionConfig:
     """A compression recipe: the steps in `methods`, in order, and each step's settings."""
 
     methods: List[str] = field(default_factory=lambda: ["convert_dtype"])
-    """Steps in order, from: drop_layers, prune_heads, reduce_width, heal, convert_dtype, quantize_int8."""
+    """Steps in order, from: drop_layers, prune_heads, reduce_width, heal, convert_dtype, quantize_int8. Only heal
+    may repeat; heal and quantize_int8 come before a cast to fp16/bf16; prune_heads, reduce_width and heal before
+    quantize_int8 (they would move weights off its grid)."""
     keep_layers: Optional[int] = None
     """drop_layers: number of decoder layers to keep (top/bottom/importance)."""
     drop_strategy: str = "importance"
     """drop_layers: top (drop the last layers), bottom (drop the first), explicit (`drop_indices`), importance (Block Influence)."""
     drop_indices: List[int] = field(default_factory=list)
-    """drop_layers with explicit: indices of the layers to drop."""
+    """drop_layers with explicit (refused with another strategy): indices of the layers to drop."""
     keep_heads: Optional[int] = None
     """prune_heads: query heads to keep per layer; must be a multiple of the GQA group size."""
     head_importance: str = "activation"
@@ -118,7 +122,15 @@ class CompressionConfig:
                 raise ConfigError(f"compression.{name} '{getattr(self, name)}' unknown; use magnitude or activation.")
         if self.dtype not in ("fp16", "bf16", "fp32", "float16", "bfloat16", "float32"):
             raise ConfigError(f"compression.dtype '{self.dtype}' unknown; use fp16, bf16 or fp32.")
+        repeated = sorted({m for m in self.methods if m != "heal" and self.methods.count(m) > 1})
+        if repeated:
+            raise ConfigError(f"compression.methods {self.methods} lists {repeated[0]} twice; a step runs once per recipe "
+                              "(its settings are read anew, so a second cut counts layers/indices of the cut model). "
+                              "Only heal may repeat.")
         if "drop_layers" in self.methods:
+            if self.drop_indices and self.drop_strategy != "explicit":
+                raise ConfigError(f"compression.drop_indices is set but drop_strategy is {self.drop_strategy}, which "
+                                  "ignores it; add drop_strategy=explicit to drop those layers.")
             if self.drop_strategy == "explicit" and not self.drop_indices:
                 raise ConfigError("compression.drop_strategy=explicit needs compression.drop_indices (e.g. [20,21]).")
             if self.drop_strategy != "explicit" and self.keep_layers is None:
@@ -141,6 +153,13 @@ class CompressionConfig:
     def _check_order(self) -> None:
         """Steps that need float32 weights come before a cast away from them; nothing casts int8 weights."""
         m = self.methods
+        if "quantize_int8" in m:
+            # Cutting input columns (width, heads) or training moves a row off its int8 grid; dropping whole layers does not.
+            after = [x for x in ("prune_heads", "reduce_width", "heal") if x in m and m.index(x) > m.index("quantize_int8")]
+            if after:
+                raise ConfigError(f"{after[0]} after quantize_int8 would move weights off the int8 grid that config.json "
+                                  f"records; put quantize_int8 last, e.g. methods=[{', '.join(x for x in m if x != 'quantize_int8')}, "
+                                  "quantize_int8].")
         if "convert_dtype" in m and "quantize_int8" in m and m.index("convert_dtype") > m.index("quantize_int8"):
             raise ConfigError("convert_dtype after quantize_int8 would move weights off the int8 grid; "
                               "put convert_dtype first, or leave it out.")

@@ -34,10 +34,11 @@ def check_keep_heads(config, keep_heads: int) -> int:
     """Validate `keep_heads` against the GQA grouping; return the number of KV heads kept."""
     n_heads, n_kv = config.num_attention_heads, config.num_key_value_heads
     g = kv_group_size(config)
+    valid = ", ".join(str(g * k) for k in range(1, n_kv + 1))
     if not 1 <= keep_heads <= n_heads:
-        raise ConfigError(f"keep_heads={keep_heads} out of range: the model has {n_heads} query heads per layer.")
+        raise ConfigError(f"keep_heads={keep_heads} out of range: the model has {n_heads} query heads per layer "
+                          f"({n_kv} KV groups of {g}), so keep_heads must be one of: {valid}.")
     if keep_heads % g:
-        valid = ", ".join(str(g * k) for k in range(1, n_kv + 1))
         raise ConfigError(
             f"keep_heads={keep_heads} does not divide into whole KV groups: {n_heads} query heads share "
             f"{n_kv} KV heads ({g} per group), so keep_heads must be a multiple of {g} (one of: {valid}).")
