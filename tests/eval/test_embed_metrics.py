@@ -75,3 +75,24 @@ def test_bitext_identity_is_perfect(assets, tmp_path):
     short.write_text("one\n", encoding="utf-8")
     with pytest.raises(DataError, match="line-aligned"):
         evaluate_bitext(CharEncoder(), assets / "embed_ko.txt", short)
+
+
+def test_map_divides_by_all_relevant_like_trec_eval():
+    """MAP@k is trec_eval's map_cut (what MTEB reports): a query with more relevant items than k cannot reach 1."""
+    ranked, rel = [0, 1, 2, 3, 4], {0, 2, 4}
+    assert M.average_precision_at_k(ranked, rel, 2) == pytest.approx(1 / 3)
+    assert M.average_precision_at_k(ranked, rel, 3) == pytest.approx((1 + 2 / 3) / 3)
+    assert M.average_precision_at_k(ranked, rel, 10) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+
+
+def test_ranking_metrics_match_pytrec_eval():
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    rankings, relevant = [[0, 1, 2, 3, 4], [1, 3, 0, 2, 4], [4, 3, 2, 1, 0]], [{0, 2, 4}, {3}, {0, 1}]
+    qrels = {f"q{i}": {f"d{d}": 1 for d in rel} for i, rel in enumerate(relevant)}
+    run = {f"q{i}": {f"d{d}": 10.0 - r for r, d in enumerate(ranked)} for i, ranked in enumerate(rankings)}
+    for k in (1, 2, 3, 10):
+        ref = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{k}", f"map_cut.{k}", f"recall.{k}", f"P.{k}"}).evaluate(run)
+        got = M.retrieval_metrics(rankings, relevant, k)
+        for mine, theirs in (("ndcg", "ndcg_cut"), ("map", "map_cut"), ("recall", "recall"), ("p", "P")):
+            expected = np.mean([ref[q][f"{theirs}_{k}"] for q in qrels])
+            assert got[f"{mine}@{k}"] == pytest.approx(expected, abs=1e-12), (mine, k, got, expected)

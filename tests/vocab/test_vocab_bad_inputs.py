@@ -124,3 +124,19 @@ def test_apply_takes_an_edited_token_list(model_dirs, tok_dirs, tmp_path):
     r = CliRunner().invoke(app, ["expand", "apply", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), str(tmp_path / "out3"),
                                  "--tokens", str(tmp_path / "d.json")])
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("key,what", [("reference", "reference corpus"), ("korean_eval", "Korean eval text"),
+                                      ("english_eval", "English eval text")])
+def test_non_utf8_text_file_is_named_by_its_role(model_dirs, tok_dirs, tmp_path, key, what):
+    """A cp949 file given as reference= was reported as the 'Korean eval text' (the report reads it too)."""
+    from koforge.cli.main import app
+
+    cp949 = tmp_path / "ko_cp949.txt"
+    cp949.write_bytes("안녕하세요 반갑습니다\n".encode("cp949"))
+    result = CliRunner().invoke(app, ["expand", "apply", str(model_dirs["qwen3"]), str(tok_dirs["donor"]),
+                                      str(tmp_path / "out"), f"{key}={cp949}"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    squashed = "".join(result.output.split())  # rich wraps long paths anywhere
+    assert "".join(f"{what} '{cp949}' is not UTF-8".split()) in squashed and "iconv-fcp949" in squashed, result.output
+    assert not (tmp_path / "out").exists()

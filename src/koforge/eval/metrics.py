@@ -3,7 +3,8 @@
 The retrieval metrics follow the definitions MTEB uses for its Korean
 retrieval tasks (binary relevance, cut-off k): NDCG@k with log2 discounts and
 an ideal ranking of min(k, |relevant|) hits, MAP@k normalised by
-min(k, |relevant|), Recall@k and P@k. Every function is pure numpy so it can
+|relevant| (trec_eval's `map_cut`, which MTEB calls through pytrec_eval), Recall@k
+and P@k. Every function is pure numpy so it can
 be checked by hand on tiny inputs; none of them embeds anything.
 """
 from __future__ import annotations
@@ -36,12 +37,13 @@ def ndcg_at_k(ranked: Sequence[int], relevant: set[int], k: int = 10) -> float:
 
 
 def average_precision_at_k(ranked: Sequence[int], relevant: set[int], k: int = 10) -> float:
-    """AP@k of one ranking, normalised by min(k, |relevant|)."""
+    """AP@k of one ranking: precision at each relevant hit in the top k, summed and divided by |relevant|
+    (trec_eval `map_cut`; a query with more relevant items than k cannot reach 1)."""
     if not relevant:
         return 0.0
     hits = _hits(list(ranked)[:k], relevant)
     precisions = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float((precisions * hits).sum() / min(k, len(relevant)))
+    return float((precisions * hits).sum() / len(relevant))
 
 
 def recall_at_k(ranked: Sequence[int], relevant: set[int], k: int = 10) -> float:

@@ -14,6 +14,15 @@ the rest of the text (English included) goes through the base normaliser
 exactly as before. Bases whose normaliser leaves Hangul alone (Qwen3's NFC)
 keep `normalized=True`, so NFD input still matches.
 
+A normalised added token is matched against its *normalised* content, so a
+base whose normaliser prepends "▁" to every text (Llama-2-style
+`tokenizer.json`, koforge's SentencePiece presets) turns " 있다" into
+"▁▁있다", which running text never holds, and "있다" into "▁있다", a word
+start. For such a base a word-start token is added as its core text (matched
+as "▁있다"); a mid-word token, which it cannot match, and a word-start token
+whose core is already a base entry (the added token would take that entry's
+id) are left out with a note (`merge` mode reaches them on BPE bases).
+
 Those jamo fall back to the base's WordPiece vocabulary, which lacks some
 modern jamo (all-MiniLM-L6-v2: a word holding one becomes [UNK], ~4% of
 KorSTS tokens); with `jamo_fallback="complete"` the missing jamo (at most 134
@@ -55,6 +64,18 @@ def _normalizer_changes_hangul(base_tok: Any) -> bool:
     return normalizer is not None and decomposes_hangul(normalizer.normalize_str)
 
 
+def normalizer_prefix(base_tok: Any) -> str:
+    """What the base normaliser puts before every text ("▁" for Llama-2-style `Prepend`), "" when nothing."""
+    normalizer = base_tok.backend_tokenizer.normalizer
+    if normalizer is None:
+        return ""
+    try:
+        out = normalizer.normalize_str("가")
+    except Exception:  # noqa: BLE001 - a normalizer that cannot run alone prepends nothing we can see
+        return ""
+    return out[:-1] if out.endswith("가") else ""
+
+
 # Modern conjoining jamo: 19 initials, 21 medials, 27 finals (what NFD makes of the 11,172 syllables).
 MODERN_JAMO = [chr(c) for c in (*range(0x1100, 0x1113), *range(0x1161, 0x1176), *range(0x11A8, 0x11C3))]
 
@@ -83,6 +104,21 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken], jamo_fallback
     from tokenizers import AddedToken
 
     raw_match = _normalizer_changes_hangul(base_tok)
+    prefix = "" if raw_match else normalizer_prefix(base_tok)
+    notes = []
+    if prefix:
+        # the core must be no entry of the base either: the added token would take that entry's id
+        taken = base_tok.backend_tokenizer.get_vocab(with_added_tokens=True)
+        kept = [t for t in tokens if t.text.startswith(" ") and t.text[1:] not in taken]
+        if not kept:
+            raise NothingToDoError(f"the base normaliser puts {prefix!r} before every text, so an added token can only "
+                                   f"match at a word start, and none of the {len(tokens)} new tokens is a word start "
+                                   "whose text the base lacks. Use mode=merge (BPE bases).")
+        if len(kept) < len(tokens):
+            notes.append(f"{len(tokens) - len(kept)} tokens left out: the base normaliser puts {prefix!r} before every "
+                         "text, so an added token matches only at a word start, and only when its text is no base entry "
+                         "(mode=merge reaches them on BPE bases)")
+        tokens = kept
     jamo: list[str] = []
     completed = None
     wordpiece = Convention.from_json(tokenizer_spec(base_tok)).model_type == "WordPiece"
@@ -93,16 +129,16 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken], jamo_fallback
     else:
         tok = clone_tokenizer(base_tok)
     start = len(tok)
-    new = [AddedToken(t.text, single_word=False, lstrip=False, rstrip=False, normalized=not raw_match, special=False)
-           for t in tokens]
-    n = tok.add_tokens(new)
     texts = [t.text for t in tokens]
-    ids = tok.convert_tokens_to_ids(texts)
+    contents = [t[1:] for t in texts] if prefix else texts  # normalised to prefix + core: the word start
+    new = [AddedToken(c, single_word=False, lstrip=False, rstrip=False, normalized=not raw_match, special=False)
+           for c in contents]
+    n = tok.add_tokens(new)
+    ids = tok.convert_tokens_to_ids(contents)
     if n != len(tokens) or ids != list(range(start, start + len(tokens))):
         raise TokenizerError(f"the base tokenizer did not append the {len(tokens)} new tokens at ids {start}.. "
                              f"(added {n}). It may already hold some of them as added tokens (an expanded model expanded again?); "
                              "expand the original base model instead.")
-    notes = []
     if raw_match:
         notes.append("base normaliser decomposes Hangul (NFD accent stripping): new tokens are matched on the raw "
                      "text (normalized=False), accent stripping stays on for everything else")
@@ -112,9 +148,12 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken], jamo_fallback
     if raw_match and wordpiece:
         notes.append("WordPiece decoding puts a space between adjacent added tokens ('일 일 연'); ids and embeddings "
                      "are unaffected, and encoders rarely decode")
-    if not jamo:
-        return ExpandedTokenizer(tokenizer=tok, mode="added-tokens", added_texts=texts, added_ids=ids, notes=notes)
     from koforge.vocab.init_embeddings import piece_ids
+
+    if not jamo:
+        # with a prefix, the core's pieces are the word start's ("▁있다"), not those of "▁▁있다"
+        return ExpandedTokenizer(tokenizer=tok, mode="added-tokens", added_texts=texts, added_ids=ids, notes=notes,
+                                 piece_ids=piece_ids(base_tok, contents) if prefix else None)
 
     # A missing jamo was [UNK] to the base model: its new row starts as the [UNK] row. A new token's pieces come
     # from the jamo-completed tokenizer (a word the base saw as one [UNK] splits into jamo), keeping the jamo

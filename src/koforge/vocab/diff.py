@@ -83,7 +83,8 @@ def read_lines(path: str | Path, max_lines: int, what: str = "text file") -> lis
                     if len(lines) >= max_lines:
                         break
     except UnicodeDecodeError as e:
-        raise DataError(f"{what} '{p}' is not UTF-8 ({e}). Convert it to UTF-8.") from None
+        raise DataError(f"{what} '{p}' is not UTF-8 ({e}). Convert it to UTF-8, e.g. "
+                        f"`iconv -f cp949 -t utf-8 '{p}' > utf8_{p.name}` for Korean Windows text.") from None
     except IsADirectoryError:
         raise DataError(f"{what} '{p}' is a folder; expected a text file with one document a line.") from None
     if not lines:

@@ -140,7 +140,8 @@ def _eval_texts(config: ExpansionConfig) -> tuple[list[str], list[str], str]:
     from koforge.vocab.analyze import BUILTIN_ENGLISH
 
     ko_path = config.korean_eval or config.reference or str(resources.files("koforge") / "assets" / "samples" / "nsmc_reviews_sample.txt")
-    korean = read_lines(ko_path, config.eval_max_lines, "Korean eval text")
+    what = "reference corpus" if not config.korean_eval and config.reference else "Korean eval text"
+    korean = read_lines(ko_path, config.eval_max_lines, what)
     english = read_lines(config.english_eval, config.eval_max_lines, "English eval text") if config.english_eval else list(BUILTIN_ENGLISH)
     return korean, english, str(ko_path)
 
