@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from koforge._utils.errors import KoforgeError
@@ -31,11 +32,12 @@ def cli_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except KoforgeError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # [x] in a message is text
             raise typer.Exit(1) from None
         except OSError as e:  # the file system refused (permission, disk full): the message is the user's to act on
             where = f" '{e.filename}'" if e.filename else ""
-            err_console.print(f"[bold red]error:[/] cannot access{where}: {e.strerror or e}.", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] cannot access{escape(where)}: {escape(str(e.strerror or e))}.", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: nothing was written under the final output name.")

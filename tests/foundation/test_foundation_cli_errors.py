@@ -1,0 +1,34 @@
+"""`cli_errors`: a library error is one line on stderr, printed as text (brackets are not rich markup)."""
+from __future__ import annotations
+
+import typer
+from typer.testing import CliRunner
+
+from koforge._utils.errors import ConfigError
+from koforge.cli._common import cli_errors
+
+runner = CliRunner()
+
+
+def _app(error: Exception) -> typer.Typer:
+    app = typer.Typer()
+
+    @app.command()
+    @cli_errors
+    def run() -> None:
+        raise error
+
+    return app
+
+
+def test_a_message_with_brackets_is_printed_whole():
+    message = "setting keep_layers needs its method in the recipe: add it, e.g. methods=[drop_layers] or [bold]x[/]."
+    r = runner.invoke(_app(ConfigError(message)), [])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.strip().replace("\n", " ") == f"error: {message}"
+
+
+def test_a_file_system_error_names_the_path_whole():
+    r = runner.invoke(_app(PermissionError(13, "Permission denied", "/data/[2024]/out")), [])
+    assert r.exit_code == 1
+    assert r.output.strip() == "error: cannot access '/data/[2024]/out': Permission denied."
