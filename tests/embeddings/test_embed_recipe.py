@@ -363,3 +363,10 @@ def test_cli_eval_reads_relative_paths_from_koforge_data(assets, tiny_bert, tmp_
                                    "bitext_ko=null", "-o", str(tmp_path / "m.json")])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "m.json").read_text())["metrics"]["korsts/n_pairs"] == 40
+    (tmp_path / "m.json").write_text("keep")  # an existing metrics file is kept unless --overwrite
+    args = ["embed", "eval", str(tiny_bert), "korsts=embed_sts.tsv", "korquad=null", "separation=null", "bitext_ko=null",
+            "-o", str(tmp_path / "m.json")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "already exists" in res.output and (tmp_path / "m.json").read_text() == "keep"
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["korsts/n_pairs"] == 40

@@ -42,6 +42,7 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
              data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder relative eval paths resolve against "
                                                        "(default: $KOFORGE_DATA, else ../shared/data, as for recipes)."),
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
+             overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
              pooling: str = typer.Option("mean", help="Pooling for a plain HF backbone: mean, cls or lasttoken."),
              trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code.")) -> None:
     """Evaluate a model: KorSTS Spearman, KorQuAD NDCG/MAP/Recall/P@10, separation, bitext, MTEB tasks.
@@ -53,12 +54,14 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
     file through MTEB's evaluator. Retrieval queries get the model's own query prompt; "query_prompt=질문: " sets
     another, "query_prompt=''" none.
     """
-    from koforge._utils.io import write_json
+    from koforge._utils.io import check_output, write_json
     from koforge.config import load_config
     from koforge.embeddings.evaluate import EvalSuite, flatten, run_suite
     from koforge.embeddings.model import EmbeddingModelConfig, build_embedding_model
 
     suite = load_config(EvalSuite, None, list(overrides or []))
+    if output:
+        check_output(output, overwrite)  # before minutes of encoding, not after
     encoder = build_embedding_model(model, EmbeddingModelConfig(pooling=pooling, trust_remote_code=trust_remote_code))
     root = data_root or os.environ.get("KOFORGE_DATA") or Path.cwd().parent / "shared" / "data"
     results = run_suite(encoder, suite, Path(root).expanduser())
