@@ -165,3 +165,24 @@ def test_fast_encoder_honours_prompt_names_and_options_as_sentence_transformer_d
     np.testing.assert_allclose(fast.encode(TEXTS), ref, atol=1e-6)
     with pytest.raises(ConfigError, match=rf"prompt_name 'passage' is not one of the model's prompts \({', '.join(model.prompts)}\)"):
         fast.encode(TEXTS, prompt_name="passage")
+
+
+def test_teacher_cache_is_reused_only_for_the_same_teacher_weights(tiny_bert, tmp_path, korean_texts):
+    """A teacher retrained at the same path must not hand back the old teacher's cached embeddings."""
+    import shutil
+
+    from transformers import BertModel
+
+    from koforge.embeddings.teacher import teacher_embeddings
+
+    teacher, cache = tmp_path / "teacher", tmp_path / "cache" / "t.npy"
+    shutil.copytree(tiny_bert, teacher)
+    first = teacher_embeddings(str(teacher), korean_texts[:4], cache)
+    assert np.array_equal(teacher_embeddings(str(teacher), korean_texts[:4], cache), first)
+    assert len(list(cache.parent.iterdir())) == 1  # the second call read the cache
+    model = BertModel.from_pretrained(str(teacher))
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(2.0)
+    model.save_pretrained(str(teacher))  # the same folder, other weights
+    second = teacher_embeddings(str(teacher), korean_texts[:4], cache)
+    assert not np.allclose(second, first) and len(list(cache.parent.iterdir())) == 2
