@@ -221,9 +221,10 @@ def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = Fals
     for job, cfg in zip(jobs, configs):
         try:
             runs.append(run_experiment(cfg, root / job_name(job, fixed), overrides=job, baseline=baseline, today=today))
-        except KoforgeError as e:
-            log.warning("job %s failed: %s", job, e)
-            failed.append({"overrides": job, "error": str(e)})
+        except Exception as e:  # noqa: BLE001 - one job out of memory must not lose the other jobs' results
+            error = str(e) if isinstance(e, KoforgeError) else f"{type(e).__name__}: {e}"
+            log.warning("job %s failed: %s", job, error)
+            failed.append({"overrides": job, "error": error})
     write_json(root / "sweep.json", {"experiment": experiment, "jobs": jobs, "failed": failed,
                                      "runs": [{k: r[k] for k in ("run_dir", "overrides", "perf_norm", "speed_norm", "score")}
                                               for r in runs]})
