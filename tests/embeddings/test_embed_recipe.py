@@ -352,7 +352,7 @@ def test_cli_train_bad_data_or_output_is_one_line_and_writes_nothing(assets, tin
     assert (tmp_path / "file").read_text(encoding="utf-8") == "x"
 
 
-def test_cli_eval_reads_relative_paths_from_koforge_data(assets, tiny_bert, tmp_path, monkeypatch):
+def test_cli_eval_reads_relative_paths_from_koforge_data(assets, tiny_bert, tmp_path, monkeypatch, mlflow_store):
     from typer.testing import CliRunner
 
     from koforge.cli.main import app
@@ -369,4 +369,12 @@ def test_cli_eval_reads_relative_paths_from_koforge_data(assets, tiny_bert, tmp_
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1 and "already exists" in res.output and (tmp_path / "m.json").read_text() == "keep"
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
-    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["korsts/n_pairs"] == 40
+    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert metrics["korsts/n_pairs"] == 40
+    import mlflow  # each successful eval is one MLflow run with the metrics and the JSON file
+
+    mlflow.set_tracking_uri(mlflow_store)
+    runs = mlflow.search_runs(experiment_names=["koforge-embed-eval"], output_format="list")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert runs[0].data.metrics["korsts/spearman"] == pytest.approx(metrics["korsts/spearman"])
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id)] == ["m.json"]

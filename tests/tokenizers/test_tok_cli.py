@@ -110,3 +110,23 @@ def test_a_mistyped_tokenizer_name_is_one_line(assets, tmp_path, monkeypatch):
 def test_group_help_has_an_example():
     r = runner.invoke(app, ["tokenizer", "--help"])
     assert r.exit_code == 0 and "Example: koforge tokenizer train" in r.output
+
+
+def test_train_and_eval_are_tracked_in_mlflow(assets, tmp_path, mlflow_store):
+    import mlflow
+
+    corpus = str(assets / "tok_nsmc_400.txt")
+    r = runner.invoke(app, ["tokenizer", "train", "-i", corpus, "-o", str(tmp_path / "tok"), "vocab_size=400"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["tokenizer", "eval", str(tmp_path / "tok"), "-x", f"nsmc={corpus}", "-n", "20",
+                            "-o", str(tmp_path / "cmp")])
+    assert r.exit_code == 0, r.output
+    mlflow.set_tracking_uri(mlflow_store)
+    runs = {run.info.run_name: run for run in mlflow.search_runs(experiment_names=["koforge-tokenizer"], output_format="list")}
+    train, evaluation = runs["train:tok"], runs["eval:tok"]
+    assert train.info.status == evaluation.info.status == "FINISHED"
+    assert (train.data.params["vocab_size"], train.data.metrics["vocab_size"]) == ("400", 400.0)
+    measured = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"][0]
+    assert evaluation.data.metrics["tok/nsmc/tokens"] == measured["tokens"]
+    assert evaluation.data.metrics["tok/nsmc/chars_per_token"] == pytest.approx(measured["chars_per_token"])
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(evaluation.info.run_id)] == ["comparison.json"]

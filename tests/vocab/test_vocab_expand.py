@@ -215,3 +215,24 @@ def test_prepending_normalizer_base_gets_only_reachable_word_start_tokens(tok_di
     assert all(new.convert_tokens_to_ids(tok) == i for tok, i in old.items())
     # 6,634 -> 5,996 tokens (47 rows); before, 181 rows (most never produced) gave 6,409
     assert sum(map(len, new(ko_texts)["input_ids"])) < 0.93 * sum(map(len, base(ko_texts)["input_ids"]))
+
+
+def test_apply_is_tracked_in_mlflow(model_dirs, tok_dirs, tmp_path, mlflow_store):
+    import json
+
+    import mlflow
+    from typer.testing import CliRunner
+
+    from koforge.cli.main import app
+
+    r = CliRunner().invoke(app, ["expand", "apply", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), str(tmp_path / "ko")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "ko" / "expansion_report.json").read_text(encoding="utf-8"))
+    mlflow.set_tracking_uri(mlflow_store)
+    [run] = mlflow.search_runs(experiment_names=["koforge-expand"], filter_string="attributes.run_name = 'apply:ko'",
+                               output_format="list")
+    assert run.info.status == "FINISHED" and run.data.params["mode"] == report["mode"]
+    assert run.data.metrics["expanded_vocab_size"] == report["expanded_vocab_size"]
+    assert run.data.metrics["korean/tokens_per_line_after"] == pytest.approx(report["korean_eval"]["tokens_per_line_after"])
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)] == ["expansion_report.json"]
+

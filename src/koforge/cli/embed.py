@@ -70,3 +70,7 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
     if output:
         write_json(output, {"model": model, "results": results, "metrics": flat})
         console.print(f"wrote {output}")
+    from koforge.tracking import log_result
+
+    log_result("koforge-embed-eval", f"eval:{Path(model).name or model}", {"model": model, "pooling": pooling},
+               {k: v for k, v in flat.items() if "/per_domain/" not in k}, [output] if output else [])

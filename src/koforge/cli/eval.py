@@ -1,7 +1,6 @@
 """`koforge eval TASK MODEL`: one entry point over koforge's evaluations, writing eval_<task>.json."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -56,8 +55,7 @@ def command(
     with mlflow_run.tracked_run("koforge-eval", run_name=f"{task}:{Path(model).name or model}",
                                 params={"task": task, "model": model, "data": cfg.data}) as run:
         result, path = run_eval(cfg, out, overwrite=overwrite)
-        run.log_metrics({re.sub(r"[^\w\-. /]", "_", k): v for k, v in result.metrics.items()})  # MLflow refuses '@'
-
+        run.log_metrics(result.metrics)
         run.log_artifact(path)
     console.print(rows_table([{"metric": k + (" *" if k == result.primary_metric else ""), "value": v}
                               for k, v in result.metrics.items()], title=f"{task} — {Path(model).name or model}", floatfmt=".4g"))

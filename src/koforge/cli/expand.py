@@ -110,4 +110,10 @@ def apply(base: str = typer.Argument(..., help="Base Hugging Face model folder o
         "English unchanged": f"{r['english_eval']['unchanged_share']:.1%}"}], title="vocabulary expansion"))
     for note in r["notes"]:
         console.print(f"[yellow]note[/]: {note}")
+    from koforge.tracking import log_result
+
+    log_result("koforge-expand", f"apply:{Path(output).name}", {"base": base, "donor": donor, "mode": r["mode"], "init": r["init"]},
+               {"base_vocab_size": r["base_vocab_size"], "expanded_vocab_size": r["expanded_vocab_size"],
+                **{f"korean/{k}": v for k, v in ko.items()}, "english/unchanged_share": r["english_eval"]["unchanged_share"]},
+               [Path(result.path) / "expansion_report.json"])
     console.print(f"wrote {result.path} (expansion_report.md)")

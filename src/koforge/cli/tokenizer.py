@@ -1,6 +1,7 @@
 """`koforge tokenizer`: train Korean tokenizers and compare their efficiency."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import List, Optional
 
@@ -47,6 +48,10 @@ def train(inputs: List[str] = typer.Option(..., "--input", "-i", help="Training 
     if result.vocab_size < config.vocab_size:  # the trainers stop, without a word, when no pair is left to merge
         err_console.print(f"[yellow]warning:[/] the corpus yielded {result.vocab_size:,} tokens, not vocab_size="
                           f"{config.vocab_size:,}: add text, or lower min_frequency.", highlight=False, soft_wrap=True)
+    from koforge.tracking import log_result
+
+    log_result("koforge-tokenizer", f"train:{Path(output).name}", {"inputs": inputs, **dataclasses.asdict(config)},
+               {k: v for k, v in result.as_row().items() if k not in ("path", "kind")})
     console.print(f"wrote {result.path}")
 
 
@@ -103,6 +108,11 @@ def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, refere
             result.to_json(tmp / "comparison.json")
             result.plot(tmp / "comparison.png")
         console.print(f"wrote {output}/comparison.md, comparison.json, comparison.png")
+    from koforge.tracking import log_result
+
+    log_result("koforge-tokenizer", "eval:" + ",".join(names), {"tokenizers": names, "texts": texts, "reference": reference},
+               {f"{r['tokenizer']}/{r['text_set']}/{k}": v for r in result.rows for k, v in r.items()},
+               [output / "comparison.json"] if output else [])
     return result
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from koforge._utils.logging import get_logger
 
@@ -64,7 +65,8 @@ class TrackedRun:
         self._call("log_params", {k: str(v)[:6000] for k, v in params.items()})
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        clean = {k: float(v) for k, v in metrics.items()
+        # MLflow takes letters, digits, _ - . space and / in a key: "ndcg@10" becomes "ndcg_10"
+        clean = {re.sub(r"[^\w\-. /]", "_", k): float(v) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
         if clean:
             self._call("log_metrics", clean, step=step)
@@ -108,3 +110,12 @@ def tracked_run(experiment: str, run_name: str | None = None, params: Mapping[st
             mlflow.end_run(status=status)
         except Exception as e:  # noqa: BLE001
             log.warning("MLflow end_run failed (%s)", e)
+
+
+def log_result(experiment: str, run_name: str, params: Mapping[str, Any], metrics: Mapping[str, Any],
+               artifacts: Iterable[str | Path] = ()) -> None:
+    """One finished run for a command that is a single measurement (tokenizer train/eval, expand, embed eval)."""
+    with tracked_run(experiment, run_name=run_name, params=params) as run:
+        run.log_metrics(metrics)
+        for path in artifacts:
+            run.log_artifact(path)
