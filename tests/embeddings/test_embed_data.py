@@ -67,3 +67,18 @@ def test_korquad_texts_obey_min_and_max_chars(tmp_path):
     (tmp_path / "kq.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     src = DataSource(kind="korquad", path="kq.json", min_chars=4, max_chars=100)
     assert build_examples([src], "simcse", data_root=tmp_path)["anchor"] == ["어디에 있나요?", "짧은 문단"]
+
+
+def test_hard_negatives_dropped_for_a_mix_are_reported(tmp_path, caplog):
+    """One dataset has one set of columns: pairs without negatives beside pairs with them drop them all, loudly."""
+    import logging
+
+    _write_jsonl(tmp_path / "with.jsonl", [{"anchor": "질문 하나", "positive": "답 하나", "negative": "오답 하나"},
+                                           {"anchor": "질문 둘", "positive": "답 둘", "negative": "오답 둘"}])
+    _write_jsonl(tmp_path / "without.jsonl", [{"anchor": "제목", "positive": "본문"}])
+    with_negatives = DataSource(kind="pairs", path="with.jsonl")
+    assert build_examples([with_negatives], "infonce", data_root=tmp_path)["negative"] == ["오답 하나", "오답 둘"]
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        cols = build_examples([with_negatives, DataSource(kind="pairs", path="without.jsonl")], "infonce", data_root=tmp_path)
+    assert set(cols) == {"anchor", "positive"} and len(cols["anchor"]) == 3
+    assert "1 of 3 examples have no hard negative (with.jsonl, without.jsonl), so the other 2" in caplog.text

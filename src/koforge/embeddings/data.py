@@ -32,7 +32,10 @@ from typing import Optional
 
 from koforge._utils.errors import ConfigError, DataError
 from koforge._utils.io import require_path
+from koforge._utils.logging import get_logger
 from koforge.embeddings.losses import OBJECTIVES
+
+log = get_logger(__name__)
 
 KINDS = ("sts", "nli", "pairs", "text", "korquad", "hub")
 
@@ -233,8 +236,13 @@ def build_examples(sources: list[DataSource], objective: str, *, data_root: str 
         raise DataError(f"no training examples for objective '{objective}' after filtering {', '.join(names)}. "
                         "Check the files, the min_chars/max_chars filters and the objective/source kinds.")
     if objective == "infonce":
-        if any(x is None for x in columns["negative"]):
-            columns.pop("negative")  # hard negatives only when every example has one
+        missing = sum(x is None for x in columns["negative"])
+        if missing:  # one dataset has one set of columns: hard negatives only when every example has one
+            if missing < n:
+                log.warning("objective 'infonce': %d of %d examples have no hard negative (%s), so the other %d "
+                            "examples' hard negatives are not used; put the sources with negatives in a stage of "
+                            "their own to use them.", missing, n, ", ".join(names), n - missing)
+            columns.pop("negative")
     if objective == "simcse":
         columns = {"anchor": columns["text"], "positive": list(columns["text"])}
     return columns
