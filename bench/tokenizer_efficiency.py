@@ -21,7 +21,8 @@
 SuperBPE at 32K: what was tried for the -15% goal, which stays out of reach.
 % tokens vs the 32K BPE on held-out petitions / KorQuAD / held-out reviews,
 same training corpus:
-- shipped preset (transition 16K, sentence chunks, <= 4 words): -6.8 / -5.8 / -5.0;
+- shipped preset (transition 16K, sentence chunks, <= 4 words): -6.8 / -5.8 / -5.0
+  (-6.9 / -5.9 on 2026-11-24, once cleaning kept Korean <title> brackets as text);
   transitions 12K-24K are flat (about -7 / -6);
 - chunks ending only at newlines and digits, no word limit: -7.0 / -5.8 / -5.1;
   the same from a 4K transition: -6.8 / -5.7 / -5.0 (28K stage-2 merges,
