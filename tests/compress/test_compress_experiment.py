@@ -81,6 +81,17 @@ def test_single_run_is_tracked_in_mlflow_and_packaged(tiny_models, heldout, tmp_
     assert_same_tokenizer(tiny_models["llama"], tmp_path / "unzipped" / "model")
 
 
+def test_a_run_without_its_model_names_no_model_folder(tiny_models, heldout, tmp_path, mlflow_store):
+    """save_model=false deletes model/: neither eval_result.json nor the MLflow run may point at it."""
+    from mlflow.tracking import MlflowClient
+
+    run("11-23_fp16", fast(tiny_models["llama"], heldout, tmp_path / "outputs") + ["save_model=false"], today=DAY)
+    root = tmp_path / "outputs" / "2026-11-23_fp16"
+    saved = json.loads((root / "eval_result.json").read_text())
+    assert not (root / "model").exists() and saved["model"] is None
+    assert "model" not in MlflowClient(tracking_uri=mlflow_store).get_run(saved["mlflow_run_id"]).data.tags
+
+
 def test_multirun_sweep_via_cli_then_report(tiny_models, heldout, tmp_path, monkeypatch):
     from koforge.cli.main import app
     from koforge.compress import experiment

@@ -157,7 +157,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[
         result = evaluate_compressed(tmp / "model", baseline, output=tmp / "model" / "eval_result.json",
                                      trust_remote_code=cfg.trust_remote_code)
         result.update({"name": cfg.name, "run_dir": str(run_dir), "steps": applied["steps"],
-                       "overrides": list(overrides), "model": str(run_dir / "model")})
+                       "overrides": list(overrides), "model": str(run_dir / "model") if cfg.save_model else None})
         result.pop("path", None)
         write_json(tmp / "eval_result.json", result)
         if not cfg.save_model:

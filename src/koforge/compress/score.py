@@ -183,7 +183,7 @@ def log_to_mlflow(result: dict, *, experiment: str = "koforge-compress", run_nam
                "speed_norm": result.get("speed_norm", 0.0), "score": result.get("score", 0.5),
                "bits_per_byte": result["perplexity"]["bits_per_byte"],
                "time_to_first_token_ms": result["speed"]["time_to_first_token_ms"]}
-    with tracked_run(experiment, run_name=run_name, params=params, tags={"model": result["model"]}) as run:
+    with tracked_run(experiment, run_name=run_name, params=params, tags={"model": result["model"]} if result.get("model") else None) as run:
         run.log_metrics(metrics)
         if result.get("path"):
             run.log_artifact(result["path"])
