@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -44,6 +44,14 @@ def cli_errors(fn: Callable) -> Callable:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def report_skips(skipped: int, first: Optional[str] = None) -> None:
+    """One warning for the lines a reader skipped (each was also logged with its file and line)."""
+    if skipped:
+        where = f" (first: {first})" if first else ""
+        err_console.print(f"[yellow]warning:[/] skipped {skipped} unreadable line(s){escape(where)}: not UTF-8, not JSON, or "
+                          "without the field; rerun with --strict to fail on them.", highlight=False, soft_wrap=True)
 
 
 def rows_table(rows: Sequence[dict], title: str | None = None, floatfmt: str = ".3f") -> Table:

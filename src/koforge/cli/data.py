@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import cli_errors, console, err_console, overrides_arg, rows_table
+from koforge.cli._common import cli_errors, console, err_console, overrides_arg, report_skips, rows_table
 
 app = typer.Typer(help="Read, clean (NFC), de-duplicate, split, describe and pack Korean corpora.\n\n"
                        "Example: koforge data clean -i raw/ -o clean.jsonl && koforge data split -i clean.jsonl -o splits/",
@@ -16,14 +16,6 @@ InputsOpt = typer.Option(..., "--input", "-i", help="File (.txt .jsonl .tsv .csv
 FieldOpt = typer.Option("text", "--field", "-f", help="JSONL field or TSV/CSV column holding the text.")
 StrictOpt = typer.Option(False, "--strict", help="Fail on the first non-UTF-8 line instead of skipping it with a warning.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
-
-
-def report_skips(skipped: int, first: Optional[str] = None) -> None:
-    """One warning for the lines a reader skipped (each was also logged with its file and line)."""
-    if skipped:
-        where = f" (first: {first})" if first else ""
-        err_console.print(f"[yellow]warning:[/] skipped {skipped} unreadable line(s){where}: not UTF-8, not JSON, or "
-                          "without the field; rerun with --strict to fail on them.", highlight=False, soft_wrap=True)
 
 
 @app.command()

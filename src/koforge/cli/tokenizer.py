@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import OverridesArg, cli_errors, console, err_console, rows_table
+from koforge.cli._common import OverridesArg, cli_errors, console, err_console, report_skips, rows_table
 
 app = typer.Typer(help="Train byte-level BPE / SuperBPE / SentencePiece tokenizers and compare their efficiency.\n\n"
                        "Example: koforge tokenizer train -i corpus.txt -o out/tok && "
@@ -35,7 +35,6 @@ def train(inputs: List[str] = typer.Option(..., "--input", "-i", help="Training 
 
     Example: koforge tokenizer train -i corpus.txt -o out/tok -p bpe-32k vocab_size=16000 digits=keep
     """
-    from koforge.cli.data import report_skips
     from koforge.config import load_config
     from koforge.data.read import ReadStats, read_texts
     from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
