@@ -144,6 +144,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
+def utf8_hint(path: Path) -> str:
+    """How to convert a non-UTF-8 file (Korean Windows text is usually cp949)."""
+    return f"Convert it to UTF-8, e.g. `iconv -f cp949 -t utf-8 '{path}' > utf8_{path.name}` for Korean Windows text."
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     """Read JSON, naming the file on a missing path or a parse error."""
     p = require_path(path, what)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from koforge._utils.errors import DataError
-from koforge._utils.io import require_path
+from koforge._utils.io import require_path, utf8_hint
 
 
 def read_text_file(path: str | os.PathLike, what: str) -> str:
@@ -25,5 +25,4 @@ def read_text_file(path: str | os.PathLike, what: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{what} '{p}' is not UTF-8 (line {line}: byte {raw[e.start]:#04x}). Convert it to UTF-8, "
-                        f"e.g. `iconv -f cp949 -t utf-8 '{p}' > utf8_{p.name}` for Korean Windows text.") from None
+        raise DataError(f"{what} '{p}' is not UTF-8 (line {line}: byte {raw[e.start]:#04x}). {utf8_hint(p)}") from None

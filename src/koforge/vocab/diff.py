@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from koforge._utils.errors import DataError, NothingToDoError
-from koforge._utils.io import require_path, write_json
+from koforge._utils.io import require_path, utf8_hint, write_json
 from koforge.vocab.config import ExpansionConfig
 from koforge.vocab.loading import load_tokenizer, tokenizer_spec
 from koforge.vocab.text import Convention, passes_filter
@@ -83,8 +83,7 @@ def read_lines(path: str | Path, max_lines: int, what: str = "text file") -> lis
                     if len(lines) >= max_lines:
                         break
     except UnicodeDecodeError as e:
-        raise DataError(f"{what} '{p}' is not UTF-8 ({e}). Convert it to UTF-8, e.g. "
-                        f"`iconv -f cp949 -t utf-8 '{p}' > utf8_{p.name}` for Korean Windows text.") from None
+        raise DataError(f"{what} '{p}' is not UTF-8 ({e}). {utf8_hint(p)}") from None
     except IsADirectoryError:
         raise DataError(f"{what} '{p}' is a folder; expected a text file with one document a line.") from None
     if not lines:
