@@ -6,7 +6,7 @@ import json
 import pytest
 
 from koforge._utils.errors import DataError
-from koforge.embeddings.data import DataSource, build_examples
+from koforge.embeddings.data import HARD_NEGATIVES, DataSource, build_examples, infonce_parts, objective_of
 
 
 def _write_jsonl(path, rows):
@@ -69,16 +69,24 @@ def test_korquad_texts_obey_min_and_max_chars(tmp_path):
     assert build_examples([src], "simcse", data_root=tmp_path)["anchor"] == ["어디에 있나요?", "짧은 문단"]
 
 
-def test_hard_negatives_dropped_for_a_mix_are_reported(tmp_path, caplog):
-    """One dataset has one set of columns: pairs without negatives beside pairs with them drop them all, loudly."""
+def test_infonce_pairs_with_and_without_hard_negatives_train_as_two_parts(tmp_path, caplog):
+    """One dataset has one set of columns: a mix splits in two, unless a part could not fill a batch."""
     import logging
 
     _write_jsonl(tmp_path / "with.jsonl", [{"anchor": "질문 하나", "positive": "답 하나", "negative": "오답 하나"},
                                            {"anchor": "질문 둘", "positive": "답 둘", "negative": "오답 둘"}])
     _write_jsonl(tmp_path / "without.jsonl", [{"anchor": "제목", "positive": "본문"}])
     with_negatives = DataSource(kind="pairs", path="with.jsonl")
-    assert build_examples([with_negatives], "infonce", data_root=tmp_path)["negative"] == ["오답 하나", "오답 둘"]
+    cols = build_examples([with_negatives], "infonce", data_root=tmp_path)
+    assert infonce_parts(cols, min_rows=2) == {"infonce": cols} and cols["negative"] == ["오답 하나", "오답 둘"]
+    cols = build_examples([with_negatives, DataSource(kind="pairs", path="without.jsonl")], "infonce", data_root=tmp_path)
+    assert cols["negative"] == ["오답 하나", "오답 둘", None]
+    assert infonce_parts(cols, min_rows=1) == {
+        "infonce": {"anchor": ["제목"], "positive": ["본문"]},
+        HARD_NEGATIVES: {"anchor": ["질문 하나", "질문 둘"], "positive": ["답 하나", "답 둘"], "negative": ["오답 하나", "오답 둘"]}}
+    assert objective_of(HARD_NEGATIVES) == "infonce" and objective_of("cosent") == "cosent"
     with caplog.at_level(logging.WARNING, logger="koforge"):
-        cols = build_examples([with_negatives, DataSource(kind="pairs", path="without.jsonl")], "infonce", data_root=tmp_path)
-    assert set(cols) == {"anchor", "positive"} and len(cols["anchor"]) == 3
-    assert "1 of 3 examples have no hard negative (with.jsonl, without.jsonl), so the other 2" in caplog.text
+        pooled = infonce_parts(cols, min_rows=2)  # the part without negatives (1 pair) fills no batch of 2
+    assert pooled == {"infonce": {"anchor": ["질문 하나", "질문 둘", "제목"], "positive": ["답 하나", "답 둘", "본문"]}}
+    assert "1 of 3 examples have no hard negative, and one of the two parts is smaller than one batch (2)" in caplog.text
+    assert infonce_parts({"anchor": ["a"], "positive": ["b"], "negative": [None]}, 1) == {"infonce": {"anchor": ["a"], "positive": ["b"]}}

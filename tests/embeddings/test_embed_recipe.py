@@ -149,6 +149,35 @@ def test_multi_task_stage_trains_each_objective_on_its_own_sources(assets, tiny_
                    tiny_bert, tmp_path / "bad")
 
 
+def test_infonce_stage_keeps_hard_negatives_beside_pairs_without_them(assets, tiny_bert, tmp_path, monkeypatch):
+    """KorNLI pairs (with contradictions) and KorQuAD pairs (none) in one stage: two parts, negatives kept."""
+    import koforge.embeddings.recipe as rec
+
+    real, seen = rec.build_loss, []
+
+    def recording(objective, model, **kw):
+        loss = real(objective, model, **kw)
+
+        class Recorded(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, features, labels):
+                seen.append((objective, len(features)))  # anchor, positive[, negative]
+                return loss(features, labels)
+        return Recorded()
+
+    monkeypatch.setattr(rec, "build_loss", recording)
+    # batches of 2: KorQuAD's 4 questions share 2 paragraphs, and in-batch negatives must not repeat a positive
+    stage = {"name": "pairs", "scope": "full", "objective": "infonce", "max_steps": None, "epochs": 1, "batch_size": 2,
+             "data": [{"kind": "nli", "path": "embed_nli.tsv", "samples": 8}, {"kind": "korquad", "path": "embed_korquad.json"}]}
+    result = run_recipe(_recipe(assets, [stage], evaluate_base=False), tiny_bert, tmp_path / "run")
+    assert sorted(seen) == [("infonce", 2)] * 2 + [("infonce", 3)] * 4  # one epoch: 4 batches of NLI triples, 2 of QA pairs
+    meta = json.loads((result.final_model / "koforge_embedding.json").read_text())
+    assert meta["train"]["train/examples"] == 12
+
+
 def test_bad_recipes_and_data_are_clear_errors(assets, tiny_bert, tmp_path):
     with pytest.raises(ConfigError, match="scope 'everything'"):
         _recipe(assets, [{**COSENT, "scope": "everything"}])

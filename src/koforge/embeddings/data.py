@@ -197,7 +197,11 @@ def group_by_objective(sources: list[DataSource], default: str) -> dict[str, lis
 
 def build_examples(sources: list[DataSource], objective: str, *, data_root: str | os.PathLike | None = None,
                    seed: int = 0) -> dict[str, list]:
-    """Columns (as lists) for `objective` from all `sources`, each sampled to its `samples`."""
+    """Columns (as lists) for `objective` from all `sources`, each sampled to its `samples`.
+
+    infonce columns have `negative` when some pair has a hard negative, None where one has not (see
+    `infonce_parts`).
+    """
     rng = random.Random(seed)
     columns: dict[str, list] = {}
     names = []
@@ -235,14 +239,48 @@ def build_examples(sources: list[DataSource], objective: str, *, data_root: str 
     if n == 0:
         raise DataError(f"no training examples for objective '{objective}' after filtering {', '.join(names)}. "
                         "Check the files, the min_chars/max_chars filters and the objective/source kinds.")
-    if objective == "infonce":
-        missing = sum(x is None for x in columns["negative"])
-        if missing:  # one dataset has one set of columns: hard negatives only when every example has one
-            if missing < n:
-                log.warning("objective 'infonce': %d of %d examples have no hard negative (%s), so the other %d "
-                            "examples' hard negatives are not used; put the sources with negatives in a stage of "
-                            "their own to use them.", missing, n, ", ".join(names), n - missing)
-            columns.pop("negative")
+    if objective == "infonce" and all(x is None for x in columns["negative"]):
+        columns.pop("negative")
     if objective == "simcse":
         columns = {"anchor": columns["text"], "positive": list(columns["text"])}
     return columns
+
+
+HARD_NEGATIVES = "infonce_hard_negatives"
+"""Name of the part of an infonce group whose pairs carry a hard negative (see `infonce_parts`)."""
+
+
+def objective_of(part: str) -> str:
+    """The objective a dataset part of a stage trains: its name, or infonce for the hard-negative part."""
+    return "infonce" if part == HARD_NEGATIVES else part
+
+
+def infonce_parts(columns: dict[str, list], min_rows: int) -> dict[str, dict[str, list]]:
+    """infonce columns as one dataset, or two when only some pairs carry a hard negative.
+
+    A dataset has one set of columns, so pairs with and without negatives cannot share one; split,
+    each part trains the same loss in batches of its own (KorNLI's contradictions stay hard negatives
+    beside title -> content pairs that have none). A part smaller than one batch (`min_rows`) would
+    never train: then all pairs train together without negatives, with a warning.
+    """
+    negatives = columns.get("negative")
+    if negatives is None:
+        return {"infonce": columns}
+    n, missing = len(negatives), sum(x is None for x in negatives)
+    if missing == 0:
+        return {"infonce": columns}
+    plain = {k: v for k, v in columns.items() if k != "negative"}
+    if missing == n:
+        return {"infonce": plain}
+    if missing < min_rows or n - missing < min_rows:
+        log.warning("objective 'infonce': %d of %d examples have no hard negative, and one of the two parts is smaller "
+                    "than one batch (%d), so all train without hard negatives; add pairs to the smaller part or put "
+                    "the sources with negatives in a stage of their own.", missing, n, min_rows)
+        return {"infonce": plain}
+    with_negative = [x is not None for x in negatives]
+
+    def rows(column: list, keep: bool) -> list:
+        return [v for v, has in zip(column, with_negative) if has == keep]
+
+    return {"infonce": {k: rows(v, False) for k, v in plain.items()},
+            HARD_NEGATIVES: {k: rows(v, True) for k, v in columns.items()}}

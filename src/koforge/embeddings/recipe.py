@@ -23,7 +23,8 @@ from koforge._utils.io import atomic_dir, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.config import config_to_dict, load_config, save_config
 from koforge.embeddings.adapters import AdapterConfig, save_adapters
-from koforge.embeddings.data import DataSource, build_examples, group_by_objective, local_paths
+from koforge.embeddings.data import (DataSource, build_examples, group_by_objective, infonce_parts, local_paths,
+                                     objective_of)
 from koforge.embeddings.evaluate import EvalSuite, flatten, model_query_prompt, run_suite
 from koforge.embeddings.losses import OBJECTIVES, build_loss
 from koforge.embeddings.model import METADATA_FILE, EmbeddingModelConfig, build_embedding_model, save_embedding_model, transformer_module
@@ -174,13 +175,19 @@ def _barrier() -> None:
 
 
 def _stage_dataset(stage: StageConfig, recipe: Recipe, model, cache_dir: Path):
-    """The stage's dataset, or a DatasetDict keyed by objective for a multi-task stage."""
+    """The stage's dataset, or a DatasetDict keyed by objective for a multi-task stage (infonce pairs with and
+    without hard negatives are two parts of it: `infonce_parts`)."""
     import datasets
 
     groups = group_by_objective(stage.data, stage.objective)
     sets = {}
     for objective, sources in groups.items():
         columns = build_examples(sources, objective, data_root=recipe.resolved_data_root(), seed=recipe.seed)
+        if objective == "infonce":
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            for part, part_columns in infonce_parts(columns, stage.batch_size * world).items():
+                sets[part] = datasets.Dataset.from_dict(part_columns)
+            continue
         if objective == "distill":
             teacher = stage.teacher or recipe.teacher
             labels = teacher_embeddings(teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
@@ -199,15 +206,15 @@ def _n_examples(dataset) -> int:
 
 
 def _objectives(stage: StageConfig, dataset) -> set[str]:
-    return set(dataset) if isinstance(dataset, dict) else {stage.objective}
+    return {objective_of(part) for part in dataset} if isinstance(dataset, dict) else {stage.objective}
 
 
 def _stage_loss(stage: StageConfig, model, dataset):
-    """One loss, or one per objective (keys match the DatasetDict's)."""
+    """One loss, or one per dataset part (keys match the DatasetDict's)."""
     def build(objective: str):
         return build_loss(objective, model, temperature=stage.temperature, mini_batch_size=stage.mini_batch_size)
 
-    return {name: build(name) for name in dataset} if isinstance(dataset, dict) else build(stage.objective)
+    return {part: build(objective_of(part)) for part in dataset} if isinstance(dataset, dict) else build(stage.objective)
 
 
 def _evaluate(model, recipe: Recipe, stage: str, extra: dict) -> dict:
