@@ -196,7 +196,7 @@ def main() -> None:
 
     base_ndcg = rows[0]["ndcg@10"]
     print("\n## Teach all-MiniLM-L6-v2 Korean (CPU, same training budget per run)\n")
-    print(f"| run | KorSTS test Spearman | KorQuAD NDCG@10 | vs base NDCG | Recall@10 | train min | steps |")
+    print("| run | KorSTS test Spearman | KorQuAD NDCG@10 | vs base NDCG | Recall@10 | train min | steps |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['run']} | {r['korsts_test']:.4f} | {r['ndcg@10']:.4f} | {r['ndcg@10'] / base_ndcg:.2f}x | "
