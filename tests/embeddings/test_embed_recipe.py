@@ -344,6 +344,25 @@ def test_stage_max_length_truncates_training_but_not_the_saved_model(assets, tin
     assert SentenceTransformer(str(result.final_model), device="cpu").max_seq_length == 128
 
 
+def test_scope_settings_the_model_cannot_take_fail_before_any_stage_trains(assets, tiny_bert, tmp_path, monkeypatch):
+    """Found from the model's config (meta device) before the first stage, not after it trained."""
+    import koforge.embeddings.recipe as rec
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stage trained before the recipe's scopes were checked")
+
+    monkeypatch.setattr(rec, "train_stage", no_training)
+    cases = [({"scope": "top_blocks", "top_blocks": 3}, r"stage 'late': top_blocks=3 but the model has 2 blocks; use 1\.\.2"),
+             ({"scope": "lora", "lora": {"target_modules": ["q_proj", "v_proj"]}},
+              r"stage 'late': lora.target_modules \['q_proj', 'v_proj'\] match no module of BertModel; module names include: .*query"),
+             ({"scope": "adapters"}, r"stage 'late': scope 'adapters' would stack a second set of adapters on those of stage 'first'")]
+    for late, message in cases:
+        first = {**COSENT, "name": "first", "scope": "adapters" if late["scope"] == "adapters" else "full"}
+        with pytest.raises(ConfigError, match=message):
+            run_recipe(_recipe(assets, [first, {**COSENT, "name": "late", **late}]), tiny_bert, tmp_path / "r")
+        assert not (tmp_path / "r").exists()
+
+
 def test_multi_task_objective_smaller_than_one_batch_is_a_clear_error(assets, tiny_bert, tmp_path):
     """Its only (partial) batch would be dropped: the objective never trained, silently."""
     mixed = {**COSENT, "name": "mixed", "max_steps": None, "batch_size": 8,

@@ -1,6 +1,8 @@
 """Trainable scopes: new rows only (old rows bit-identical), adapters identity at init, LoRA merge, top blocks."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -116,3 +118,21 @@ def test_model_config_validates():
 
     with pytest.raises(ConfigError, match="pooling"):
         EmbeddingModelConfig(pooling="max")
+
+
+def test_an_adapters_stage_on_a_model_that_has_adapters_is_refused_up_front(tmp_path):
+    """A folder saved after an adapters stage carries them beside its Transformer module's weights."""
+    from types import SimpleNamespace
+
+    from koforge._utils.errors import ConfigError
+    from koforge.embeddings.adapters import ADAPTER_CONFIG
+    from koforge.embeddings.preflight import backbone_folder, check_stages_fit_model
+
+    (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "koforge.embeddings.adapters.AdaptedTransformer"},
+                                                       {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.sentence_transformer.modules.Pooling"}]))
+    assert backbone_folder(tmp_path) == tmp_path
+    stage = SimpleNamespace(name="more", scope="adapters")
+    check_stages_fit_model([stage], tmp_path)  # no adapters yet
+    (tmp_path / ADAPTER_CONFIG).write_text("{}")
+    with pytest.raises(ConfigError, match="stage 'more': scope 'adapters' would stack a second set of adapters on those of the model"):
+        check_stages_fit_model([stage], tmp_path)

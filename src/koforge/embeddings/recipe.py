@@ -28,6 +28,7 @@ from koforge.embeddings.data import (DataSource, build_examples, group_by_object
 from koforge.embeddings.evaluate import EvalSuite, flatten, model_query_prompt, run_suite
 from koforge.embeddings.losses import OBJECTIVES, build_loss
 from koforge.embeddings.model import METADATA_FILE, EmbeddingModelConfig, build_embedding_model, save_embedding_model, transformer_module
+from koforge.embeddings.preflight import check_stages_fit_model
 from koforge.embeddings.report import write_comparison
 from koforge.embeddings.scopes import EXPANSION_REPORT, SCOPES, LoraSettings, apply_scope
 from koforge.embeddings.teacher import teacher_embeddings
@@ -228,7 +229,8 @@ def _looks_local(name: str) -> bool:
 
 def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
     """Fail before anything is written or trained: the model, every stage's local data files, the
-    expansion that `new_embeddings` stages need, and local teachers. Hub names are left to load time."""
+    expansion that `new_embeddings` stages need, local teachers, and scope settings the model's structure
+    cannot take (`check_stages_fit_model`). Hub names are left to load time."""
     from koforge.embeddings.scopes import read_expansion_report
 
     if _looks_local(source):
@@ -243,6 +245,8 @@ def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
         teacher = stage.teacher or recipe.teacher
         if teacher and "distill" in group_by_objective(stage.data, stage.objective) and _looks_local(teacher):
             require_path(teacher, f"stage '{stage.name}' teacher")
+    if Path(source).expanduser().is_dir():
+        check_stages_fit_model(stages, source, trust_remote_code=recipe.model.trust_remote_code)
 
 
 OUTPUTS = ("checkpoints", ".scratch", "stages.json", "recipe.json", "comparison.md", "comparison.json", "metrics.png")

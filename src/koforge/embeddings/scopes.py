@@ -119,6 +119,25 @@ def _freeze(model) -> None:
         p.requires_grad_(False)
 
 
+def top_block_list(hf: nn.Module, top_blocks: int) -> list[nn.Module]:
+    """The top `top_blocks` blocks of the backbone, or a ConfigError when it has fewer (or top_blocks < 1)."""
+    blocks = find_blocks(hf)
+    if not 1 <= top_blocks <= len(blocks):
+        raise ConfigError(f"top_blocks={top_blocks} but the model has {len(blocks)} blocks; use 1..{len(blocks)}.")
+    return list(blocks)[-top_blocks:]
+
+
+def lora_targets(hf: nn.Module, settings: LoraSettings) -> list[str]:
+    """The target module names that occur in the backbone, or a ConfigError naming the ones it has."""
+    names = {n.split(".")[-1] for n, _ in hf.named_modules()}
+    targets = [t for t in settings.target_modules if t in names]
+    if not targets:
+        named = sorted(n for n in names if n and not n.isdigit())  # not ModuleList indexes
+        raise ConfigError(f"lora.target_modules {settings.target_modules} match no module of {type(hf).__name__}; "
+                          f"module names include: {', '.join(named[:15])}.")
+    return targets
+
+
 def apply_scope(model, scope: str, *, model_path: str | os.PathLike | None = None, top_blocks: int = 2,
                 adapter: AdapterConfig | None = None, lora: LoraSettings | None = None) -> ScopeHandle:
     """Freeze `model` except what `scope` trains; returns a handle whose `finalize()` undoes the wrapping."""
@@ -149,10 +168,7 @@ def apply_scope(model, scope: str, *, model_path: str | os.PathLike | None = Non
         attach_adapters(transformer_module(model), adapter or AdapterConfig())
         return ScopeHandle(model, scope)
     if scope == "top_blocks":
-        blocks = find_blocks(hf)
-        if not 1 <= top_blocks <= len(blocks):
-            raise ConfigError(f"top_blocks={top_blocks} but the model has {len(blocks)} blocks; use 1..{len(blocks)}.")
-        for block in list(blocks)[-top_blocks:]:
+        for block in top_block_list(hf, top_blocks):
             for p in block.parameters():
                 p.requires_grad_(True)
         for name in ("norm", "final_layernorm", "ln_f"):
@@ -168,11 +184,7 @@ def apply_scope(model, scope: str, *, model_path: str | os.PathLike | None = Non
     from peft import LoraConfig, get_peft_model
 
     settings = lora or LoraSettings()
-    names = {n.split(".")[-1] for n, _ in hf.named_modules()}
-    targets = [t for t in settings.target_modules if t in names]
-    if not targets:
-        raise ConfigError(f"lora.target_modules {settings.target_modules} match no module of {type(hf).__name__}; "
-                          f"module names include: {', '.join(sorted(names)[:15])}.")
+    targets = lora_targets(hf, settings)
     peft_model = get_peft_model(hf, LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                                                target_modules=targets))
     transformer_module(model).model = peft_model

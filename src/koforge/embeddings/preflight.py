@@ -1,0 +1,71 @@
+"""Stage settings checked against the model's structure before anything trains.
+
+Scopes meet the model only when their stage starts: a `top_blocks` count beyond the model's blocks,
+LoRA targets that name no module, or a second `adapters` stage would otherwise fail after the earlier
+stages had trained for their whole budget. The structure comes from the model folder's config, built
+on the meta device (no weights read, no memory). Hub names and folders whose config does not build
+are left to load time.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from koforge._utils.errors import ConfigError
+from koforge.embeddings.adapters import ADAPTER_CONFIG
+from koforge.embeddings.scopes import lora_targets, top_block_list
+
+
+def backbone_folder(model_path: str | os.PathLike) -> Path:
+    """The folder of the Hugging Face weights: the Transformer module's of a sentence-transformers folder."""
+    path = Path(model_path).expanduser()
+    modules = path / "modules.json"
+    if modules.exists():
+        try:
+            entries = json.loads(modules.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return path
+        for entry in entries:
+            if "Transformer" in entry.get("type", ""):
+                return path / entry.get("path", "")
+    return path
+
+
+def _meta_model(folder: Path, trust_remote_code: bool):
+    """The backbone built from its config on the meta device, or None when the config does not build."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        with torch.device("meta"):
+            return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception:  # any config the loader itself would reject: it reports that at load time
+        return None
+
+
+def check_stages_fit_model(stages: Sequence, model_path: str | os.PathLike, *, trust_remote_code: bool = False) -> None:
+    """Raise ConfigError naming the stage whose scope settings cannot apply to the model at `model_path`."""
+    folder = backbone_folder(model_path)
+    adapters_from = "the model" if (folder / ADAPTER_CONFIG).exists() else None
+    for stage in stages:
+        if stage.scope == "adapters":
+            if adapters_from:
+                raise ConfigError(f"stage '{stage.name}': scope 'adapters' would stack a second set of adapters on those of "
+                                  f"{adapters_from}. Use another scope after an adapters stage (top_blocks, lora).")
+            adapters_from = f"stage '{stage.name}'"
+    if not any(s.scope in ("top_blocks", "lora") for s in stages):
+        return
+    model = _meta_model(folder, trust_remote_code)
+    if model is None:
+        return
+    for stage in stages:
+        try:
+            if stage.scope == "top_blocks":
+                top_block_list(model, stage.top_blocks)
+            elif stage.scope == "lora":
+                lora_targets(model, stage.lora)
+        except ConfigError as e:
+            raise ConfigError(f"stage '{stage.name}': {e}") from None
