@@ -8,7 +8,7 @@ import typer
 
 from koforge.cli._common import cli_errors, console, rows_table
 
-_TASK_HELP = ("korsts | retrieval | separation | bitext (sentence-embedding models); perplexity | speed "
+_TASK_HELP = ("korsts | retrieval | separation | bitext (sentence-embedding models); perplexity | speed | needle "
               "(causal LMs); tokenizer; harness (lm-evaluation-harness, e.g. --harness-task kobest).")
 
 
@@ -23,8 +23,11 @@ def command(
     batch_size: int = typer.Option(32, help="Batch size."),
     context: int = typer.Option(256, help="perplexity: window length in tokens."),
     stride: int = typer.Option(128, help="perplexity: stride between windows."),
-    new_tokens: int = typer.Option(32, help="speed: tokens generated per prompt."),
+    new_tokens: Optional[int] = typer.Option(None, help="speed: tokens generated per prompt (32); needle: answer tokens (12)."),
     repeats: int = typer.Option(3, help="speed: timed passes (median reported)."),
+    length: Optional[List[int]] = typer.Option(None, "--length", help="needle: prompt length in tokens (repeatable; default: powers of two up to the model's context)."),
+    depth: Optional[List[float]] = typer.Option(None, "--depth", help="needle: needle depth, 0 = start .. 1 = end (repeatable; default 0 .25 .5 .75 1)."),
+    trials: int = typer.Option(2, help="needle: hidden numbers per (length, depth) cell."),
     compare: Optional[List[str]] = typer.Option(None, "--compare", "-c", help="tokenizer: other tokenizers to compare with."),
     reference: Optional[str] = typer.Option(None, help="tokenizer: reference row for relative changes."),
     harness_task: Optional[List[str]] = typer.Option(None, "--harness-task", "-t", help="harness: task/group names (kobest, kmmlu, haerae...)."),
@@ -41,6 +44,7 @@ def command(
     Example: koforge eval korsts sentence-transformers/all-MiniLM-L6-v2 -o evals/minilm
     Example: koforge eval perplexity runs/lm/hf --data heldout.txt --context 256
     Example: koforge eval perplexity runs/lm --tokenizer tokenizers/ko-bpe  (a koforge run: its best checkpoint)
+    Example: koforge eval needle runs/lm/hf --length 256 --length 512 --trials 3
     Example: koforge eval harness Qwen/Qwen3-0.6B -t kobest -t haerae --num-fewshot 5
     """
     from koforge.eval.runner import EvalConfig, run_eval
@@ -48,6 +52,7 @@ def command(
 
     cfg = EvalConfig(task=task, model=model, tokenizer=tokenizer, data=list(data or []), max_items=max_items,
                      batch_size=batch_size, context=context, stride=stride, new_tokens=new_tokens, repeats=repeats, device=device,
+                     lengths=list(length or []), depths=list(depth or []), trials=trials,
                      dtype=dtype, compare=list(compare or []), reference=reference,
                      harness_tasks=list(harness_task or []), include_path=include_path,
                      harness_builtin=builtin_tasks, num_fewshot=num_fewshot, trust_remote_code=trust_remote_code)

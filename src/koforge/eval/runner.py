@@ -2,12 +2,13 @@
 
 Each task is a function of another module (`koforge.eval.korsts`,
 `...retrieval`, `...separation`, `...bitext`, `...perplexity`, `...speed`,
-`koforge.tokenizers.evaluate`, `koforge.eval.harness`); this module only
+`...needle`, `koforge.tokenizers.evaluate`, `koforge.eval.harness`); this module only
 loads the model the task needs, picks default data, calls the task and turns
 its dict into an `EvalResult` (the schema `koforge report` reads).
 
 Defaults need no network: KorSTS uses the test split bundled with koforge,
-perplexity the bundled NSMC sample's last lines, speed fixed Korean prompts.
+perplexity the bundled NSMC sample's last lines, speed fixed Korean prompts,
+needle the bundled NSMC sample as its haystack.
 Models are anything `from_pretrained` accepts: a local folder or a hub name
 (the hub is only contacted for names, never for local folders), and for the
 causal-LM tasks a koforge LM checkpoint or run folder too; `koforge.eval.loading`
@@ -52,6 +53,8 @@ TASKS: dict[str, TaskSpec] = {
     "bitext": TaskSpec("embedding", "accuracy", True, "Korean-English bitext retrieval (data: KO_FILE EN_FILE)"),
     "perplexity": TaskSpec("causal_lm", "perplexity", False, "sliding-window perplexity (data: text files)"),
     "speed": TaskSpec("causal_lm", "time_per_token_ms", False, "greedy decode time per token (data: prompt file)"),
+    "needle": TaskSpec("causal_lm", "accuracy", True, "needle in a haystack: a hidden number found over lengths x depths "
+                                                      "(data: haystack text files)"),
     "tokenizer": TaskSpec("tokenizer", "chars_per_token", True, "tokenizer efficiency (data: text files; --compare)"),
     "harness": TaskSpec("harness", "score", True, "lm-evaluation-harness tasks (--harness-task kobest_boolq ...)"),
 }
@@ -62,11 +65,11 @@ class EvalConfig:
     """What `run_eval` evaluates and how."""
 
     task: str
-    """One of TASKS: korsts, retrieval, separation, bitext, perplexity, speed, tokenizer, harness."""
+    """One of TASKS: korsts, retrieval, separation, bitext, perplexity, speed, needle, tokenizer, harness."""
     model: str
     """A model folder or hub name (tokenizer task: a tokenizer folder / tokenizer.json / hub name)."""
     tokenizer: Optional[str] = None
-    """perplexity, speed: the tokenizer (folder, tokenizer.json or hub name) instead of the model's own;
+    """perplexity, speed, needle: the tokenizer (folder, tokenizer.json or hub name) instead of the model's own;
     needed for a model folder without one or a koforge checkpoint that records none."""
     data: list[str] = field(default_factory=list)
     """Data files for the task (see TASKS); empty = the task's default."""
@@ -77,11 +80,17 @@ class EvalConfig:
     """perplexity: window length in tokens."""
     stride: int = 128
     """perplexity: step between windows."""
-    new_tokens: int = 32
-    """speed: tokens generated per prompt."""
+    new_tokens: Optional[int] = None
+    """speed: tokens generated per prompt (default 32); needle: answer tokens decoded per prompt (default 12)."""
     repeats: int = 3
     """speed: timed passes (the median is reported)."""
     warmup: int = 1
+    lengths: list[int] = field(default_factory=list)
+    """needle: prompt lengths in tokens (default: powers of two from 128 to what the model's context holds, <= 4096)."""
+    depths: list[float] = field(default_factory=list)
+    """needle: needle depths as fractions of the haystack, 0 = start (default 0, 0.25, 0.5, 0.75, 1)."""
+    trials: int = 2
+    """needle: numbers hidden per (length, depth) cell."""
     device: str = "auto"
     dtype: str = "float32"
     compare: list[str] = field(default_factory=list)
@@ -102,8 +111,8 @@ class EvalConfig:
             raise ConfigError(f"unknown evaluation task '{self.task}'. Known tasks: {', '.join(TASKS)}.")
         if not str(self.model).strip():
             raise ConfigError("model is empty; pass a model folder or a hub name.")
-        for name in ("batch_size", "context", "stride", "new_tokens", "repeats"):
-            if getattr(self, name) < 1:
+        for name in ("batch_size", "context", "stride", "new_tokens", "repeats", "trials"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.task == "perplexity" and self.stride > self.context:
             raise ConfigError(f"stride ({self.stride}) must be at most context ({self.context}): every token needs a "
@@ -114,6 +123,10 @@ class EvalConfig:
             raise ConfigError(f"bitext needs two files (Korean, English), got {len(self.data)}: {self.data}.")
         if self.tokenizer is not None and self.spec.kind != "causal_lm":
             raise ConfigError(f"tokenizer (--tokenizer) applies to perplexity and speed only, not to {self.task}.")
+        if any(n < 1 for n in self.lengths):
+            raise ConfigError(f"needle lengths must be >= 1 token, got {self.lengths}.")
+        if any(not 0.0 <= d <= 1.0 for d in self.depths):
+            raise ConfigError(f"needle depths must be fractions in [0, 1] (0 = start, 1 = end), got {self.depths}.")
         if self.task == "harness" and not self.harness_tasks:
             raise ConfigError("the harness task needs at least one lm-evaluation-harness task name "
                               "(--harness-task kobest_boolq, kmmlu, haerae, ...).")
@@ -189,8 +202,12 @@ def _causal_task(cfg: EvalConfig) -> tuple[dict, dict]:
             texts = _read_lines(cfg.data, cfg.max_items)
         else:  # the bundled sample's tail: the demo trains on its head
             texts = _read_lines([str(sample_path("nsmc_reviews_sample.txt"))], None)[-(cfg.max_items or 500):]
+    elif cfg.task == "needle":
+        texts = _read_lines(cfg.data or [str(sample_path("nsmc_reviews_sample.txt"))], cfg.max_items)
     else:
         texts = _read_lines(cfg.data, cfg.max_items) if cfg.data else list(SPEED_PROMPTS)
+    new_tokens = cfg.new_tokens or (12 if cfg.task == "needle" else 32)
+    # needle checks its lengths against the model's context itself, in its own terms (--length)
     model, tokenizer = load_causal_lm(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
                                       tokenizer=cfg.tokenizer, task=cfg.task,
                                       context=cfg.context if cfg.task == "perplexity" else None)
@@ -198,8 +215,13 @@ def _causal_task(cfg: EvalConfig) -> tuple[dict, dict]:
         out = _import("koforge.eval.perplexity", "perplexity evaluation").evaluate_perplexity(
             model, tokenizer, texts, context=cfg.context, stride=cfg.stride, batch_size=min(cfg.batch_size, 8))
         return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt (last lines)", "documents": len(texts)}
+    if cfg.task == "needle":
+        needle = _import("koforge.eval.needle", "needle-in-a-haystack evaluation")
+        out = needle.evaluate_needle(model, tokenizer, texts, lengths=cfg.lengths, depths=cfg.depths or needle.DEFAULT_DEPTHS,
+                                     trials=cfg.trials, new_tokens=new_tokens)
+        return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt", "haystack_lines": len(texts)}
     out = _import("koforge.eval.speed", "speed measurement").measure_speed(
-        model, tokenizer, texts, new_tokens=cfg.new_tokens, warmup=cfg.warmup, repeats=cfg.repeats)
+        model, tokenizer, texts, new_tokens=new_tokens, warmup=cfg.warmup, repeats=cfg.repeats)
     return out, {"prompts": texts}
 
 
@@ -273,6 +295,11 @@ def run_eval(cfg: EvalConfig, output_dir: Optional[str | Path] = None, *,
         raw, settings = _embedding_task(cfg)
     elif spec.kind == "causal_lm":
         raw, settings = _causal_task(cfg)
+        if cfg.task == "needle" and out_dir is not None:
+            from koforge.eval.needle import plot_needle
+
+            out_dir.mkdir(parents=True, exist_ok=True)
+            plots.append(plot_needle(raw, out_dir / "needle.png", title=f"needle — {Path(cfg.model).name or cfg.model}").name)
     elif spec.kind == "tokenizer":
         metrics, settings, rows, plots = _tokenizer_task(cfg, out_dir)
         raw = {**metrics, "comparison": rows}
