@@ -92,6 +92,23 @@ def test_a_run_without_its_model_names_no_model_folder(tiny_models, heldout, tmp
     assert "model" not in MlflowClient(tracking_uri=mlflow_store).get_run(saved["mlflow_run_id"]).data.tags
 
 
+def test_cli_baseline_is_logged_to_mlflow_beside_the_compressed_runs(tiny_models, heldout, tmp_path, mlflow_store):
+    import mlflow
+
+    from koforge.cli.main import app
+
+    out = tmp_path / "baseline_result.json"
+    result = CliRunner().invoke(app, ["compress", "baseline", str(tiny_models["llama"]), "--texts", str(heldout), "--out",
+                                      str(out), "max_docs=3", "context=32", "stride=16", "new_tokens=3", "repeats=1",
+                                      "warmup=0"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    [run] = mlflow.search_runs(experiment_names=["koforge-compress"], filter_string="attributes.run_name = 'baseline:llama'",
+                               output_format="list")
+    assert run.data.metrics["perplexity"] == pytest.approx(saved["perplexity"]["perplexity"])
+    assert run.data.metrics["score"] == 0.5 and run.data.tags["model"] == saved["model"]
+
+
 def test_multirun_sweep_via_cli_then_report(tiny_models, heldout, tmp_path, monkeypatch):
     from koforge.cli.main import app
     from koforge.compress import experiment

@@ -53,14 +53,18 @@ def baseline(model: str = typer.Argument(..., help="Base model folder or hub nam
              out: Optional[Path] = typer.Option(None, help="Where to write baseline_result.json (default: model folder)."),
              overwrite: bool = typer.Option(False, help="Replace an existing baseline file (evaluations against it "
                                                          "no longer match it)."),
+             mlflow: bool = typer.Option(True, help="Log the result to MLflow (beside the compressed models' runs)."),
              measure: Optional[str] = MeasureOpt, overrides: Optional[List[str]] = overrides_arg("context=512")) -> None:
     """Perplexity and generation speed of the base model -> baseline_result.json.
 
     Example: koforge compress baseline ./exaone-1.2b --texts heldout.txt context=512 stride=256
     """
     from koforge.compress import run_baseline
+    from koforge.compress.score import log_to_mlflow
 
     result = run_baseline(model, _measure(measure, texts, overrides), output=out, overwrite=overwrite)
+    if mlflow:
+        log_to_mlflow(result, run_name=f"baseline:{Path(model).name or model}")
     _metrics(result)
     console.print(f"wrote [bold]{result['path']}[/]")
 
