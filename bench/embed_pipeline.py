@@ -18,10 +18,13 @@ KorSTS test Spearman, KorQuAD 1.0 dev question->paragraph NDCG@10 (a seeded
 sample of `EMBED_BENCH_QUERIES` questions against all 964 paragraphs), and
 encode throughput of koforge's FastEncoder vs SentenceTransformer.encode on
 the same saved model.
-Last run (2026-11-24, 64.7 min, 2 threads): KorSTS test base 0.4196, A 0.5737, B 0.6490 (B after its
-CoSENT stage 0.6845); NDCG@10 base 0.0915, A 0.2483, B 0.4547 (4.97x). The run before scaled KorSTS
-scores row by row (a 0.8 on the 0-5 scale was read as 0.8 of 1, 736 of 5,749 train pairs): B 0.6061,
-B after CoSENT 0.6295, A 0.5589.
+Last run (2026-11-24, 64.3 min, 2 threads), with KorNLI's contradictions now kept as hard negatives
+(the stage trains NLI triples and petition pairs as two parts): KorSTS test base 0.4196, A 0.5770,
+B 0.6567 (B after its CoSENT stage 0.6877); NDCG@10 base 0.0915, A 0.2446, B 0.4615 (5.05x); encode
+1.20x SentenceTransformer. The run before, with the negatives dropped for the whole mix: A 0.5737,
+B 0.6490 (after CoSENT 0.6845), NDCG@10 B 0.4547. The one before that scaled KorSTS scores row by row
+(a 0.8 on the 0-5 scale was read as 0.8 of 1, 736 of 5,749 train pairs): B 0.6061, after CoSENT
+0.6295, A 0.5589.
 """
 from __future__ import annotations
 
