@@ -84,7 +84,8 @@ def test_needle_task_writes_a_result_and_a_heatmap(tmp_path):
                      device="cpu")
     result, path = run_eval(cfg, tmp_path / "out")
     assert result.primary_metric == "accuracy" and 0.0 <= result.metrics["accuracy"] <= 1.0
-    assert set(result.metrics) >= {"accuracy@200", "accuracy@260", "accuracy@depth0", "accuracy@depth1"}
+    assert set(result.metrics) == {"accuracy", "accuracy@200", "accuracy@260", "accuracy@depth0", "accuracy@depth1"}
+    assert result.settings["trials"] == 1 and result.settings["new_tokens"] == 3 and result.settings["lengths"] == [200, 260]
     assert [(c["length"], c["depth"]) for c in result.tables["cells"]] == [(200, 0.0), (200, 1.0), (260, 0.0), (260, 1.0)]
     assert result.plots == ["needle.png"] and (tmp_path / "out" / "needle.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads(path.read_text())["task"] == "needle"

@@ -219,7 +219,8 @@ def _causal_task(cfg: EvalConfig) -> tuple[dict, dict]:
         needle = _import("koforge.eval.needle", "needle-in-a-haystack evaluation")
         out = needle.evaluate_needle(model, tokenizer, texts, lengths=cfg.lengths, depths=cfg.depths or needle.DEFAULT_DEPTHS,
                                      trials=cfg.trials, new_tokens=new_tokens)
-        return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt", "haystack_lines": len(texts)}
+        grid = {k: out.pop(k) for k in ("trials", "new_tokens", "seed")}  # settings, not metrics
+        return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt", "haystack_lines": len(texts), **grid}
     out = _import("koforge.eval.speed", "speed measurement").measure_speed(
         model, tokenizer, texts, new_tokens=new_tokens, warmup=cfg.warmup, repeats=cfg.repeats)
     return out, {"prompts": texts}
