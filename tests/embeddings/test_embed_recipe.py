@@ -374,6 +374,20 @@ def test_multi_task_objective_smaller_than_one_batch_is_a_clear_error(assets, ti
     assert not (tmp_path / "r").exists()
 
 
+def test_pairs_that_cannot_fill_a_batch_without_repeats_are_a_clear_error(assets, tiny_bert, tmp_path):
+    """KorQuAD's 4 questions share 2 paragraphs: no batch of 4 without a repeated positive, so it would never train."""
+    stage = {"name": "qa", "scope": "full", "objective": "infonce", "max_steps": 2, "batch_size": 4,
+             "data": [{"kind": "korquad", "path": "embed_korquad.json"}]}
+    with pytest.raises(DataError, match=r"stage 'qa': the data \(4 rows\) cannot fill one batch of 4 rows without "
+                                        r"repeating a text"):
+        run_recipe(_recipe(assets, [stage], evaluate_base=False), tiny_bert, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    mixed = {**stage, "data": [{"kind": "nli", "path": "embed_nli.tsv", "samples": 8}, stage["data"][0]]}
+    with pytest.raises(DataError, match=r"objective part 'infonce' \(4 rows\) cannot fill one batch"):
+        run_recipe(_recipe(assets, [mixed], evaluate_base=False), tiny_bert, tmp_path / "r")
+    run_recipe(_recipe(assets, [{**stage, "batch_size": 2}], evaluate_base=False), tiny_bert, tmp_path / "ok")
+
+
 def test_time_schedule_without_a_time_budget_is_a_config_error(assets):
     with pytest.raises(ConfigError, match="stage 'sts': schedule 'time' .* neither stages.<i>.max_minutes nor budget_minutes"):
         _recipe(assets, [{**COSENT, "schedule": "time"}])

@@ -132,6 +132,22 @@ def _anchor_prompts(dataset: Any, prompt: Optional[str]) -> dict:
     return {"anchor": prompt} if "anchor" in dataset.column_names else {}
 
 
+def _check_batches_without_repeats(dataset: Any, batch_size: int, stage: str) -> None:
+    """In-batch negatives must not repeat a text of the batch, so rows sharing texts (many questions of one
+    paragraph) wait for another batch; when no full batch can form, the part would never train, silently."""
+    from koforge.embeddings.batching import LengthGroupedBatchSampler
+
+    parts = dataset.items() if isinstance(dataset, dict) else [(None, dataset)]
+    for name, part in parts:
+        if "anchor" not in part.column_names:  # CoSENT/distill rows: no in-batch negatives
+            continue
+        if not any(True for _ in LengthGroupedBatchSampler(part, batch_size, drop_last=True, no_duplicates=True)):
+            what = f"objective part '{name}'" if name else "the data"
+            raise DataError(f"stage '{stage}': {what} ({len(part)} rows) cannot fill one batch of {batch_size} rows without "
+                            "repeating a text (in-batch negatives must differ from every positive): too few distinct "
+                            "texts, e.g. many questions of a few paragraphs. Lower batch_size or add data.")
+
+
 def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any, settings: TrainSettings, *, stage: str,
                 scratch_dir: str, tracker: Any = None) -> StageRun:
     """Train `model` in place on `dataset` with `loss`; returns steps, time and last loss.
@@ -153,6 +169,8 @@ def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any
         raise DataError(f"stage '{stage}': objective(s) {', '.join(f'{k} ({v} examples)' for k, v in small.items())} have "
                         f"fewer examples than one batch of {settings.batch_size * world} (batch_size x processes), so "
                         "their batches would all be dropped and they would never train. Add data or lower batch_size.")
+    if drop_last and settings.no_duplicates:
+        _check_batches_without_repeats(dataset, settings.batch_size, stage)
     bf16 = fp16 = False
     if device.type == "cuda" and settings.precision in ("auto", "bf16"):
         bf16 = torch.cuda.is_bf16_supported()
