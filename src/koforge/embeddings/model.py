@@ -2,8 +2,8 @@
 
 Models are plain `sentence_transformers.SentenceTransformer` objects so that
 every checkpoint koforge writes loads with `SentenceTransformer(path)` as it
-is. A folder that already has `modules.json` is loaded as it stands; any other
-backbone (encoder or decoder) gets a `Transformer -> Pooling -> Normalize`
+is. A folder (or hub repository) that already has `modules.json` is loaded as it
+stands; any other backbone (encoder or decoder) gets a `Transformer -> Pooling -> Normalize`
 stack. Pooling is `mean`, `cls` or `lasttoken`; sentence-transformers'
 last-token pooling finds the last real token from the attention mask, so it is
 correct with left and right padding alike (tested). Decoders without a pad
@@ -53,6 +53,23 @@ def is_sentence_transformer_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / "modules.json").exists()
 
 
+def hub_sentence_transformer_folder(name: str) -> Optional[Path]:
+    """The local snapshot of hub repository `name` when it is a sentence-transformers model (it has
+    modules.json), else None. Loading such a repo as a bare backbone would swap its own pooling,
+    normalisation, prompts and koforge adapters for koforge's defaults."""
+    from huggingface_hub import file_exists, snapshot_download, try_to_load_from_cache
+
+    from koforge._utils.hub import hub_offline
+
+    try:
+        if not isinstance(try_to_load_from_cache(name, "modules.json"), str):  # not in the cache
+            if hub_offline() or not file_exists(name, "modules.json"):
+                return None
+        return Path(snapshot_download(name))
+    except Exception:  # not a repo name, unreachable, gated...: the backbone loader reports it
+        return None
+
+
 TEXT_ONLY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
 
 KOFORGE_MODULES = ("koforge.embeddings.adapters.AdaptedTransformer",)
@@ -81,6 +98,8 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
 
     cfg = config or EmbeddingModelConfig()
     base = str(base)
+    if not Path(base).expanduser().exists():  # a hub name: a sentence-transformers repo keeps its own modules
+        base = str(hub_sentence_transformer_folder(base) or base)
     try:
         if is_sentence_transformer_folder(base):
             # koforge's adapter module is koforge's own code: loading it needs no trust in the folder.
