@@ -62,3 +62,21 @@ def korean_texts() -> list[str]:
 @pytest.fixture(autouse=True)
 def _single_thread(one_torch_thread):
     """Every test here runs on one torch thread (the root conftest's `one_torch_thread`)."""
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """A Hugging Face cache in tmp_path with the hub switched off: `fake_hub("org/name")` returns the snapshot
+    folder that the hub name resolves to (save a model there), as `from_pretrained("org/name")` would find it."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    def snapshot(repo_id: str) -> Path:
+        revision = "0123456789abcdef0123456789abcdef01234567"
+        repo = tmp_path / "hub_cache" / f"models--{repo_id.replace('/', '--')}"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(revision)
+        return repo / "snapshots" / revision
+    return snapshot

@@ -188,26 +188,18 @@ def test_teacher_cache_is_reused_only_for_the_same_teacher_weights(tiny_bert, tm
     assert not np.allclose(second, first) and len(list(cache.parent.iterdir())) == 2
 
 
-def test_hub_sentence_transformer_keeps_its_own_modules(tiny_bert, tmp_path, monkeypatch):
+def test_hub_sentence_transformer_keeps_its_own_modules(tiny_bert, fake_hub):
     """A hub name of a sentence-transformers repo (served here from a local HF cache, hub off) loads as that
     model, CLS pooling and no Normalize, not as a bare backbone under koforge's mean pooling."""
-    from huggingface_hub import constants
     from sentence_transformers import SentenceTransformer
 
     from koforge._utils.errors import ModelLoadError
 
-    st = build_embedding_model(tiny_bert, EmbeddingModelConfig(pooling="cls", normalize=False))
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "cache" / "models--koforge-test--tiny-st"
-    st.save(str(repo / "snapshots" / revision))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
+    snapshot = fake_hub("koforge-test/tiny-st")
+    build_embedding_model(tiny_bert, EmbeddingModelConfig(pooling="cls", normalize=False)).save(str(snapshot))
     loaded = build_embedding_model("koforge-test/tiny-st")
     assert len(loaded) == 2 and loaded[1].get_config_dict()["pooling_mode"] == "cls"
-    expected = SentenceTransformer(str(repo / "snapshots" / revision), device="cpu").encode(TEXTS)
+    expected = SentenceTransformer(str(snapshot), device="cpu").encode(TEXTS)
     assert np.allclose(loaded.encode(TEXTS), expected, atol=1e-6)
     with pytest.raises(ModelLoadError, match="koforge-test/absent"):  # not cached, hub off: the backbone loader's message
         build_embedding_model("koforge-test/absent")

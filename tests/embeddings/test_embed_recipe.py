@@ -363,6 +363,23 @@ def test_scope_settings_the_model_cannot_take_fail_before_any_stage_trains(asset
         assert not (tmp_path / "r").exists()
 
 
+def test_scope_settings_are_checked_for_hub_names_too(assets, tiny_bert, tmp_path, fake_hub, monkeypatch):
+    """A sentence-transformers repo and a plain model whose config is cached: both checked before training."""
+    import shutil
+
+    import koforge.embeddings.recipe as rec
+    from koforge.embeddings.model import build_embedding_model
+
+    monkeypatch.setattr(rec, "train_stage", lambda *a, **k: pytest.fail("a stage trained before the scopes were checked"))
+    build_embedding_model(tiny_bert).save(str(fake_hub("koforge-test/tiny-st")))
+    shutil.copytree(tiny_bert, fake_hub("koforge-test/tiny-bert"))
+    late = {**COSENT, "name": "late", "scope": "top_blocks", "top_blocks": 3}
+    for name in ("koforge-test/tiny-st", "koforge-test/tiny-bert"):
+        with pytest.raises(ConfigError, match=r"stage 'late': top_blocks=3 but the model has 2 blocks"):
+            run_recipe(_recipe(assets, [COSENT, late]), name, tmp_path / "r")
+        assert not (tmp_path / "r").exists()
+
+
 def test_multi_task_objective_smaller_than_one_batch_is_a_clear_error(assets, tiny_bert, tmp_path):
     """Its only (partial) batch would be dropped: the objective never trained, silently."""
     mixed = {**COSENT, "name": "mixed", "max_steps": None, "batch_size": 8,

@@ -2,9 +2,10 @@
 
 Scopes meet the model only when their stage starts: a `top_blocks` count beyond the model's blocks,
 LoRA targets that name no module, or a second `adapters` stage would otherwise fail after the earlier
-stages had trained for their whole budget. The structure comes from the model folder's config, built
-on the meta device (no weights read, no memory). Hub names and folders whose config does not build
-are left to load time.
+stages had trained for their whole budget. The structure comes from the model's config (a folder, a hub
+sentence-transformers repo's snapshot, or a hub model's cached config.json), built on the meta device (no
+weights read, no memory). A config that does not build, or a hub model seen nowhere yet, leaves the
+checks to load time.
 """
 from __future__ import annotations
 
@@ -15,12 +16,28 @@ from typing import Sequence
 
 from koforge._utils.errors import ConfigError
 from koforge.embeddings.adapters import ADAPTER_CONFIG
+from koforge.embeddings.model import hub_sentence_transformer_folder
 from koforge.embeddings.scopes import lora_targets, top_block_list
 
 
+def _cached_config_folder(name: str) -> Path | None:
+    """The cached snapshot holding hub model `name`'s config.json, if any (no request: transformers' own
+    loaders retry an unreachable hub for tens of seconds, which a check must not add)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception:  # not a valid repo name
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
 def backbone_folder(model_path: str | os.PathLike) -> Path:
-    """The folder of the Hugging Face weights: the Transformer module's of a sentence-transformers folder."""
+    """The folder of the Hugging Face weights: the Transformer module's of a sentence-transformers folder
+    (for a hub name of a sentence-transformers repo, of its local snapshot)."""
     path = Path(model_path).expanduser()
+    if not path.exists():
+        path = hub_sentence_transformer_folder(str(model_path)) or _cached_config_folder(str(model_path)) or path
     modules = path / "modules.json"
     if modules.exists():
         try:
@@ -34,11 +51,14 @@ def backbone_folder(model_path: str | os.PathLike) -> Path:
 
 
 def _meta_model(folder: Path, trust_remote_code: bool):
-    """The backbone built from its config on the meta device, or None when the config does not build."""
+    """The backbone built from its config on the meta device, or None when there is no local config or it
+    does not build."""
     import torch
     from transformers import AutoConfig, AutoModel
 
     try:
+        if not (folder / "config.json").exists():  # a hub name neither cached nor a sentence-transformers repo
+            return None
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
         with torch.device("meta"):
             return AutoModel.from_config(config, trust_remote_code=trust_remote_code)

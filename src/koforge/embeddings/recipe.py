@@ -230,7 +230,7 @@ def _looks_local(name: str) -> bool:
 def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
     """Fail before anything is written or trained: the model, every stage's local data files, the
     expansion that `new_embeddings` stages need, local teachers, and scope settings the model's structure
-    cannot take (`check_stages_fit_model`). Hub names are left to load time."""
+    cannot take (`check_stages_fit_model`, hub names too). Other checks of hub names are left to load time."""
     from koforge.embeddings.scopes import read_expansion_report
 
     if _looks_local(source):
@@ -245,8 +245,7 @@ def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
         teacher = stage.teacher or recipe.teacher
         if teacher and "distill" in group_by_objective(stage.data, stage.objective) and _looks_local(teacher):
             require_path(teacher, f"stage '{stage.name}' teacher")
-    if Path(source).expanduser().is_dir():
-        check_stages_fit_model(stages, source, trust_remote_code=recipe.model.trust_remote_code)
+    check_stages_fit_model(stages, source, trust_remote_code=recipe.model.trust_remote_code)
 
 
 OUTPUTS = ("checkpoints", ".scratch", "stages.json", "recipe.json", "comparison.md", "comparison.json", "metrics.png")
