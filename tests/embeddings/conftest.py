@@ -66,8 +66,8 @@ def _single_thread(one_torch_thread):
 
 @pytest.fixture
 def fake_hub(tmp_path, monkeypatch):
-    """A Hugging Face cache in tmp_path with the hub switched off: `fake_hub("org/name")` returns the snapshot
-    folder that the hub name resolves to (save a model there), as `from_pretrained("org/name")` would find it."""
+    """A Hugging Face cache in tmp_path with the hub switched off (nothing is downloaded): `fake_hub("org/name")`
+    returns the snapshot folder the cache lookup resolves that name to; save a tiny model there."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))

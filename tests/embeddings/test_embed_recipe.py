@@ -115,30 +115,39 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(assets, tin
     assert not (tmp_path / "run" / "checkpoints" / "diverges").exists()
 
 
-def test_multi_task_stage_trains_each_objective_on_its_own_sources(assets, tiny_bert, tmp_path, monkeypatch):
+def _record_loss_calls(monkeypatch) -> list[tuple[str, int]]:
+    """(objective, number of feature sets) for every loss call of the recipes run after this."""
     import koforge.embeddings.recipe as rec
 
-    real, calls = rec.build_loss, {}
+    real, calls = rec.build_loss, []
 
-    def counting(objective, model, **kw):
+    def recording(objective, model, **kw):
         loss = real(objective, model, **kw)
 
-        class Counted(torch.nn.Module):
+        class Recorded(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.model = model
 
             def forward(self, features, labels):
-                calls[objective] = calls.get(objective, 0) + 1
+                calls.append((objective, len(features)))  # e.g. anchor, positive[, negative]
                 return loss(features, labels)
-        return Counted()
+        return Recorded()
 
-    monkeypatch.setattr(rec, "build_loss", counting)
+    monkeypatch.setattr(rec, "build_loss", recording)
+    return calls
+
+
+def test_multi_task_stage_trains_each_objective_on_its_own_sources(assets, tiny_bert, tmp_path, monkeypatch):
+    from collections import Counter
+
+    recorded = _record_loss_calls(monkeypatch)
     mixed = {**COSENT, "name": "mixed", "max_steps": 4, "batch_size": 4,  # one epoch: 2 batches of each
              "data": [{"kind": "sts", "path": "embed_sts.tsv", "samples": 8},
                       {"kind": "nli", "path": "embed_nli.tsv", "samples": 8, "objective": "infonce"}]}
     recipe = _recipe(assets, [mixed], evaluate_base=False)
     result = run_recipe(recipe, tiny_bert, tmp_path / "run")
+    calls = Counter(objective for objective, _ in recorded)
     assert calls == {"cosent": 2, "infonce": 2}  # every step one batch of one objective, each batch once an epoch
     meta = json.loads((result.final_model / "koforge_embedding.json").read_text())
     assert meta["train"]["train/steps"] == 4 and meta["train"]["train/examples"] == 16
@@ -151,24 +160,7 @@ def test_multi_task_stage_trains_each_objective_on_its_own_sources(assets, tiny_
 
 def test_infonce_stage_keeps_hard_negatives_beside_pairs_without_them(assets, tiny_bert, tmp_path, monkeypatch):
     """KorNLI pairs (with contradictions) and KorQuAD pairs (none) in one stage: two parts, negatives kept."""
-    import koforge.embeddings.recipe as rec
-
-    real, seen = rec.build_loss, []
-
-    def recording(objective, model, **kw):
-        loss = real(objective, model, **kw)
-
-        class Recorded(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-
-            def forward(self, features, labels):
-                seen.append((objective, len(features)))  # anchor, positive[, negative]
-                return loss(features, labels)
-        return Recorded()
-
-    monkeypatch.setattr(rec, "build_loss", recording)
+    seen = _record_loss_calls(monkeypatch)
     # batches of 2: KorQuAD's 4 questions share 2 paragraphs, and in-batch negatives must not repeat a positive
     stage = {"name": "pairs", "scope": "full", "objective": "infonce", "max_steps": None, "epochs": 1, "batch_size": 2,
              "data": [{"kind": "nli", "path": "embed_nli.tsv", "samples": 8}, {"kind": "korquad", "path": "embed_korquad.json"}]}
