@@ -22,7 +22,9 @@ With KOFORGE_BENCH_THREADS=2 on a quiet machine, three runs gave koforge compile
 A day later, with the chunked loss kept eager under compile (2-3% off a compiled step), the same ratio
 read 1.30, 1.30, 1.22, 1.23, 1.22 (one thread, 3 rounds) and 1.42, 1.40 (two threads), but 1.10 and 1.14
 with 8 rounds: the machine's drift is larger than the margin, and the same-mode ratios stayed at
-0.93-1.16 (eager) and 0.99-1.12 (compiled). The goal is not met.
+0.93-1.16 (eager) and 0.99-1.12 (compiled). bf16 autocast on this CPU (avx512_bf16, no AMX) halves both
+steps (0.72 vs 0.74 s) and leaves the ratios where they were: eager 0.99-1.03, compiled 1.04 (2026-11-24).
+The goal is not met.
 Env: KOFORGE_BENCH_PRESET (default tiny-10m),
 KOFORGE_BENCH_BATCH (8), KOFORGE_BENCH_SEQ (128), KOFORGE_BENCH_ROUNDS (5), KOFORGE_BENCH_STEPS (2),
 KOFORGE_BENCH_DTYPE (fp32 on CPU; bf16 on a GPU). On CUDA it also prints MFU
