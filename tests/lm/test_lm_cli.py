@@ -71,6 +71,38 @@ def test_train_generate_export_import(tmp_path, tokenizer_dir):
     assert r.exit_code == 1 and "another model config" in r.output and "Traceback" not in r.output
 
 
+def test_resume_and_init_from_keep_the_recorded_tokenizer_and_take_the_new_optimizer_settings(tmp_path, tokenizer_dir):
+    """A run resumed (or started from a checkpoint) without --tokenizer keeps the one recorded there, so it can
+    still generate and export; train.resume_from may name the run folder (its latest checkpoint); a changed
+    lr / weight decay applies from the next step instead of being silently replaced by the checkpoint's."""
+    import json
+
+    shards = shards_of(tmp_path / "shards", tokenizer_dir)
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(out), "--tokenizer", str(tokenizer_dir),
+                            *TINY, *SHORT_RUN, "train.lr=0.002", "train.warmup=0", "train.min_lr_ratio=1.0"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(out), f"train.resume_from={out}", *TINY,
+                            *SHORT_RUN, "train.steps=6", "train.log_every=1", "train.lr=0.01", "train.weight_decay=0.5", "train.warmup=0",
+                            "train.min_lr_ratio=1.0"])
+    assert r.exit_code == 0, r.output
+    assert "resuming with lr=0.01 (checkpoint 0.002), weight_decay=0.5 (checkpoint 0.1)" in r.output
+    last = verify_checkpoint(out / "checkpoints" / "step_0000006")
+    assert last["tokenizer"] == str(tokenizer_dir.resolve())
+    assert [h["lr"] for h in last["history"] if h["step"] > 4] == [0.01, 0.01]
+    state = torch.load(out / "checkpoints" / "step_0000006" / "state.pt", weights_only=True)
+    assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [0.5, 0.0]
+    assert "samples" in last["history"][-1]  # generations went on after the resume
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {s["step"] for s in samples} == {2, 4, 6} and all("completion" in s for s in samples)
+    r = runner.invoke(app, ["lm", "generate", str(out), "w5", "-n", "2"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(tmp_path / "more"),
+                            "--init-from", str(out), *SHORT_RUN])
+    assert r.exit_code == 0, r.output
+    assert verify_checkpoint(resolve_checkpoint(tmp_path / "more"))["tokenizer"] == str(tokenizer_dir.resolve())
+
+
 @pytest.mark.parametrize("args,message", [
     (["lm", "train", "--data", "{tmp}/nope", "--out", "{tmp}/o"], "not found"),
     (["lm", "train", "--data", "{tmp}", "--out", "{tmp}/o", "model.n_heads=4", "model.n_kv_heads=3"], "n_kv_heads"),
@@ -115,6 +147,10 @@ def test_streaming_holds_back_a_partial_stop_string_and_echoes_the_prompt_used(t
     r = runner.invoke(app, ["lm", "generate", str(tmp_path / "hf"), "w5 w6", "-n", "8", *greedy, "--stop", "w9 w10"])
     assert r.exit_code == 0, r.output
     assert r.output.startswith("w5 w6 w7 w8") and "w9" not in r.output, r.output  # spaced as the tokenizer decodes
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "hf"), "w5 w6", "-n", "8", *greedy, "--stop-token", "9"])
+    assert r.exit_code == 0 and r.output.startswith("w5 w6 w7 w8") and "w9" not in r.output, r.output
+    r = runner.invoke(app, ["lm", "generate", str(tmp_path / "hf"), "w5", *greedy, "--stop-token", "64"])
+    assert r.exit_code == 1 and "--stop-token 64 is not an id of this model (0..63)" in r.output, r.output
     # A prompt over the context: the error alone, nothing echoed; truncated, the kept tokens are echoed.
     long = " ".join(f"w{i}" for i in range(1, 63)) + " " + " ".join(f"w{i}" for i in range(1, 11))  # 72 tokens
     r = runner.invoke(app, ["lm", "generate", str(tmp_path / "hf"), long, "-n", "4", *greedy])
@@ -178,6 +214,11 @@ def test_failed_commands_write_nothing_and_overwrite_replaces_the_whole_output(t
     r = runner.invoke(app, ["lm", "export", str(tmp_path / "run"), str(tmp_path / "hf"), "--onnx", str(tmp_path / "taken.onnx")])
     assert r.exit_code == 1 and "taken.onnx' already exists" in r.output, r.output
     assert not (tmp_path / "hf").exists() and (tmp_path / "taken.onnx").read_text() == "keep"
+    (tmp_path / "odir").mkdir()  # a folder is no ONNX path, --overwrite or not
+    r = runner.invoke(app, ["lm", "export", str(tmp_path / "run"), str(tmp_path / "hf"), "--onnx", str(tmp_path / "odir"),
+                            "--overwrite"])
+    assert r.exit_code == 1 and "--onnx takes a file path such as" in r.output, r.output
+    assert not (tmp_path / "hf").exists() and not any((tmp_path / "odir").iterdir())
     other = tmp_path / "other"
     export_model(KoLM(tiny_config(n_layers=1)), other)
     r = runner.invoke(app, ["lm", "import", str(other), str(tmp_path / "run"), "--overwrite"])

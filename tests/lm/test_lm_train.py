@@ -181,7 +181,8 @@ def test_empty_or_missing_shard_folder_is_one_clear_error(tmp_path, shards):
 def test_moe_mtp_model_trains_with_bias_balancing(shards, tmp_path):
     mc = tiny_config(moe_experts=4, moe_top_k=2, moe_balancing="bias", mtp_heads=1)
     res = train_lm(mc, cfg(shards, tmp_path / "run", steps=4, eval_every=0, gradient_checkpointing=True))
-    assert "mtp_loss" in res.history[-1]
+    last = res.history[-1]
+    assert last["train_loss"] == pytest.approx(last["train_lm_loss"] + mc.mtp_weight * last["mtp_loss"], rel=1e-5)
     model, _, _ = load_model(res.checkpoint_dir)
     assert model.moe_layers()[0].expert_bias.abs().sum() > 0  # saved with the checkpoint
     assert model.mtp[0].block.mlp.expert_bias.abs().sum() > 0  # the MTP head's experts balance too
@@ -345,4 +346,8 @@ def test_early_stopping_on_validation_loss(shards, tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: {"val_loss": next(losses), "val_ppl": 1.0, "val_bpb": 1.0})
     res = train_lm(tiny_config(), cfg(shards, tmp_path / "run", steps=12, eval_every=2, ckpt_every=0, early_stop_patience=2))
     assert res.stopped_early and res.final_step == 8  # best at step 4, no better at 6 and 8
-    assert res.checkpoint_dir.name == "step_0000008"
+    # Each new best is checkpointed though ckpt_every=0 (steps 2 and 4; keep_last=2 then pruned step 2), so the
+    # run hands back the best model, not the last.
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step_0000004", "step_0000008"]
+    assert res.checkpoint_dir.name == "step_0000004"
+    assert json.loads((res.checkpoint_dir / "meta.json").read_text())["val_loss"] == 2.5

@@ -134,8 +134,9 @@ def read_state(path: str | Path) -> dict:
     return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from itself, a run folder (best, else latest) or its `checkpoints/` folder."""
+def resolve_checkpoint(path: str | Path, *, latest: bool = False) -> Path:
+    """A checkpoint folder from itself, a run folder or its `checkpoints/` folder: there the best (else the
+    latest) one, or with `latest` (what a resume continues) the latest."""
     path = require_path(path, "checkpoint or run folder")
     if (path / "meta.json").exists() or CKPT_RE.match(path.name):
         return path
@@ -143,7 +144,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     found = list_checkpoints(root)
     if not found:
         raise CheckpointError(f"no checkpoint under '{path}'. Pass a step_NNNNNNN folder or a `koforge lm train` output folder.")
-    return best_checkpoint(root) or found[-1]
+    return found[-1] if latest else best_checkpoint(root) or found[-1]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[KoLM, LMConfig, dict]:

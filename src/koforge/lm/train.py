@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import random
@@ -34,14 +35,14 @@ import torch
 import torch.distributed as dist
 
 from koforge._utils.device import autocast_dtype, resolve_device
-from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
-from koforge._utils.io import write_json
+from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError, TrainingError
+from koforge._utils.io import write_json, write_text
 from koforge._utils.logging import get_logger
 from koforge._utils.progress import progress
 from koforge._utils.seed import seed_everything
 from koforge.config import config_to_dict
 from koforge.lm.checkpoint import (best_checkpoint, list_checkpoints, load_weights, prune_checkpoints, read_state,
-                                   save_checkpoint, tokenizer_reference, verify_checkpoint)
+                                   resolve_checkpoint, save_checkpoint, tokenizer_reference, verify_checkpoint)
 from koforge.lm.config import LMConfig
 from koforge.lm.data import TokenWindows, tokens_per_byte
 from koforge.lm.model import KoLM
@@ -65,7 +66,7 @@ class TrainConfig:
     data_dir: str = ""
     """Shard folder written by `koforge data pack` (splits train and val)."""
     out_dir: str = "runs/lm"
-    """Run folder: checkpoints/, history.json, samples.jsonl, config.json."""
+    """Run folder: checkpoints/, history.json, samples.jsonl (when a tokenizer is known), config.json."""
     steps: int = 1000
     """Optimiser steps."""
     batch: int = 16
@@ -176,6 +177,8 @@ class _LossModule(torch.nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self.model.compute_loss(x, y)
         self.parts = {k: v for k, v in (("aux_loss", out.aux_loss), ("mtp_loss", out.mtp_loss)) if v is not None}
+        if self.parts:  # train_loss then sums them; train_lm_loss is the part comparable with val_loss
+            self.parts["train_lm_loss"] = out.lm_loss
         return out.loss
 
 
@@ -245,7 +248,7 @@ def _prepare_out_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, Path | None,
     root = out / "checkpoints"
     existing = list_checkpoints(root)
     if resume:
-        ckpt = Path(cfg.resume_from) if cfg.resume_from else (existing[-1] if existing else None)
+        ckpt = resolve_checkpoint(cfg.resume_from, latest=True) if cfg.resume_from else (existing[-1] if existing else None)
         if ckpt is None:
             raise CheckpointError(f"nothing to resume: '{root}' holds no checkpoint. Run without --resume to start.")
         return out, ckpt, []
@@ -255,11 +258,12 @@ def _prepare_out_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, Path | None,
     return out, None, existing
 
 
-def _init_from(model: KoLM, source: str) -> None:
-    """Load the weights of `source` (koforge checkpoint/run or Hugging Face Llama folder) into `model`."""
+def _init_from(model: KoLM, source: str) -> str | None:
+    """Load the weights of `source` (koforge checkpoint/run or Hugging Face Llama folder) into `model`;
+    returns the tokenizer recorded with it (None when it records none)."""
     from koforge.lm.load import open_model
 
-    loaded, config, _ = open_model(source)
+    loaded, config, info = open_model(source)
     ours, theirs = model.config.to_dict(), config.to_dict()
     diff = [k for k in ours if k not in INIT_FREE_FIELDS and ours[k] != theirs[k]]
     if diff:
@@ -271,6 +275,35 @@ def _init_from(model: KoLM, source: str) -> None:
     state = {k: v for k, v in loaded.state_dict().items() if k in wanted}  # MTP heads beyond ours are dropped
     missing, _ = model.load_state_dict(state, strict=False)
     assert all(k.startswith("mtp.") for k in missing), missing  # only MTP heads the source lacks start fresh
+    return info.get("tokenizer")
+
+
+def _inherited_tokenizer(reference: str, source: str, manifest, data_dir: str):
+    """The tokenizer recorded with the checkpoint a run resumes or starts from, when no --tokenizer is given:
+    kept (for sample generations and the new checkpoints) if it still loads and packed these shards, else
+    dropped with a warning rather than failing a run that needs no tokenizer to train."""
+    try:
+        return _shards_tokenizer(reference, manifest, data_dir)
+    except KoforgeError as e:
+        log.warning("the tokenizer recorded with '%s' is not used (%s); the new checkpoints record none and no "
+                    "samples are generated. Pass --tokenizer (train.tokenizer=...) to keep one.", source, e)
+        return None
+
+
+def _apply_optimizer_settings(optimizer: torch.optim.Optimizer, scheduler, cfg: TrainConfig, saved: dict) -> None:
+    """After a resume the optimiser state would bring back the old lr, weight decay and betas: the run's
+    config wins (the schedule keeps its position), and a change is said."""
+    changed = [f"{k}={getattr(cfg, k)} (checkpoint {saved[k]})" for k in ("lr", "weight_decay", "beta1", "beta2")
+               if k in saved and saved[k] != getattr(cfg, k)]
+    for group, decay in zip(optimizer.param_groups, (cfg.weight_decay, 0.0)):
+        group.update(weight_decay=decay, betas=(cfg.beta1, cfg.beta2), initial_lr=cfg.lr)
+    scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+    lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() reports until the next scheduler step
+    if changed:
+        log.warning("resuming with %s: the new values apply from the next step.", ", ".join(changed))
 
 
 def _step_loads(moes: list[MoE]) -> torch.Tensor | None:
@@ -383,17 +416,25 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     manifest = train_data.manifest
     if manifest.vocab_size > model_config.vocab_size:
         raise ConfigError(f"the shards use a vocabulary of {manifest.vocab_size} ids but LMConfig.vocab_size="
-                          f"{model_config.vocab_size}. Set vocab_size={manifest.vocab_size}.")
+                          f"{model_config.vocab_size}. Set model.vocab_size={manifest.vocab_size}.")
     tpb = tokens_per_byte(val_data.manifest, "val")
     per = cfg.batch // world  # each rank evaluates its slice of the 1-process validation batches
     val_batches = [(x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per])
                    for x, y in val_data.fixed_batches(cfg.eval_batches, cfg.batch)]
     tokenizer = _shards_tokenizer(cfg.tokenizer, manifest, cfg.data_dir) if cfg.tokenizer else None
+    tokenizer_ref = tokenizer_reference(cfg.tokenizer)
+    meta = verify_checkpoint(resume_ckpt) if resume_ckpt is not None else None
+    if meta is not None:
+        _check_resume(meta, model_config, cfg, resume_ckpt)
 
     seed_everything(cfg.seed)
     model = KoLM(model_config)
+    recorded = meta.get("tokenizer") if meta is not None else None
     if cfg.init_from and resume_ckpt is None:
-        _init_from(model, cfg.init_from)
+        recorded = _init_from(model, cfg.init_from)
+    if tokenizer is None and recorded:
+        tokenizer = _inherited_tokenizer(recorded, str(resume_ckpt or cfg.init_from), manifest, cfg.data_dir)
+        tokenizer_ref = recorded if tokenizer is not None else None
     model.gradient_checkpointing = cfg.gradient_checkpointing
     model.to(device).train()
     moes = [m for m in model.modules() if isinstance(m, MoE)]  # MTP heads' MoE layers balance too
@@ -406,13 +447,12 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
 
     step, history, best_val, bad_evals = 0, [], math.inf, 0
     running, consecutive_skips, skipped_total = None, 0, 0  # loss-spike policy state, checkpointed for exact resume
-    if resume_ckpt is not None:
-        meta = verify_checkpoint(resume_ckpt)
-        _check_resume(meta, model_config, cfg, resume_ckpt)
+    if meta is not None:
         load_weights(model, resume_ckpt)
         state = read_state(resume_ckpt)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        _apply_optimizer_settings(optimizer, scheduler, cfg, meta["train_config"])
         scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
         train_data.load_state_dict(state["data"])
         _set_rng_state(state["rng"])
@@ -458,10 +498,10 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                  "rng": _rng_state(),
                  "trainer": {"running": running, "consecutive_skips": consecutive_skips, "skipped_total": skipped_total,
                              "expert_usage": None if usage is None else usage.cpu()}}
-        meta = {"model_config": model_config.to_dict(), "train_config": config_to_dict(cfg), "val_loss": val_loss,
+        ckpt_meta = {"model_config": model_config.to_dict(), "train_config": config_to_dict(cfg), "val_loss": val_loss,
                 "best_val": best_val if math.isfinite(best_val) else None, "bad_evals": bad_evals, "history": history,
-                "eos_id": manifest.eos_id, "tokenizer": tokenizer_reference(cfg.tokenizer), "world_size": world}
-        save_checkpoint(root, step_, model, state, meta)
+                "eos_id": manifest.eos_id, "tokenizer": tokenizer_ref, "world_size": world}
+        save_checkpoint(root, step_, model, state, ckpt_meta)
         prune_checkpoints(root, cfg.keep_last)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -527,6 +567,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
             last = step == cfg.steps or out_of_time
             timed_eval = cfg.eval_every_minutes is not None and (time.monotonic() - last_eval) / 60 >= cfg.eval_every_minutes
             evaluate_now = (cfg.eval_every and step % cfg.eval_every == 0) or last or timed_eval
+            new_best = False
             if evaluate_now:
                 record.update(evaluate(model, val_batches, device, amp, tpb))
                 if usage is not None:
@@ -537,7 +578,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                     samples = sample_generations(model, tokenizer, DEFAULT_PROMPTS, cfg.sample_tokens, manifest.eos_id)
                     record["samples"] = samples
                 if record["val_loss"] < best_val:
-                    best_val, bad_evals = record["val_loss"], 0
+                    best_val, bad_evals, new_best = record["val_loss"], 0, True
                 else:
                     bad_evals += 1
                 stopped_early = bool(cfg.early_stop_patience and bad_evals >= cfg.early_stop_patience)
@@ -546,7 +587,8 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 tracker.log_metrics({k: v for k, v in record.items() if k != "step"}, step=step)
             if on_step is not None:
                 on_step(step, record)
-            if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last or stopped_early:
+            # A new best is saved whatever ckpt_every says: "keep the best" must have it on disk to keep.
+            if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last or stopped_early or new_best:
                 save(step, record.get("val_loss"))
             if world > 1:
                 dist.barrier()
@@ -556,6 +598,9 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
             bar.close()
         if rank == 0:
             write_json(out / "history.json", history)
+            samples = [{"step": r["step"], **sample} for r in history for sample in r.get("samples", [])]
+            if samples:
+                write_text(out / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in samples))
             tracker.log_artifact(out / "history.json")
     best = best_checkpoint(root) or (list_checkpoints(root) or [root])[-1]
     return TrainResult(checkpoint_dir=best, history=history, out_dir=out, final_step=step,
