@@ -139,6 +139,48 @@ def test_import_refuses_non_llama_and_missing_weights(tmp_path):
         import_from_hf(tmp_path / "hf")
 
 
+def test_import_refuses_damaged_folders_with_one_message_each(tmp_path):
+    """Truncated weights, broken config.json, a missing field and a tensor of the wrong width: ModelLoadError
+    (the CLI's one-line message), never a safetensors / json / torch traceback."""
+    from safetensors.torch import load_file, save_file
+
+    from koforge.lm.load import open_model, read_model_config
+
+    def copy(name):
+        export_model(KoLM(tiny_config()), tmp_path / name)
+        return tmp_path / name
+
+    truncated = copy("truncated")
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    with pytest.raises(ModelLoadError, match="model.safetensors' is not a readable safetensors file"):
+        open_model(truncated)
+    garbled = copy("garbled")
+    (garbled / "config.json").write_text('{"model_type": "llama",')
+    for load in (open_model, read_model_config):
+        with pytest.raises(Exception, match="is not valid JSON") as err:
+            load(garbled)
+        assert err.type.__module__.startswith("koforge")
+    no_field = copy("no_field")
+    raw = json.loads((no_field / "config.json").read_text())
+    del raw["num_attention_heads"]
+    (no_field / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelLoadError, match="lacks or garbles a Llama field.*num_attention_heads"):
+        open_model(no_field)
+    narrow = copy("narrow")
+    state = load_file(str(narrow / "model.safetensors"))
+    state["model.layers.0.self_attn.q_proj.weight"] = state["model.layers.0.self_attn.q_proj.weight"][:-4].clone()
+    save_file(state, str(narrow / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"layers.0.self_attn.q_proj.weight is \[28, 32\], the config implies \[32, 32\]"):
+        open_model(narrow)
+    wide = copy("wide")
+    state = load_file(str(wide / "model.safetensors"))
+    state["model.norm.weight"] = torch.ones(3)
+    save_file(state, str(wide / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"model.norm.weight is \[3\], the config implies"):
+        open_model(wide)
+
+
 def test_export_writes_the_source_tokenizer_in_the_form_transformers_4_and_5_load(tmp_path, assets):
     """Specials and chat template of the source folder survive; a bare tokenizer.json gets the model's EOS."""
     from tokenizers import Tokenizer

@@ -12,7 +12,6 @@ with the paper's defaults only; other attention factors or betas are refused.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from koforge._utils.errors import ConfigError, ModelLoadError
-from koforge._utils.io import atomic_dir, require_path, write_json
+from koforge._utils.io import atomic_dir, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.lm.config import LMConfig
 from koforge.lm.model import KoLM, fuse_llama_tensors, split_fused_tensors
@@ -183,21 +182,45 @@ def import_from_hf(folder: str | Path) -> tuple[KoLM, LMConfig]:
     cfg_path = folder / "config.json"
     if not cfg_path.exists():
         raise ModelLoadError(f"'{folder}' has no config.json; pass a folder saved by save_pretrained / `koforge lm export`.")
-    config = from_llama_config_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
+    config = read_llama_config(folder)
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise ModelLoadError(f"'{folder}' has no *.safetensors weights (only safetensors are loaded, never pickles).")
     state: dict[str, torch.Tensor] = {}
     for f in files:
-        state.update(load_file(str(f)))
+        try:
+            state.update(load_file(str(f)))
+        except Exception as e:  # safetensors raises its own error type for a truncated or garbled header
+            raise ModelLoadError(f"'{f}' is not a readable safetensors file ({e}): truncated or corrupted. "
+                                 "Copy or export the model again.") from None
     model = KoLM(config)
-    state = fuse_llama_tensors(state)
+    # Checked under the Llama names the user's files carry, before q/k/v and gate/up are stacked.
+    expected = {k: v.shape for k, v in split_fused_tensors(model.state_dict(), config).items()}
     if config.tie_embeddings:
+        expected.pop("lm_head.weight", None)
         state.pop("lm_head.weight", None)
-    expected = {k for k in model.state_dict() if not (config.tie_embeddings and k == "lm_head.weight")}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ModelLoadError(f"weights in '{folder}' do not match the Llama layout: missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}.")
+    wrong = [(k, list(v.shape), list(expected[k])) for k, v in state.items() if v.shape != expected[k]]
+    if wrong:
+        k, got, want = wrong[0]
+        raise ModelLoadError(f"weights in '{folder}' do not fit its config.json: {k} is {got}, the config implies "
+                             f"{want} ({len(wrong)} tensor(s) differ). Re-export the model, or fix config.json.")
+    state = fuse_llama_tensors(state)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     return model.eval(), config
+
+
+def read_llama_config(folder: Path) -> LMConfig:
+    """The KoLM config of a Hugging Face Llama folder's config.json, with one clear error for a broken file."""
+    raw = read_json(folder / "config.json", "Hugging Face config")
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"'{folder / 'config.json'}' is not a JSON object. Re-export the model.")
+    try:
+        return from_llama_config_dict(raw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"'{folder / 'config.json'}' lacks or garbles a Llama field ({type(e).__name__}: {e}). "
+                             "Re-export the model, or fix config.json.") from None
+

@@ -1,14 +1,13 @@
 """Open a model for inference from a koforge checkpoint/run folder or a Hugging Face Llama folder."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from koforge._utils.errors import ModelLoadError
-from koforge._utils.io import require_path
+from koforge._utils.io import read_json, require_path
 from koforge.lm.checkpoint import list_checkpoints, load_model, resolve_checkpoint, verify_checkpoint
 from koforge.lm.config import LMConfig
-from koforge.lm.hf import from_llama_config_dict, import_from_hf
+from koforge.lm.hf import import_from_hf, read_llama_config
 from koforge.lm.model import KoLM
 
 
@@ -29,7 +28,7 @@ def open_model(path: str | Path) -> tuple[KoLM, LMConfig, dict]:
         return model, config, {"eos_id": meta.get("eos_id"), "tokenizer": meta.get("tokenizer")}
     if (path / "config.json").exists():
         model, config = import_from_hf(path)
-        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        raw = read_json(path / "config.json", "Hugging Face config")
         eos = raw.get("eos_token_id")
         tok = str(path.resolve()) if (path / "tokenizer.json").exists() else None
         return model, config, {"eos_id": eos[0] if isinstance(eos, list) else eos, "tokenizer": tok}
@@ -42,5 +41,5 @@ def read_model_config(path: str | Path) -> LMConfig:
     if _is_koforge(path):
         return LMConfig.from_dict(verify_checkpoint(resolve_checkpoint(path))["model_config"])
     if (path / "config.json").exists():
-        return from_llama_config_dict(json.loads((path / "config.json").read_text(encoding="utf-8")))
+        return read_llama_config(path)
     raise _not_a_model(path)
