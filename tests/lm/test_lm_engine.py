@@ -108,6 +108,12 @@ def test_prompt_longer_than_context_errors_or_truncates(prompts):
     assert out.tokens == engine.generate([long[-12:]], GenerationConfig(max_new_tokens=4))[0].tokens
     near = engine.generate([list(range(1, 14))], GenerationConfig(max_new_tokens=10))[0]
     assert len(near.tokens) == 3 and near.finish_reason == "context"
+    # Many new tokens asked for: the cut prompt still keeps half the context (not 16 - 15 = 1 token).
+    for n, kept in ((15, 8), (100, 8), (6, 10)):
+        engine.stream([long], GenerationConfig(max_new_tokens=n, truncate="left"))
+        assert engine.prompts == [long[-kept:]], n
+    out = engine.generate([long], GenerationConfig(max_new_tokens=100, truncate="left"))[0]
+    assert len(out.tokens) == 8 and out.finish_reason == "context"
 
 
 def test_bad_generation_inputs(model):

@@ -69,7 +69,13 @@ def test_a_model_without_heads_or_with_a_bad_prompt_is_a_clear_error():
     with pytest.raises(ConfigError, match="mtp_heads=0"):
         speculative_generate(KoLM(tiny_config()), [1, 2], 4)
     model = KoLM(tiny_config(mtp_heads=1))
-    with pytest.raises(ConfigError, match="at most 63"):
+    with pytest.raises(ConfigError, match="prompt 0 has 64 tokens but the context holds 64.*truncate"):
         speculative_generate(model, list(range(1, 65)), 4)
-    with pytest.raises(ConfigError, match="at least 1"):
+    with pytest.raises(ConfigError, match="prompt is empty"):
         speculative_generate(model, [], 4)
+
+
+def test_a_long_prompt_is_cut_from_the_left_as_the_engine_cuts_it(counting_model):
+    long_prompt = [1 + i % 63 for i in range(80)]
+    got = speculative_generate(counting_model, long_prompt, 10, truncate="left")
+    assert got.tokens == _greedy(counting_model, long_prompt[-54:], 10).tokens  # 64 - 10 kept

@@ -1,6 +1,7 @@
 """`koforge lm`: pretrain, generate with, export and import small Korean LMs."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import List, Optional
 
@@ -110,8 +111,11 @@ def generate(
     top_p: float = typer.Option(1.0, "--top-p"),
     repetition_penalty: float = typer.Option(1.1, "--repetition-penalty"),
     stop: Optional[List[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
+    stop_token: Optional[List[int]] = typer.Option(None, "--stop-token", help="Stop token id besides EOS (repeatable), "
+                                                   "e.g. a chat template's end-of-turn token."),
     seed: Optional[int] = typer.Option(0, help="Sampling seed."),
-    truncate: str = typer.Option("error", help="A prompt longer than the context: error or left (keep its end)."),
+    truncate: str = typer.Option("error", help="A prompt longer than the context: error or left (keep its end: room "
+                                 "for the new tokens, but at least half the context)."),
     precision: str = typer.Option("fp32", help="fp32, int8 (CPU dynamic quantization), bf16 or fp16 (GPU)."),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they come (one prompt)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step: faster decoding after a "
@@ -125,7 +129,7 @@ def generate(
 
     A model trained with mtp_heads >= 1: koforge lm generate runs/mtp "이 영화 정말" -n 40 --speculative
     """
-    from koforge._utils.errors import TokenizerError
+    from koforge._utils.errors import ConfigError, TokenizerError
     from koforge.lm.deploy import quantize_int8, to_dtype
     from koforge.lm.engine import GenerationConfig, GenerationEngine
     from koforge.lm.load import open_model
@@ -141,7 +145,10 @@ def generate(
     eos = info.get("eos_id") if info.get("eos_id") is not None else tok.eos_token_id
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            repetition_penalty=repetition_penalty, seed=seed, truncate=truncate,
-                           stop_tokens=[eos] if eos is not None else [])
+                           stop_tokens=([eos] if eos is not None else []) + list(stop_token or []))
+    bad = [t for t in stop_token or [] if not 0 <= t < config.vocab_size]
+    if bad:
+        raise ConfigError(f"--stop-token {bad[0]} is not an id of this model (0..{config.vocab_size - 1}).")
     ids = [tok.encode(_utf8(p, i), add_special_tokens=False) for i, p in enumerate(prompts)]
     if speculative:
         _speculative(model, tok, prompts, ids, cfg, stops)
@@ -168,12 +175,15 @@ def generate(
 
 def _speculative(model, tok, prompts: list[str], ids: list[list[int]], cfg, stops: list[str]) -> None:
     from koforge._utils.errors import ConfigError
+    from koforge.lm.engine import fit_prompt
     from koforge.lm.speculative import speculative_generate
 
     if len(ids) != 1:
         raise ConfigError(f"--speculative decodes one prompt at a time; got {len(ids)}.")
-    result = speculative_generate(model, ids[0], cfg.max_new_tokens, stop_tokens=cfg.stop_tokens)
-    console.print(prompts[0] + _cut(_continuation(tok, ids[0], result.tokens), stops), highlight=False, soft_wrap=True)
+    used = fit_prompt(ids[0], model.config.max_seq_len, cfg.max_new_tokens, cfg.truncate)
+    result = speculative_generate(model, used, cfg.max_new_tokens, stop_tokens=cfg.stop_tokens)
+    shown = prompts[0] if len(used) == len(ids[0]) else tok.decode(used)  # the prompt the model saw
+    console.print(shown + _cut(_continuation(tok, used, result.tokens), stops), highlight=False, soft_wrap=True)
     console.print(f"speculative (greedy): {len(result.tokens)} tokens in {result.rounds} passes of the model after the "
                   f"prompt ({result.tokens_per_round:.2f} a pass); {result.accepted} of {result.drafted} drafts accepted "
                   f"({100 * result.acceptance:.0f}%); ended by {result.finish_reason}", style="dim", highlight=False)
@@ -192,23 +202,36 @@ def export_cmd(
 
     Example: koforge lm export runs/tiny hf/tiny --onnx tiny.onnx
     """
+    from koforge._utils.errors import OutputPathError
     from koforge._utils.io import check_output
     from koforge.lm.hf import export_to_hf
 
-    if onnx is not None:
-        check_output(onnx, overwrite)  # before the Hugging Face folder is written
+    if onnx is not None:  # checked before the Hugging Face folder is written
+        if onnx.is_dir():
+            raise OutputPathError(f"--onnx takes a file path such as {onnx / 'model.onnx'}; '{onnx}' is a folder.")
+        check_output(onnx, overwrite)
+    new_folder = not output.exists()
     path = export_to_hf(checkpoint, output, tokenizer=tokenizer, overwrite=overwrite)
     console.print(f"wrote {path}")
     if onnx is not None:
-        import torch
+        try:
+            _export_onnx(checkpoint, onnx)
+        except BaseException:
+            if new_folder:  # an export that failed half-way leaves nothing behind
+                shutil.rmtree(path, ignore_errors=True)
+            raise
 
-        from koforge.lm.checkpoint import load_model
-        from koforge.lm.deploy import check_onnx, export_onnx
 
-        model, config, _ = load_model(checkpoint)
-        export_onnx(model, onnx)
-        ids = torch.randint(0, config.vocab_size, (2, min(16, config.max_seq_len)), generator=torch.Generator().manual_seed(0))
-        console.print(f"wrote {onnx} (max |onnxruntime - torch| logits: {check_onnx(model, onnx, ids):.2e})")
+def _export_onnx(checkpoint: Path, onnx: Path) -> None:
+    import torch
+
+    from koforge.lm.checkpoint import load_model
+    from koforge.lm.deploy import check_onnx, export_onnx
+
+    model, config, _ = load_model(checkpoint)
+    export_onnx(model, onnx)
+    ids = torch.randint(0, config.vocab_size, (2, min(16, config.max_seq_len)), generator=torch.Generator().manual_seed(0))
+    console.print(f"wrote {onnx} (max |onnxruntime - torch| logits: {check_onnx(model, onnx, ids):.2e})")
 
 
 @app.command("import")

@@ -42,7 +42,8 @@ class GenerationConfig(SamplingConfig):
     seed: Optional[int] = None
     """Seed of the sampling generator (same seed, same output)."""
     truncate: str = "error"
-    """A prompt that does not fit the context: error, or left (keep its last tokens)."""
+    """A prompt that does not fit the context: error, or left (keep its last tokens: room for max_new_tokens,
+    but at least half the context)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -50,6 +51,18 @@ class GenerationConfig(SamplingConfig):
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
         if self.truncate not in TRUNCATE:
             raise ConfigError(f"truncate='{self.truncate}' is unknown; use error or left.")
+
+
+def fit_prompt(prompt: list[int], max_len: int, max_new_tokens: int, truncate: str, index: int = 0) -> list[int]:
+    """The prompt as it enters a context of `max_len`: unchanged when it leaves room for one new token, else
+    refused (truncate="error") or cut to its last tokens (truncate="left"), leaving room for the new tokens
+    but keeping at least half the context, so a large max_new_tokens cannot reduce it to a token or two."""
+    if len(prompt) < max_len:
+        return prompt
+    if truncate == "error":
+        raise ConfigError(f"prompt {index} has {len(prompt)} tokens but the context holds {max_len} "
+                          "(prompt + at least one new token). Shorten it or pass truncate='left' (--truncate left).")
+    return prompt[-max(1, max_len - max_new_tokens, max_len // 2):]
 
 
 @dataclasses.dataclass
@@ -102,12 +115,7 @@ class GenerationEngine:
                 raise ConfigError(f"prompt {i} is empty; a prompt needs at least one token (e.g. BOS/EOS).")
             if any(t < 0 or t >= self.config.vocab_size for t in p):
                 raise ConfigError(f"prompt {i} has ids outside [0, {self.config.vocab_size}); use the model's tokenizer.")
-            if len(p) >= self.max_len:
-                if config.truncate == "error":
-                    raise ConfigError(f"prompt {i} has {len(p)} tokens but the context holds {self.max_len} "
-                                      "(prompt + at least one new token). Shorten it or pass truncate='left' (--truncate left).")
-                p = p[-max(1, self.max_len - config.max_new_tokens):]
-            out.append(p)
+            out.append(fit_prompt(p, self.max_len, config.max_new_tokens, config.truncate, i))
         return out
 
     def stream(self, prompts: list[list[int]], config: GenerationConfig | None = None,

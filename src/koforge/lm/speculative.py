@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 
 from koforge._utils.errors import ConfigError
+from koforge.lm.engine import fit_prompt
 from koforge.lm.kv_cache import KVCache
 from koforge.lm.model import KoLM
 
@@ -87,7 +88,8 @@ def _draft(model: KoLM, hidden: torch.Tensor, heads: _HeadCache) -> list[int]:
 
 @torch.inference_mode()
 def speculative_generate(model: KoLM, prompt: Sequence[int], max_new_tokens: int, *,
-                         stop_tokens: Sequence[int] = (), max_len: int | None = None) -> SpeculativeResult:
+                         stop_tokens: Sequence[int] = (), max_len: int | None = None,
+                         truncate: str = "error") -> SpeculativeResult:
     """Greedy continuation of one prompt, n + 1 tokens checked per main-model pass (see module doc)."""
     n = model.config.mtp_heads
     if n < 1:
@@ -98,9 +100,9 @@ def speculative_generate(model: KoLM, prompt: Sequence[int], max_new_tokens: int
     model.eval()
     p = next(model.parameters())
     limit = min(max_len or model.config.max_seq_len, model.config.max_seq_len)
-    if not prompt or len(prompt) >= limit:
-        raise ConfigError(f"the prompt has {len(prompt)} tokens; it needs at least 1 and at most {limit - 1} "
-                          "(the context holds prompt + new tokens).")
+    if not prompt:
+        raise ConfigError("the prompt is empty; a prompt needs at least one token (e.g. BOS/EOS).")
+    prompt = fit_prompt(list(prompt), limit, max_new_tokens, truncate)
     cache = KVCache(model.config, 1, limit, dtype=p.dtype, device=p.device)
     heads = _HeadCache(model, limit, p.dtype, p.device)
     ids = torch.tensor([list(prompt)], device=p.device)
