@@ -30,8 +30,9 @@ def configs_dir() -> Path:
     return Path(str(resources.files("koforge") / "configs"))
 
 
-def preset_path(group: str, name: str) -> Path:
-    """Resolve a preset name (`group/name.yaml` in the package) or a YAML path."""
+def preset_path(group: str, name: str, cls: type | None = None) -> Path:
+    """Resolve a preset name (`group/name.yaml` in the package) or a YAML path; an unknown name lists the
+    group's presets (those whose keys are fields of `cls`, when given: model and train presets share `lm/`)."""
     candidate = Path(name).expanduser()
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         if not candidate.exists():
@@ -39,9 +40,17 @@ def preset_path(group: str, name: str) -> Path:
         return candidate
     shipped = configs_dir() / group / f"{name}.yaml"
     if not shipped.exists():
-        known = sorted(p.stem for p in (configs_dir() / group).glob("*.yaml")) if (configs_dir() / group).exists() else []
+        known = sorted(p.stem for p in (configs_dir() / group).glob("*.yaml") if cls is None or _fits(p, cls))
         raise ConfigError(f"no {group} preset named '{name}'. Known presets: {', '.join(known) or 'none'}; or pass a YAML path.")
     return shipped
+
+
+def _fits(path: Path, cls: type) -> bool:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return set(OmegaConf.load(path).keys()) <= fields
+    except Exception:
+        return False
 
 
 def _load_yaml(path: Path) -> DictConfig:
@@ -74,7 +83,7 @@ def load_config(cls: type[T], source: str | Path | dict | None = None,
             if isinstance(source, dict):
                 layer = OmegaConf.create(source)
             else:
-                path = preset_path(group, str(source)) if group else Path(source)
+                path = preset_path(group, str(source), cls) if group else Path(source)
                 if not path.exists():
                     raise ConfigError(f"config file '{path}' not found. Check the path.")
                 layer = _load_yaml(path)

@@ -23,6 +23,13 @@ def resolve_device(preference: str = "auto") -> torch.device:
         raise ConfigError(f"device '{preference}' is not a torch device. Use auto, cpu, cuda, cuda:N or mps.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{preference}' asked for but CUDA is not available here. Use device=cpu or auto.")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ConfigError(f"device '{preference}' asked for but MPS (Apple GPU) is not available here. "
+                          "Use device=cpu or auto.")
+    backend = getattr(torch, device.type, None)  # xpu and other accelerators with torch.<type>.is_available()
+    if device.type not in ("cpu", "cuda", "mps") and not (hasattr(backend, "is_available") and backend.is_available()):
+        raise ConfigError(f"device '{preference}' is not available here. Use auto, cpu, cuda, cuda:N or mps.")
     return device
 
 
