@@ -94,6 +94,9 @@ def test_sentencepiece_too_small_for_the_characters_says_to_raise_vocab_size(cor
     assert not (tmp_path / "sp").exists()
 
 
+SPACE = "\u2581"
+
+
 @pytest.mark.parametrize("kind", ["sentencepiece-unigram", "sentencepiece-bpe"])
 def test_sentencepiece_backends(corpus, tmp_path, kind):
     r = train_tokenizer(corpus, TokenizerTrainConfig(kind=kind, vocab_size=1500, character_coverage=0.99,
@@ -104,6 +107,14 @@ def test_sentencepiece_backends(corpus, tmp_path, kind):
         ids = tok.encode(text, add_special_tokens=False)
         assert tok.unk_token_id not in ids and tok.decode(ids) == text
     assert tok.tokenize("<|user|>") == ["<|user|>"]
+    # Text beside special tokens gets no stray "▁" token, so a chat template decodes to itself.
+    chat = [{"role": "user", "content": "안녕 하세요"}, {"role": "assistant", "content": "네"}]
+    text = tok.apply_chat_template(chat, tokenize=False)
+    ids = tok.encode(text, add_special_tokens=False)
+    assert tok.decode(ids) == text and SPACE not in tok.convert_ids_to_tokens(ids)[-3:]
+    for text in ("첫 문서<|end|>둘째 문서", "  앞 공백 둘", "<|user|>바로"):
+        ids = tok.encode(text, add_special_tokens=False)
+        assert tok.decode(ids) == text and tok.convert_ids_to_tokens(ids).count(SPACE) <= text.count(" ")
 
 
 def test_bad_inputs(corpus, tmp_path):

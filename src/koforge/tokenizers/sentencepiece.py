@@ -4,9 +4,13 @@ SentencePiece is trained in memory with byte fallback (no unknown tokens for
 any UTF-8 input), `identity` normalisation (koforge applies NFC itself so
 that the converted pipeline and training see the same text) and no
 whitespace collapsing (so decoding gives the input back). The model is then
-rebuilt as a Hugging Face `tokenizers` Unigram or BPE model with the
-Llama-2-style pipeline: prepend "▁", spaces to "▁", byte-fallback decoding.
-Special tokens are control symbols, so text never produces them.
+rebuilt as a Hugging Face `tokenizers` Unigram or BPE model with Gemma's
+pipeline: spaces to "▁", byte-fallback decoding, and no dummy "▁" prefix. A
+prefix would be added to every stretch of text between special tokens (the
+normalizer runs on each), so each chat turn would get a stray "▁" token and
+decode with a space the template never wrote; Llama 2's "first only" fix
+loses a leading space instead. Special tokens are control symbols, so text
+never produces them.
 """
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def _train_proto(texts: Iterable[str], config: TokenizerTrainConfig) -> bytes:
             sentence_iterator=_sentences(texts, config.normalization), model_writer=model,
             model_type=config.kind.split("-")[1], vocab_size=config.vocab_size,
             character_coverage=config.character_coverage, byte_fallback=True, split_digits=config.digits == "split",
-            normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
+            normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
             allow_whitespace_only_pieces=config.whitespace == "preserve", max_sentence_length=1 << 16,
             input_sentence_size=config.input_sentence_size, shuffle_input_sentence=True, seed_sentencepiece_size=1_000_000,
             control_symbols=config.chat_tokens + list(config.extra_special_tokens), user_defined_symbols=user,
@@ -105,8 +109,7 @@ def train_sentencepiece(texts: Iterable[str], config: TokenizerTrainConfig) -> A
                            byte_fallback=True, fuse_unk=True)
     tok = Tokenizer(model)
     steps = [normalizers.NFC()] if config.normalization == "nfc" else [normalizers.NFKC()] if config.normalization == "nfkc" else []
-    tok.normalizer = normalizers.Sequence(steps + [normalizers.Prepend(SPACE), normalizers.Replace(" ", SPACE)])
-    tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
+    tok.normalizer = normalizers.Sequence(steps + [normalizers.Replace(" ", SPACE)])
+    tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in config.special_tokens])
     return tok
