@@ -104,7 +104,9 @@ def load_config(cls: type[T], source: str | Path | dict | None = None,
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
         msg = str(e).splitlines()[0]
-        hint = f" Valid keys of {cls.__name__}: {', '.join(f.name for f in dataclasses.fields(cls))}."
+        owner = getattr(e, "object_type", None)  # the nested config the key belongs to (e.g. a recipe's stage)
+        owner = owner if dataclasses.is_dataclass(owner) else cls
+        hint = f" Valid keys of {owner.__name__}: {', '.join(f.name for f in dataclasses.fields(owner))}."
         raise ConfigError(f"invalid config for {cls.__name__}" + (f" at '{key}'" if key else "") + f": {msg}.{hint}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid config for {cls.__name__}: {e}") from None

@@ -201,5 +201,14 @@ def test_hub_sentence_transformer_keeps_its_own_modules(tiny_bert, fake_hub):
     assert len(loaded) == 2 and loaded[1].get_config_dict()["pooling_mode"] == "cls"
     expected = SentenceTransformer(str(snapshot), device="cpu").encode(TEXTS)
     assert np.allclose(loaded.encode(TEXTS), expected, atol=1e-6)
-    with pytest.raises(ModelLoadError, match="koforge-test/absent"):  # not cached, hub off: the backbone loader's message
+    with pytest.raises(ModelLoadError, match="'koforge-test/absent' not found.*not in the Hugging Face cache either, and "
+                                             "the hub is off"):  # at once, no retries of an unreachable hub
         build_embedding_model("koforge-test/absent")
+
+
+def test_a_missing_local_path_is_not_taken_for_a_hub_name(tmp_path, monkeypatch):
+    from koforge._utils.errors import InputPathError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputPathError, match=r"embedding model './nomodel' not found: there is no file or folder"):
+        build_embedding_model("./nomodel")

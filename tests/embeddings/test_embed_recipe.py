@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from koforge._utils.errors import ConfigError, DataError, InputPathError, OutputExistsError, TrainingError
+from koforge._utils.errors import ConfigError, DataError, InputPathError, KoforgeError, OutputExistsError, TrainingError
 from koforge.embeddings.recipe import load_recipe, run_recipe
 
 
@@ -244,6 +244,13 @@ def test_cli_train_error_and_eval(assets, tiny_bert, tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert {"korsts/spearman", "korquad/ndcg@10", "separation/separation"} <= metrics.keys()
+    off = ["korsts=null", "korquad=null", "separation=null", "bitext_ko=null"]
+    res = runner.invoke(app, ["embed", "eval", str(tiny_bert), *off, "-o", str(tmp_path / "none.json")])
+    assert res.exit_code == 1 and "nothing to evaluate" in res.output and not (tmp_path / "none.json").exists()
+    res = runner.invoke(app, ["embed", "eval", str(tiny_bert), "korsts=no_such.tsv", "--data-root", str(assets)])
+    assert res.exit_code == 1 and f"evaluation file not found: 'no_such.tsv' under data_root '{assets}'" in res.output
+    res = runner.invoke(app, ["embed", "train", "eeve-3stage", str(tiny_bert), str(tmp_path / "o"), "stages.0.bogus=1"])
+    assert res.exit_code == 1 and "Key 'bogus' not in 'StageConfig'. Valid keys of StageConfig: name, scope" in res.output
 
 
 def test_cli_eval_runs_mteb_tasks(assets, tiny_bert, tmp_path):
@@ -352,6 +359,28 @@ def test_scope_settings_the_model_cannot_take_fail_before_any_stage_trains(asset
         first = {**COSENT, "name": "first", "scope": "adapters" if late["scope"] == "adapters" else "full"}
         with pytest.raises(ConfigError, match=message):
             run_recipe(_recipe(assets, [first, {**COSENT, "name": "late", **late}]), tiny_bert, tmp_path / "r")
+        assert not (tmp_path / "r").exists()
+
+
+def test_later_stages_data_and_teacher_fail_before_any_stage_trains(assets, tiny_bert, tmp_path, monkeypatch):
+    """Wrong columns or fields, a source kind its objective cannot use, a hub teacher that cannot be had:
+    refused up front (they used to surface when their stage started, after the earlier ones had trained)."""
+    import koforge.embeddings.recipe as rec
+
+    monkeypatch.setattr(rec, "train_stage", lambda *a, **k: pytest.fail("a stage trained before the data was checked"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "pairs.jsonl").write_text('{"question": "q", "answer": "a"}\n', encoding="utf-8")
+    nli_as_sts = {**COSENT, "name": "late", "data": [{"kind": "sts", "path": "embed_nli.tsv"}]}
+    cases = [(nli_as_sts, r"embed_nli.tsv' lacks column\(s\) score \(found: sentence1, sentence2, gold_label\)"),
+             ({**COSENT, "name": "late", "objective": "infonce", "data": [{"kind": "pairs", "path": str(tmp_path / "pairs.jsonl")}]},
+              r"pairs.jsonl' line 1 lacks field\(s\) anchor, positive \(fields: question, answer\)"),
+             ({**COSENT, "name": "late", "objective": "infonce"}, r"objective 'infonce' needs pairs .* got 'sts'"),
+             ({**COSENT, "name": "late", "objective": "distill", "teacher": "koforge-test/not-cached",
+               "data": [{"kind": "text", "path": "embed_texts.txt"}]},
+              r"stage 'late' teacher \(set teacher=PATH to use a local model\) 'koforge-test/not-cached' not found.*hub is off")]
+    for late, message in cases:
+        with pytest.raises(KoforgeError, match=message):
+            run_recipe(_recipe(assets, [COSENT, late]), tiny_bert, tmp_path / "r")
         assert not (tmp_path / "r").exists()
 
 

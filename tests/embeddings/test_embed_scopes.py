@@ -82,6 +82,18 @@ def test_adapters_identity_at_init_then_learn_and_round_trip(tiny_bert, tmp_path
     model.save(str(tmp_path / "full"))  # merged: adapters ship inside the folder
     again = build_embedding_model(tmp_path / "full")
     assert torch.allclose(_embed(again), trained, atol=1e-6)
+    if kind == "bottleneck":  # the model card koforge writes shows the load that works for adapter folders
+        from sentence_transformers import SentenceTransformer
+
+        from koforge.embeddings.model import save_embedding_model
+
+        save_embedding_model(model, tmp_path / "saved")
+        card = (tmp_path / "saved" / "README.md").read_text(encoding="utf-8")
+        assert 'SentenceTransformer("sentence_transformers_model_id", trust_remote_code=True)' in card
+        assert "koforge.embeddings.adapters.AdaptedTransformer" in card
+        plain = SentenceTransformer(str(tmp_path / "saved"), device="cpu", trust_remote_code=True)
+        assert torch.allclose(torch.as_tensor(plain.encode(["한국어 문장", "둘째"])),
+                              torch.as_tensor(again.encode(["한국어 문장", "둘째"])), atol=1e-6)
 
 
 def test_lora_merges_back_to_plain_weights(tiny_bert):

@@ -22,6 +22,12 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or any(f.upper() in ("1", "ON", "YES", "TRUE") for f in flags)
 
 
+def is_local(name: str) -> bool:
+    """Whether `name` means a local path (it exists or is written like one) rather than a hub name."""
+    p = Path(name).expanduser()
+    return p.exists() or name.startswith((".", "/", "~")) or p.suffix in (".json", ".safetensors")
+
+
 def not_local(name: str, what: str) -> str:
     """'<what> NAME not found: there is no file or folder ...' (with the hub-name form when NAME has no org)."""
     hint = "" if "/" in name else " Hub names look like 'org/name' (a few, like 'gpt2', have no org)."

@@ -33,7 +33,8 @@ def require_path(path: str | os.PathLike, what: str = "input") -> Path:
     """Return `path` as a Path, or raise naming it when it does not exist."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise InputPathError(f"{what} not found: '{p}'. Check the path (it is resolved from {Path.cwd()}).")
+        where = "" if p.is_absolute() else f" (it is resolved from {Path.cwd()})"
+        raise InputPathError(f"{what} not found: '{p}'. Check the path{where}.")
     return p
 
 

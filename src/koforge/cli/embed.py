@@ -60,6 +60,11 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
     from koforge.embeddings.model import EmbeddingModelConfig, build_embedding_model
 
     suite = load_config(EvalSuite, None, list(overrides or []))
+    if not (suite.korsts or suite.korquad or suite.separation or (suite.bitext_ko and suite.bitext_en) or suite.mteb_tasks):
+        from koforge._utils.errors import ConfigError
+
+        raise ConfigError("nothing to evaluate: korsts, korquad, separation, bitext_ko/bitext_en and mteb_tasks are all "
+                          "off. Leave one on, e.g. drop korsts=null.")
     if output:
         check_output(output, overwrite)  # before minutes of encoding, not after
     encoder = build_embedding_model(model, EmbeddingModelConfig(pooling=pooling, trust_remote_code=trust_remote_code))

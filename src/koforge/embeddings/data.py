@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from koforge._utils.errors import ConfigError, DataError
+from koforge._utils.errors import ConfigError, DataError, InputPathError
 from koforge._utils.io import require_path
 from koforge._utils.logging import get_logger
 from koforge.embeddings.losses import OBJECTIVES
@@ -112,7 +112,15 @@ def local_paths(src: DataSource, data_root: str | os.PathLike | None) -> list[Pa
         if not matches:
             raise DataError(f"{src.kind} data pattern '{path}' matches no file; check the path and data_root.")
         return matches
+    if not path.exists() and path != Path(src.path):
+        raise InputPathError(under_data_root(src.path, data_root, f"{src.kind} data file"))
     return [require_path(path, f"{src.kind} data file")]
+
+
+def under_data_root(name: str, data_root: str | os.PathLike, what: str) -> str:
+    """The message for a relative path missing under the recipe's data_root (not the working directory)."""
+    return (f"{what} not found: '{name}' under data_root '{Path(data_root).expanduser().absolute()}'. Set data_root= "
+            "(or $KOFORGE_DATA) to the folder that holds it, or give an absolute path.")
 
 
 def _ok(text: str, src: DataSource) -> bool:
@@ -180,6 +188,52 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
     return out
 
 
+def check_kind(src: DataSource, objective: str) -> None:
+    """Refuse a source whose kind cannot feed `objective` (graded pairs for CoSENT/AnglE, pairs for InfoNCE)."""
+    if objective in ("cosent", "angle") and src.kind != "sts":
+        raise ConfigError(f"objective '{objective}' needs graded pairs (kind: sts), got a '{src.kind}' source ({src.path}).")
+    if objective == "infonce" and src.kind not in ("nli", "pairs", "korquad"):
+        raise ConfigError(f"objective 'infonce' needs pairs (kind: nli, pairs or korquad), got '{src.kind}' ({src.path}).")
+
+
+def _first_line(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.readline()
+    try:
+        return head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        _read(path)  # raises the full non-UTF-8 message
+        raise
+
+
+def check_layout(src: DataSource, data_root: str | os.PathLike | None) -> None:
+    """The columns or fields a local source's kind needs, from each file's first line only (cheap enough to
+    run for every stage before the first one trains): what `read_source` would refuse stages later."""
+    required = {"sts": ("sentence1", "sentence2", "score"), "nli": ("sentence1", "sentence2", "gold_label")}
+    for path in local_paths(src, data_root):
+        if path.is_dir():
+            _read(path)  # the folder message
+        line = _first_line(path)
+        if src.kind in required:
+            header = [h.strip() for h in line.rstrip("\r\n").split("\t")]
+            missing = [c for c in required[src.kind] if c not in header]
+            if missing:
+                raise DataError(f"data file '{path}' lacks column(s) {', '.join(missing)} (found: "
+                                f"{', '.join(h for h in header if h) or 'nothing'}). A '{src.kind}' source needs a header "
+                                f"with {', '.join(required[src.kind])}.")
+        elif src.kind in ("pairs", "text") and path.suffix == ".jsonl" and line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"'{path}' line 1 is not JSON; expected one object per line.") from None
+            fields = (src.anchor_field, src.positive_field) if src.kind == "pairs" else (src.field,)
+            absent = [f for f in fields if not isinstance(row, dict) or f not in row]
+            if absent:
+                names = ", ".join(row) if isinstance(row, dict) else type(row).__name__
+                raise DataError(f"'{path}' line 1 lacks field(s) {', '.join(absent)} (fields: {names}). Set the "
+                                f"source's {'anchor_field/positive_field' if src.kind == 'pairs' else 'field'} to the file's names.")
+
+
 def group_by_objective(sources: list[DataSource], default: str) -> dict[str, list[DataSource]]:
     """Sources by the objective they train (their own, else `default`), the default's group first.
 
@@ -206,16 +260,13 @@ def build_examples(sources: list[DataSource], objective: str, *, data_root: str 
     columns: dict[str, list] = {}
     names = []
     for src in sources:
+        check_kind(src, objective)
         read = read_source(src, data_root)
         names.append(src.path)
         if objective in ("cosent", "angle"):
             rows = read["sts"]
-            if src.kind != "sts":
-                raise ConfigError(f"objective '{objective}' needs graded pairs (kind: sts), got a '{src.kind}' source ({src.path}).")
         elif objective == "infonce":
             rows = read["pairs"]
-            if src.kind not in ("nli", "pairs", "korquad"):
-                raise ConfigError(f"objective 'infonce' needs pairs (kind: nli, pairs or korquad), got '{src.kind}' ({src.path}).")
         else:
             rows = list(dict.fromkeys(read["texts"]))  # unique, order kept
         # One scale per source: KorSTS' 0-5 scores include many <= 1 (a 0.8 is 0.16), and CoSENT/AnglE learn

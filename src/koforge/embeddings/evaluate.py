@@ -38,9 +38,14 @@ class EvalSuite:
 
 
 def _resolve(path: str, data_root: str | os.PathLike | None) -> str:
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_absolute() and data_root is not None and not p.exists():
-        p = Path(data_root) / p
+        p = Path(data_root).expanduser() / p
+        if not p.exists():
+            from koforge._utils.errors import InputPathError
+            from koforge.embeddings.data import under_data_root
+
+            raise InputPathError(under_data_root(path, data_root, "evaluation file"))
     return str(p)
 
 
@@ -51,7 +56,8 @@ def flatten(results: dict[str, dict]) -> dict[str, float]:
         for k, v in metrics.items():
             if isinstance(v, dict):
                 for kk, vv in v.items():
-                    flat[f"{task}/{k}/{kk}"] = float(vv)
+                    if vv is not None:  # a separation domain with one kind of pair has no score
+                        flat[f"{task}/{k}/{kk}"] = float(vv)
             elif isinstance(v, (int, float)) and not isinstance(v, bool) and k != "primary":
                 flat[f"{task}/{k}"] = float(v)
     return flat

@@ -13,6 +13,7 @@ into the form transformers 4.x and 5.x both load.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -20,7 +21,7 @@ from typing import Optional
 import torch
 
 from koforge._utils.errors import ConfigError, ModelLoadError
-from koforge._utils.io import read_json, write_json
+from koforge._utils.io import read_json, write_json, write_text
 from koforge.tokenizers.io import make_tokenizer_folder_portable
 
 POOLINGS = ("mean", "cls", "lasttoken")
@@ -70,6 +71,25 @@ def hub_sentence_transformer_folder(name: str) -> Optional[Path]:
         return None
 
 
+def require_hub_model(name: str, what: str) -> None:
+    """Fail at once, naming `what`, when `name` is written like a local path that does not exist, or is a hub
+    name neither in the Hugging Face cache nor on a reachable hub (the loaders would retry for ~40 s)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from koforge._utils.errors import InputPathError
+    from koforge._utils.hub import is_local, look_up_on_hub, not_local
+
+    if is_local(name):
+        raise InputPathError(not_local(name, what))
+    for filename in ("modules.json", "config.json"):
+        try:
+            if isinstance(try_to_load_from_cache(name, filename), str):
+                return
+        except Exception:  # not a valid repo name: the lookup below says so
+            break
+    look_up_on_hub(name, what, "config.json", ModelLoadError)
+
+
 TEXT_ONLY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
 
 KOFORGE_MODULES = ("koforge.embeddings.adapters.AdaptedTransformer",)
@@ -99,6 +119,7 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
     cfg = config or EmbeddingModelConfig()
     base = str(base)
     if not Path(base).expanduser().exists():  # a hub name: a sentence-transformers repo keeps its own modules
+        require_hub_model(base, "embedding model")
         base = str(hub_sentence_transformer_folder(base) or base)
     try:
         if is_sentence_transformer_folder(base):
@@ -149,9 +170,26 @@ def save_embedding_model(model, path: str | os.PathLike, metadata: dict | None =
         folder = path / module.get("path", "")
         if (folder / "tokenizer_config.json").exists():
             make_tokenizer_folder_portable(folder)
+    if _needs_koforge_module(str(path)):
+        _card_loads_with_trust(path / "README.md")
     if metadata is not None:
         write_json(path / METADATA_FILE, metadata)
     return path
+
+
+def _card_loads_with_trust(card: Path) -> None:
+    """The model card's usage lines as they must run for koforge's adapter module (sentence-transformers
+    >= 6 imports a module class from outside its package only with trust_remote_code=True)."""
+    if not card.exists():
+        return
+    text = card.read_text(encoding="utf-8")
+    fixed = re.sub(r'SentenceTransformer\("([^"]*)"\)', r'SentenceTransformer("\1", trust_remote_code=True)', text)
+    if fixed != text:
+        note = ("\n> This model carries koforge's EEVE-style adapters (module `koforge.embeddings.adapters."
+                "AdaptedTransformer`): `pip install koforge` and load it with `trust_remote_code=True`, which "
+                "sentence-transformers >= 6 requires for a module class outside its own package.\n")
+        fixed = re.sub(r"(### Direct Usage[^\n]*\n)", lambda m: m.group(1) + note, fixed, count=1)
+        write_text(card, fixed)
 
 
 def load_embedder(path: str | os.PathLike, device: str = "cpu", batch_size: int = 64):

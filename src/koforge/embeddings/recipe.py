@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError, TrainingError
+from koforge._utils.hub import is_local
 from koforge._utils.io import atomic_dir, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.config import config_to_dict, load_config, save_config
 from koforge.embeddings.adapters import AdapterConfig, save_adapters
-from koforge.embeddings.data import (DataSource, build_examples, group_by_objective, infonce_parts, local_paths,
-                                     objective_of)
+from koforge.embeddings.data import (DataSource, build_examples, check_kind, check_layout, group_by_objective,
+                                     infonce_parts, objective_of)
 from koforge.embeddings.evaluate import EvalSuite, flatten, model_query_prompt, run_suite
 from koforge.embeddings.losses import OBJECTIVES, build_loss
-from koforge.embeddings.model import METADATA_FILE, EmbeddingModelConfig, build_embedding_model, save_embedding_model, transformer_module
+from koforge.embeddings.model import (METADATA_FILE, EmbeddingModelConfig, build_embedding_model, require_hub_model,
+                                      save_embedding_model, transformer_module)
 from koforge.embeddings.preflight import check_stages_fit_model
 from koforge.embeddings.report import write_comparison
 from koforge.embeddings.scopes import EXPANSION_REPORT, SCOPES, LoraSettings, apply_scope
@@ -223,28 +225,29 @@ def _evaluate(model, recipe: Recipe, stage: str, extra: dict) -> dict:
     return {"stage": stage, "results": results, "metrics": {**flatten(results), **extra}}
 
 
-def _looks_local(name: str) -> bool:
-    return Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
-
-
 def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
     """Fail before anything is written or trained: the model, every stage's local data files, the
     expansion that `new_embeddings` stages need, local teachers, and scope settings the model's structure
     cannot take (`check_stages_fit_model`, hub names too). Other checks of hub names are left to load time."""
     from koforge.embeddings.scopes import read_expansion_report
 
-    if _looks_local(source):
+    if is_local(source):
         require_path(source, "base model")
+    else:
+        require_hub_model(source, "base model")
     stages = recipe.stages[start:]
     if any(s.scope == "new_embeddings" for s in stages) and Path(source).expanduser().is_dir():
         read_expansion_report(source)  # earlier stages copy the report along, so the source must have it
     for stage in stages:
-        for src in stage.data:
-            if src.kind != "hub":
-                local_paths(src, recipe.resolved_data_root())
+        for objective, sources in group_by_objective(stage.data, stage.objective).items():
+            for src in sources:  # what the stage would refuse once the stages before it have trained
+                check_kind(src, objective)
+                if src.kind != "hub":
+                    check_layout(src, recipe.resolved_data_root())
         teacher = stage.teacher or recipe.teacher
-        if teacher and "distill" in group_by_objective(stage.data, stage.objective) and _looks_local(teacher):
-            require_path(teacher, f"stage '{stage.name}' teacher")
+        if teacher and "distill" in group_by_objective(stage.data, stage.objective):
+            what = f"stage '{stage.name}' teacher (set teacher=PATH to use a local model)"
+            require_path(teacher, what) if is_local(teacher) else require_hub_model(teacher, what)
     check_stages_fit_model(stages, source, trust_remote_code=recipe.model.trust_remote_code)
 
 

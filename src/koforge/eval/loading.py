@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from koforge._utils.errors import ConfigError, ModelLoadError, corrupted_weights
-from koforge._utils.hub import require_cached_or_on_hub
+from koforge._utils.hub import is_local, require_cached_or_on_hub
 from koforge._utils.io import require_path
 from koforge._utils.logging import quiet_load_report
 from koforge.eval._optional import import_optional
@@ -31,12 +31,6 @@ from koforge.eval._optional import import_optional
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)  # what from_pretrained raises on a bad folder
-
-
-def is_local(name: str) -> bool:
-    """Whether `name` means a local path (it exists or is written like one) rather than a hub name."""
-    p = Path(name).expanduser()
-    return p.exists() or name.startswith((".", "/", "~")) or p.suffix in (".json", ".safetensors")
 
 
 def load_embedding_model(name: str, *, device: str = "auto", trust_remote_code: bool = False) -> Any:
