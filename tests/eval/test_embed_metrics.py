@@ -50,6 +50,20 @@ def test_korsts_missing_column(tmp_path):
         evaluate_korsts(CharEncoder(), bad)
 
 
+def test_korsts_needs_two_scored_pairs_and_says_what_it_skipped(tmp_path, caplog):
+    """Spearman of one pair (or of equal scores) is no figure: an error, not a 0.0000."""
+    one = tmp_path / "one.tsv"
+    one.write_text("sentence1\tsentence2\tscore\n가\t나\t3\n다\t라\tabc\n마\n", encoding="utf-8")
+    with caplog.at_level("WARNING"), pytest.raises(DataError, match=r"has 1 usable .* row\(s\); a correlation needs at "
+                                                                    "least two pairs with different scores"):
+        evaluate_korsts(CharEncoder(), one)
+    assert "2 row(s) skipped, with too few columns or a score that is not a number (line(s) 3, 4)" in caplog.text
+    same = tmp_path / "same.tsv"
+    same.write_text("sentence1\tsentence2\tscore\n가\t나\t3\n다\t라\t3\n", encoding="utf-8")
+    with pytest.raises(DataError, match="all scored alike"):
+        evaluate_korsts(CharEncoder(), same)
+
+
 def test_retrieval_on_mini_korquad(assets):
     got = evaluate_korquad_retrieval(CharEncoder(), assets / "embed_korquad.json")
     assert got["n_docs"] == 2 and got["n_queries"] == 4
@@ -66,6 +80,26 @@ def test_separation_default_set_and_exact_gap(tmp_path):
     bad.write_text('{"domain": "a", "text1": "x", "label": 1}\n', encoding="utf-8")
     with pytest.raises(DataError, match="text2"):
         evaluate_separation(CharEncoder(), bad)
+
+
+def test_separation_domain_with_one_kind_of_pair_is_null_not_nan(tmp_path, caplog):
+    """NaN is not JSON: a domain without both kinds of pair gets null and a warning; a file with one kind, an error."""
+    import json
+
+    from koforge._utils.io import write_json
+
+    pairs = tmp_path / "p.jsonl"
+    rows = [("a", "가나", "가나다", 1), ("a", "가나", "라마", 0), ("b", "바사", "바사아", 1)]
+    pairs.write_text("".join(json.dumps({"domain": d, "text1": x, "text2": y, "label": lab}) + "\n"
+                             for d, x, y, lab in rows), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        got = evaluate_separation(CharEncoder(), pairs)
+    assert got["per_domain"]["b"] is None and isinstance(got["per_domain"]["a"], float)
+    assert "domain(s) b hold only one kind of pair" in caplog.text
+    assert json.loads(write_json(tmp_path / "out.json", got).read_text())["per_domain"]["b"] is None
+    pairs.write_text(json.dumps({"domain": "a", "text1": "x", "text2": "y", "label": 1}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"holds only similar \(1\) pairs; the separation score needs both"):
+        evaluate_separation(CharEncoder(), pairs)
 
 
 def test_bitext_identity_is_perfect(assets, tmp_path):

@@ -15,9 +15,12 @@ from typing import Any
 
 from koforge._utils.errors import DataError, InputPathError
 from koforge._utils.io import require_path
+from koforge._utils.logging import get_logger
 from koforge.eval._encode import encode
 from koforge.eval._read import read_text_file
 from koforge.eval.metrics import paired_cosine, spearman
+
+log = get_logger(__name__)
 
 SPLITS = ("train", "dev", "test")
 REQUIRED = ("score", "sentence1", "sentence2")
@@ -54,17 +57,25 @@ def read_sts_pairs(path: str | os.PathLike) -> tuple[list[str], list[str], list[
         raise DataError(f"'{p}' lacks column(s) {', '.join(missing)} (found: {', '.join(header)}). "
                         f"Expected a header with {', '.join(REQUIRED)}.")
     idx = {c: header.index(c) for c in REQUIRED}
-    s1, s2, scores = [], [], []
-    for row in rows[1:]:
-        if len(row) <= max(idx.values()):
+    s1, s2, scores, skipped = [], [], [], []
+    for n, row in enumerate(rows[1:], 2):
+        if not any(cell.strip() for cell in row):
             continue
         try:
-            score = float(row[idx["score"]])
+            score = float(row[idx["score"]]) if len(row) > max(idx.values()) else None
         except ValueError:
+            score = None
+        if score is None:
+            skipped.append(n)
             continue
         s1.append(row[idx["sentence1"]]), s2.append(row[idx["sentence2"]]), scores.append(score)
-    if not scores:
-        raise DataError(f"'{p}' has no usable (sentence1, sentence2, score) rows.")
+    if skipped:
+        log.warning("'%s': %d row(s) skipped, with too few columns or a score that is not a number (line(s) %s).",
+                    p, len(skipped), ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else ""))
+    if len(scores) < 2 or len(set(scores)) < 2:
+        raise DataError(f"'{p}' has {len(scores)} usable (sentence1, sentence2, score) row(s)"
+                        f"{' all scored alike' if len(scores) >= 2 else ''}; a correlation needs at least two pairs "
+                        "with different scores.")
     return s1, s2, scores
 
 

@@ -18,9 +18,12 @@ import numpy as np
 
 from koforge._utils.errors import DataError
 from koforge._utils.io import require_path
+from koforge._utils.logging import get_logger
 from koforge.eval._encode import encode
 from koforge.eval._read import read_text_file
 from koforge.eval.metrics import paired_cosine
+
+log = get_logger(__name__)
 
 REQUIRED = ("domain", "text1", "text2", "label")
 
@@ -47,13 +50,17 @@ def read_pairs(path: str | os.PathLike) -> list[dict]:
         rows.append(row)
     if not rows:
         raise DataError(f"'{p}' holds no pairs.")
+    if len({int(r["label"]) for r in rows}) < 2:
+        raise DataError(f"'{p}' holds only {'similar (1)' if int(rows[0]['label']) else 'different (0)'} pairs; the "
+                        "separation score needs both similar (label 1) and different (label 0) pairs.")
     return rows
 
 
-def _gap(cos: np.ndarray, labels: np.ndarray) -> float:
+def _gap(cos: np.ndarray, labels: np.ndarray) -> float | None:
+    """None (JSON null, not the invalid NaN) where one of the two kinds of pair is missing."""
     pos, neg = cos[labels == 1], cos[labels == 0]
     if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
+        return None
     return float(pos.mean() - neg.mean())
 
 
@@ -67,8 +74,10 @@ def evaluate_separation(model: Any, pairs_path: str | os.PathLike | None = None,
     for i, r in enumerate(rows):
         by_domain[str(r["domain"])].append(i)
     per_domain = {d: _gap(cos[idx], labels[idx]) for d, idx in sorted(by_domain.items())}
+    one_sided = [d for d, v in per_domain.items() if v is None]
+    if one_sided:
+        log.warning("separation: domain(s) %s hold only one kind of pair (similar or different); their score is "
+                    "left empty (null). Add both kinds to score them.", ", ".join(one_sided))
     overall = _gap(cos, labels)
-    return {"primary": overall, "separation": overall,
-            "similar_cos": float(cos[labels == 1].mean()) if (labels == 1).any() else float("nan"),
-            "different_cos": float(cos[labels == 0].mean()) if (labels == 0).any() else float("nan"),
-            "per_domain": per_domain, "n_pairs": len(rows)}
+    return {"primary": overall, "separation": overall, "similar_cos": float(cos[labels == 1].mean()),
+            "different_cos": float(cos[labels == 0].mean()), "per_domain": per_domain, "n_pairs": len(rows)}
