@@ -85,6 +85,16 @@ def test_eval_limit_must_be_positive(assets, tok_dir):
         assert r.exit_code == 1 and f"--limit/-n must be >= 1 (documents per text set), got {limit}" in r.output, r.output
 
 
+def test_eval_and_compare_skip_non_utf8_lines_or_fail_with_strict(tok_dir, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("좋은 줄\n".encode() + b"\xff\xfe\n" + "둘째 줄\n".encode())
+    for command in ("eval", "compare"):
+        r = runner.invoke(app, ["tokenizer", command, str(tok_dir), "-x", str(bad), "--strict"])
+        assert r.exit_code == 1 and f"{bad}:2: not valid UTF-8 (byte 0xff at column 0)" in r.output, r.output
+    r = runner.invoke(app, ["tokenizer", "eval", str(tok_dir), "-x", str(bad)])
+    assert r.exit_code == 0 and "| bad |" in r.output, r.output
+
+
 def test_text_sets_with_the_same_file_name_stay_apart(tok_dir, tmp_path):
     for folder, text in (("d1", "가나다\n"), ("d2", "라마바사 아자차카\n")):
         (tmp_path / folder).mkdir()

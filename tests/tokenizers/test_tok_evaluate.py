@@ -33,6 +33,10 @@ def test_figures_are_exact(pair):
     assert row["chars_per_token"] == pytest.approx(sum(map(len, sets["short"])) / n)
     assert row["bytes_per_token"] == pytest.approx(sum(len(t.encode()) for t in sets["short"]) / n)
     assert row["tokens_per_text"] == pytest.approx(n / 2)
+    assert row["tokens_per_sentence"] == pytest.approx(n / 2)  # one sentence each
+    multi = evaluate_tokenizers({"large": tokenizers["large"]}, {"t": ["첫 문장이다. 둘째 문장! \"셋째?\" 넷째\n다섯째",
+                                                                       "3.14는 원주율이다."]}).rows[0]
+    assert multi["tokens_per_sentence"] == pytest.approx(multi["tokens"] / 6)
     assert row["tokens_per_1k_syllables"] == pytest.approx(1000 * n / 12)
     assert row["round_trip_rate"] == 1.0 and row["unk_rate"] == 0.0
     # byte-level BPE: no unk/byte-fallback pieces, but fragments of 3-byte Hangul syllables decode to U+FFFD alone
@@ -51,7 +55,7 @@ def test_outputs(pair, tmp_path):
     cmp = evaluate_tokenizers(tokenizers, {"reviews": texts[:20]}, reference="small")
     md = cmp.to_markdown()
     assert md.splitlines()[0].startswith("| tokenizer | text set |") and "tokens vs ref (small)" in md and "+0.0%" in md
-    assert "| tokens/document |" in md and "| partial-char % |" in md and "sentence" not in md
+    assert "| tokens/document | tokens/sentence |" in md and "| partial-char % |" in md
     data = json.loads(cmp.to_json(tmp_path / "c.json").read_text())
     assert data["reference"] == "small" and len(data["rows"]) == 2
     assert cmp.plot(tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -17,6 +17,7 @@ app = typer.Typer(help="Train byte-level BPE / SuperBPE / SentencePiece tokenize
 TextsOpt = typer.Option(..., "--texts", "-x", help="Text set as NAME=PATH (or PATH: named by its file, -2, -3... "
                         "when two files share a name). Repeatable.")
 FieldOpt = typer.Option("text", "--field", "-f", help="JSONL field or TSV/CSV column holding the text.")
+StrictOpt = typer.Option(False, "--strict", help="Fail on non-UTF-8 or malformed lines instead of skipping them (with a warning).")
 LimitOpt = typer.Option(2000, "--limit", "-n", help="At most this many documents (lines or records) per text set (>= 1).")
 OutOpt = typer.Option(None, "--output", "-o", help="Folder for comparison.md, comparison.json and comparison.png.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing --output folder.")
@@ -28,7 +29,7 @@ def train(inputs: List[str] = typer.Option(..., "--input", "-i", help="Training 
           output: Path = typer.Option(..., "--output", "-o", help="Output tokenizer folder."),
           preset: Optional[str] = typer.Option("bpe-32k", "--preset", "-p", help="Preset (bpe-32k, superbpe-32k, "
                                                "sentencepiece-unigram-32k, sentencepiece-bpe-32k, bpe-32k-chat, code-bpe-32k) or a YAML file."),
-          field: str = FieldOpt, strict: bool = typer.Option(False, "--strict", help="Fail on non-UTF-8 lines instead of skipping them."),
+          field: str = FieldOpt, strict: bool = StrictOpt,
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
           overrides: Optional[List[str]] = OverridesArg) -> None:
     """Train a tokenizer and write a Hugging Face tokenizer folder.
@@ -77,7 +78,7 @@ def _text_set_names(specs: List[str]) -> dict[str, str]:
     return names
 
 
-def _text_sets(specs: List[str], field: str, limit: int) -> dict[str, list[str]]:
+def _text_sets(specs: List[str], field: str, limit: int, strict: bool = False) -> dict[str, list[str]]:
     import itertools
 
     from koforge._utils.errors import ConfigError
@@ -85,11 +86,12 @@ def _text_sets(specs: List[str], field: str, limit: int) -> dict[str, list[str]]
 
     if limit < 1:
         raise ConfigError(f"--limit/-n must be >= 1 (documents per text set), got {limit}.")
-    return {name: list(itertools.islice(read_texts([path], field=field), limit)) for name, path in _text_set_names(specs).items()}
+    return {name: list(itertools.islice(read_texts([path], field=field, strict=strict), limit))
+            for name, path in _text_set_names(specs).items()}
 
 
 def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, reference: Optional[str], output: Optional[Path],
-         overwrite: bool):
+         overwrite: bool, strict: bool = False):
     from koforge._utils.io import atomic_dir, check_output, write_text
     from koforge.tokenizers.evaluate import default_names, evaluate_tokenizers
 
@@ -99,7 +101,7 @@ def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, refere
     if reference is not None and reference not in names:
         matches = [n for n, spec in names.items() if str(spec) == reference]
         reference = matches[0] if matches else reference
-    result = evaluate_tokenizers(names, _text_sets(texts, field, limit), reference=reference)
+    result = evaluate_tokenizers(names, _text_sets(texts, field, limit, strict), reference=reference)
     typer.echo(result.to_markdown())
     if output:
         with atomic_dir(output, overwrite=overwrite) as tmp:
@@ -120,19 +122,19 @@ def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, refere
 def eval_(tokenizers: List[str] = typer.Argument(..., help="Tokenizer folders, tokenizer.json files or hub names."),
           texts: List[str] = TextsOpt, field: str = FieldOpt, limit: int = LimitOpt,
           reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Report token counts relative to this tokenizer."),
-          output: Optional[Path] = OutOpt, overwrite: bool = OverwriteOpt) -> None:
+          output: Optional[Path] = OutOpt, overwrite: bool = OverwriteOpt, strict: bool = StrictOpt) -> None:
     """Measure tokenizers on named text sets: bytes/chars per token, round trip, Hangul vocabulary share, speed.
 
     Example: koforge tokenizer eval out/tok ../shared/tokenizers/qwen3 -x nsmc=reviews.txt -r qwen3 -o out/eval
     """
-    _run(tokenizers, texts, field, limit, reference, output, overwrite)
+    _run(tokenizers, texts, field, limit, reference, output, overwrite, strict)
 
 
 @app.command()
 @cli_errors
 def compare(tokenizers: List[str] = typer.Argument(..., help="Reference tokenizer first, then the others."),
             texts: List[str] = TextsOpt, field: str = FieldOpt, limit: int = LimitOpt, output: Optional[Path] = OutOpt,
-            overwrite: bool = OverwriteOpt) -> None:
+            overwrite: bool = OverwriteOpt, strict: bool = StrictOpt) -> None:
     """Compare tokenizers against the first one: "-38% tokens vs qwen3" per text set.
 
     Example: koforge tokenizer compare ../shared/tokenizers/qwen3 out/tok -x petitions=p.jsonl -f content
@@ -140,7 +142,7 @@ def compare(tokenizers: List[str] = typer.Argument(..., help="Reference tokenize
     from koforge.tokenizers.evaluate import default_names
 
     reference = next(iter(default_names(tokenizers)))
-    result = _run(tokenizers, texts, field, limit, reference, output, overwrite)
+    result = _run(tokenizers, texts, field, limit, reference, output, overwrite, strict)
     for r in result.rows:
         if r["tokenizer"] != reference:
             console.print(f"{r['tokenizer']} on {r['text_set']}: {100 * r['tokens_vs_reference']:+.1f}% tokens vs {reference}")

@@ -41,7 +41,7 @@ _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
 COLUMNS = {
     "tokenizer": "tokenizer", "text_set": "text set", "vocab_size": "vocab", "tokens": "tokens",
-    "bytes_per_token": "bytes/token", "chars_per_token": "chars/token", "tokens_per_text": "tokens/document",
+    "bytes_per_token": "bytes/token", "chars_per_token": "chars/token", "tokens_per_text": "tokens/document", "tokens_per_sentence": "tokens/sentence",
     "tokens_per_1k_syllables": "tokens/1k syllables", "unk_rate": "unk+byte-fallback %", "partial_char_rate": "partial-char %",
     "round_trip_rate": "round-trip %",
     "hangul_vocab_share": "Hangul vocab %", "encode_mb_per_s": "encode MB/s", "tokens_vs_reference": "tokens vs ref",
@@ -184,6 +184,15 @@ def counting_backend(tokenizer: Any) -> Any:
     return backend
 
 
+SENTENCE_END = re.compile(r"(?<=[.!?。…])[\"'”’)\]]*\s+|\n+")
+"""Where a sentence ends: after . ! ? 。 … (and closing quotes or brackets) before whitespace, or at a line break."""
+
+
+def count_sentences(text: str) -> int:
+    """Sentences in `text` by punctuation and line breaks (Korean ends statements with '다.', '요.', '?' alike)."""
+    return sum(1 for piece in SENTENCE_END.split(text) if piece.strip())
+
+
 def measure(tokenizer: Any, texts: Sequence[str], classes: TokenClasses | None = None) -> dict[str, Any]:
     """The metrics of one tokenizer on one list of texts (`classes`: `token_classes(tokenizer)`, computed if not given)."""
     backend = counting_backend(tokenizer)
@@ -203,6 +212,7 @@ def measure(tokenizer: Any, texts: Sequence[str], classes: TokenClasses | None =
         "vocab_size": backend.get_vocab_size(with_added_tokens=True), "tokens": n_tokens,
         "bytes_per_token": n_bytes / max(1, n_tokens), "chars_per_token": n_chars / max(1, n_tokens),
         "tokens_per_text": n_tokens / len(texts),
+        "tokens_per_sentence": n_tokens / max(1, sum(map(count_sentences, texts))),
         "tokens_per_1k_syllables": 1000 * n_tokens / syllables if syllables else None,
         "unk_rate": n_unknown / max(1, n_tokens), "partial_char_rate": n_partial / max(1, n_tokens),
         "round_trip_rate": sum(d == t for d, t in zip(decoded, texts)) / len(texts),
