@@ -37,6 +37,8 @@ def test_clean_split_stats_pack_chain(assets, tmp_path):
 def test_cli_bad_inputs_are_one_line(tmp_path):
     r = runner.invoke(app, ["data", "stats", str(tmp_path / "missing.txt")])
     assert r.exit_code == 1 and "input not found" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["data", "stats", str(tmp_path / "missing.txt"), "--plot", str(tmp_path / "h.jpg")])
+    assert r.exit_code == 1 and "--plot writes a PNG image; name it .png" in r.output and not (tmp_path / "h.jpg").exists()
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"ok\n\xff\xfe\n")
     r = runner.invoke(app, ["data", "clean", "-i", str(bad), "-o", str(tmp_path / "o.txt"), "--strict"])

@@ -70,6 +70,10 @@ def stats(inputs: List[str] = typer.Argument(..., help="Files, folders or hf:NAM
     from koforge._utils.io import check_output, write_json
     from koforge.data.corpus import corpus_stats
 
+    if plot is not None and plot.suffix.lower() != ".png":
+        from koforge._utils.errors import ConfigError
+
+        raise ConfigError(f"--plot writes a PNG image; name it .png (got '{plot}').")
     for out in (plot, json_out):  # a bad output path fails before reading the corpus, not after
         if out is not None:
             check_output(out, overwrite=True)
