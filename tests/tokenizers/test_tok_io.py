@@ -49,6 +49,10 @@ def test_unknown_paths_and_formats(tmp_path):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(TokenizerError, match="holds no tokenizer"):
         load_tokenizer(tmp_path / "empty_dir")
+    (tmp_path / "empty_dir" / "spm1.model").write_bytes(b"\x00")
+    with pytest.raises(TokenizerError, match="holds only spm1.model: a bare SentencePiece model loads when it is named "
+                                             "tokenizer.model"):
+        load_tokenizer(tmp_path / "empty_dir")
     with pytest.raises(TokenizerError, match="cannot use a int"):
         load_tokenizer(3)
 

@@ -104,6 +104,11 @@ def _from_folder(path: Path, trust_remote_code: bool) -> Any:
                              "Pass a folder written by `koforge tokenizer train` or `save_pretrained`.")
     if has_json and not has_config:
         return _from_file(path / "tokenizer.json")
+    models = sorted(p.name for p in path.glob("*.model"))
+    if not has_json and not has_config and "tokenizer.model" not in models:
+        raise TokenizerError(f"folder '{path}' holds only {', '.join(models)}: a bare SentencePiece model loads when it "
+                             "is named tokenizer.model (transformers looks for that name), or pass a folder with "
+                             "tokenizer.json.")
     declared = _declared_class(path) if has_config else None
     try:
         if has_json and declared in _GENERIC_CLASSES:
