@@ -401,6 +401,36 @@ def test_scope_settings_are_checked_for_hub_names_too(assets, tiny_bert, tmp_pat
         assert not (tmp_path / "r").exists()
 
 
+def test_scope_settings_of_a_hub_model_seen_nowhere_yet_use_its_downloaded_config(assets, tiny_bert, tmp_path, monkeypatch):
+    """Hub on, nothing cached: config.json alone is fetched (a few kB) and the scopes are checked against it."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    import koforge._utils.hub as hub
+    import koforge.embeddings.recipe as rec
+
+    monkeypatch.setattr(rec, "train_stage", lambda *a, **k: pytest.fail("a stage trained before the scopes were checked"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    fetched = []
+    monkeypatch.setattr(hub, "look_up_on_hub", lambda *a, **k: None)  # "the repository exists"
+    monkeypatch.setattr(huggingface_hub, "file_exists", lambda *a, **k: False)  # not a sentence-transformers repo
+
+    def download(repo_id, filename, **kwargs):
+        fetched.append((repo_id, filename))
+        target = tmp_path / "download" / filename
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes((tiny_bert / filename).read_bytes())
+        return str(target)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    late = {**COSENT, "name": "late", "scope": "top_blocks", "top_blocks": 3}
+    with pytest.raises(ConfigError, match=r"stage 'late': top_blocks=3 but the model has 2 blocks"):
+        run_recipe(_recipe(assets, [COSENT, late]), "koforge-test/online-bert", tmp_path / "r")
+    assert fetched == [("koforge-test/online-bert", "config.json")] and not (tmp_path / "r").exists()
+
+
 def test_multi_task_objective_smaller_than_one_batch_is_a_clear_error(assets, tiny_bert, tmp_path):
     """Its only (partial) batch would be dropped: the objective never trained, silently."""
     mixed = {**COSENT, "name": "mixed", "max_steps": None, "batch_size": 8,

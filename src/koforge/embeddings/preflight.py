@@ -3,9 +3,9 @@
 Scopes meet the model only when their stage starts: a `top_blocks` count beyond the model's blocks,
 LoRA targets that name no module, or a second `adapters` stage would otherwise fail after the earlier
 stages had trained for their whole budget. The structure comes from the model's config (a folder, a hub
-sentence-transformers repo's snapshot, or a hub model's cached config.json), built on the meta device (no
-weights read, no memory). A config that does not build, or a hub model seen nowhere yet, leaves the
-checks to load time.
+sentence-transformers repo's snapshot, or a hub model's config.json, cached or downloaded alone), built on
+the meta device (no weights read, no memory). A config that does not build, or one that cannot be had (hub
+off and not cached), leaves the checks to load time.
 """
 from __future__ import annotations
 
@@ -21,13 +21,18 @@ from koforge.embeddings.scopes import lora_targets, top_block_list
 
 
 def _cached_config_folder(name: str) -> Path | None:
-    """The cached snapshot holding hub model `name`'s config.json, if any (no request: transformers' own
-    loaders retry an unreachable hub for tens of seconds, which a check must not add)."""
-    from huggingface_hub import try_to_load_from_cache
+    """The snapshot holding hub model `name`'s config.json: from the cache, else (hub on) downloaded alone, a
+    few kB the later load reuses. Called after `require_hub_model` found the name, so the hub answers; a
+    failure leaves the checks to load time."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    from koforge._utils.hub import hub_offline
 
     try:
         cached = try_to_load_from_cache(name, "config.json")
-    except Exception:  # not a valid repo name
+        if not isinstance(cached, str) and not hub_offline():
+            cached = hf_hub_download(name, "config.json")
+    except Exception:  # not a valid repo name, no config.json, the hub gone since
         return None
     return Path(cached).parent if isinstance(cached, str) else None
 
