@@ -124,6 +124,19 @@ def test_apply_takes_an_edited_token_list(model_dirs, tok_dirs, tmp_path):
     r = CliRunner().invoke(app, ["expand", "apply", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), str(tmp_path / "out3"),
                                  "--tokens", str(tmp_path / "d.json")])
     assert r.exit_code == 0, r.output
+    # A hand-added token the base already has would get a second id and move its text off the old one: left out.
+    from transformers import AutoTokenizer
+
+    base = AutoTokenizer.from_pretrained(model_dirs["qwen3"])
+    old_piece = next(t for t in base.convert_ids_to_tokens(range(200, 400)) if base.convert_tokens_to_string([t]).strip())
+    old_text = base.convert_tokens_to_string([old_piece])
+    data["tokens"].insert(0, {"text": old_text, "donor_token": old_piece, "donor_id": 5})
+    (tmp_path / "d2.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    result = expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(mode="added-tokens"),
+                               tmp_path / "out4", tokens=tmp_path / "d2.json")
+    assert old_text not in result.report["added_tokens"] and len(result.report["added_tokens"]) == 10
+    expanded = AutoTokenizer.from_pretrained(tmp_path / "out4")
+    assert expanded(old_text, add_special_tokens=False)["input_ids"] == base(old_text, add_special_tokens=False)["input_ids"]
 
 
 @pytest.mark.parametrize("key,what", [("reference", "reference corpus"), ("korean_eval", "Korean eval text"),

@@ -31,7 +31,7 @@ from koforge.config import save_config
 from koforge.tokenizers.io import save_tokenizer
 from koforge.vocab.build import build_expanded_tokenizer
 from koforge.vocab.config import ExpansionConfig
-from koforge.vocab.diff import diff_tokenizers, read_diff, read_lines
+from koforge.vocab.diff import base_keys, diff_tokenizers, read_diff, read_lines
 from koforge.vocab.init_embeddings import new_rows, piece_ids, same_script_old_tokens
 from koforge.vocab.loading import load_model, load_tokenizer
 from koforge.vocab.report import build_report, report_markdown
@@ -162,6 +162,14 @@ def _plan(base_tok: Any, donor_tok: Any, config: ExpansionConfig, base_name: str
     korean, english, ko_source = _eval_texts(config)
     if tokens_file is not None:  # the (edited) output of `koforge expand diff`
         diff = read_diff(tokens_file)
+        _, existing = base_keys(base_tok)
+        known = [t.text for t in diff.tokens if t.text in existing]
+        if known:  # a second id for a text the base has would move that text off its old id
+            log.warning("%d token(s) of '%s' are already in base '%s' and are left out (first: %s); a list made by "
+                        "`koforge expand diff` against this base has none.", len(known), tokens_file, base_name,
+                        ", ".join(repr(k) for k in known[:5]))
+            diff.tokens = [t for t in diff.tokens if t.text not in existing]
+            diff.stats["already_in_base"] = len(known)
     else:
         reference = read_lines(config.reference, config.reference_max_lines, "reference corpus") if config.reference else None
         diff = diff_tokenizers(base_tok, donor_tok, config, reference)
