@@ -23,6 +23,18 @@ def test_keep_layers_out_of_range_leaves_nothing(tiny_models, tmp_path):
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
 
 
+def test_output_onto_the_base_folder_is_refused_even_with_overwrite(tiny_models, tmp_path):
+    import shutil
+
+    from koforge._utils.errors import ConfigError
+
+    base = shutil.copytree(tiny_models["llama"], tmp_path / "base")
+    before = sorted(p.name for p in base.iterdir())
+    with pytest.raises(ConfigError, match="is the base model folder itself"):
+        apply_compression(base, CompressionConfig(methods=["convert_dtype"]), base, overwrite=True)
+    assert sorted(p.name for p in base.iterdir()) == before
+
+
 def test_heads_that_do_not_divide_into_kv_groups(tiny_models, tmp_path):
     cfg = CompressionConfig(methods=["prune_heads"], keep_heads=3)
     with pytest.raises(ConfigError, match=r"keep_heads=3 does not divide into whole KV groups.*multiple of 2 "

@@ -65,6 +65,15 @@ def test_an_output_under_a_file_is_refused_before_any_work(tmp_path):
     assert check_output(tmp_path / "new" / "deeper" / "out", overwrite=False) == tmp_path / "new" / "deeper" / "out"
 
 
+def test_a_file_output_onto_a_folder_is_refused_and_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("keep")
+    with pytest.raises(OutputPathError, match="'.*d' is a folder, but this output is a file"):
+        with atomic_file(tmp_path / "d", overwrite=True) as tmp:
+            tmp.write_text("zip bytes")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and (tmp_path / "d" / "keep.txt").read_text() == "keep"
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_an_output_in_a_read_only_folder_is_refused(tmp_path):
     locked = tmp_path / "locked"

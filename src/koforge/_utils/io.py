@@ -118,6 +118,9 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary file path that is renamed onto `path` on success."""
     final = check_output(path, overwrite)
+    if final.is_dir():  # os.replace cannot put a file there, and would leave the temporary file behind
+        raise OutputPathError(f"output '{final}' is a folder, but this output is a file. Give a file path (a new "
+                              "name, or one inside that folder).")
     with _output_errors(final):
         created = _make_parents(final)
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
@@ -130,7 +133,11 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
         _remove_if_empty(created)
         raise
     _publish_mode(tmp, is_dir=False)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputPathError(f"cannot write output '{final}': {e.strerror or e}. Choose another output path.") from None
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -184,7 +184,13 @@ def apply_compression(model_path: str | Path, config: CompressionConfig, output:
     """Load `model_path`, run the recipe, save a HF folder at `output`; returns a summary."""
     from koforge._utils.io import check_output
 
-    check_output(output, overwrite)
+    out = check_output(output, overwrite)
+    base = Path(model_path).expanduser()
+    if base.exists() and out.exists() and out.resolve() == base.resolve():
+        from koforge._utils.errors import ConfigError
+
+        raise ConfigError(f"output '{out}' is the base model folder itself; --overwrite would replace the model being "
+                          "compressed (and its baseline). Choose another output folder.")
     model, tokenizer = load_model(model_path, trust_remote_code=trust_remote_code, apply_runtime=False)
     before = analyze_model(model)
     if {"heal", "quantize_int8"} & set(config.methods) and model.dtype != torch.float32:
