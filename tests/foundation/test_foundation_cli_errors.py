@@ -32,3 +32,32 @@ def test_a_file_system_error_names_the_path_whole():
     r = runner.invoke(_app(PermissionError(13, "Permission denied", "/data/[2024]/out")), [])
     assert r.exit_code == 1
     assert r.output.strip() == "error: cannot access '/data/[2024]/out': Permission denied."
+
+
+def test_every_help_example_prints_as_written():
+    """Rich markup would eat an unescaped [..] in an example ("methods=[drop_layers,heal]" printed as "methods=")."""
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from koforge.cli.main import app
+
+    def commands(group, path):
+        for name, cmd in getattr(group, "commands", {}).items():
+            yield [*path, name], cmd
+            yield from commands(cmd, [*path, name])
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for path, cmd in commands(root, []):
+        examples = [line.strip() for line in (cmd.help or "").splitlines() if line.strip().startswith("Example")]
+        if not examples:
+            continue
+        shown = " ".join(CliRunner().invoke(app, [*path, "--help"], terminal_width=400).output.split())
+        shown = re.sub(r"[│╭╮╰╯─]", " ", shown)
+        shown = " ".join(shown.split())
+        for example in examples:
+            assert " ".join(example.replace("\\[", "[").split()) in shown, (path, example)
+            checked += 1
+    assert checked >= 20

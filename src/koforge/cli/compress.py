@@ -82,7 +82,7 @@ def apply(model: str = typer.Argument(..., help="Base model folder or hub name."
           overrides: Optional[List[str]] = overrides_arg("keep_layers=6")) -> None:
     """Apply a compression recipe and save a plain Hugging Face folder.
 
-    Example: koforge compress apply ./base --out ./small --baseline ./base/baseline_result.json "methods=[drop_layers,heal]" keep_layers=6
+    Example: koforge compress apply ./base --out ./small --baseline ./base/baseline_result.json "methods=\\[drop_layers,heal]" keep_layers=6
     """
     from koforge._utils.errors import ConfigError
     from koforge.compress import CompressionConfig, apply_compression
