@@ -112,10 +112,10 @@ def check_recipe(model_config: Any, config: CompressionConfig) -> None:
     """Refuse, before any slow step, a recipe that does not fit the model (layers, heads, widths)."""
     n_layers = model_config.num_hidden_layers
     if "drop_layers" in config.methods and config.drop_strategy != "importance":
-        layers_to_keep(n_layers, strategy=config.drop_strategy, keep_layers=config.keep_layers,
+        layers_to_keep(n_layers, strategy=config.drop_strategy, keep_layers=config.layers_kept(n_layers),
                        drop_indices=config.drop_indices)
     elif "drop_layers" in config.methods:
-        layers_to_keep(n_layers, strategy="top", keep_layers=config.keep_layers)
+        layers_to_keep(n_layers, strategy="top", keep_layers=config.layers_kept(n_layers))
     if "prune_heads" in config.methods:
         check_keep_heads(model_config, config.keep_heads)
     for name in ("intermediate_size", "hidden_size"):
@@ -138,8 +138,9 @@ def compress_model(model: Any, tokenizer: Any, config: CompressionConfig, *,
             influence = None
             if config.drop_strategy == "importance":
                 influence = block_influence(model, sequences[: config.calibration_docs])
-            keep = layers_to_keep(model.config.num_hidden_layers, strategy=config.drop_strategy,
-                                  keep_layers=config.keep_layers, drop_indices=config.drop_indices, influence=influence)
+            n_layers = model.config.num_hidden_layers
+            keep = layers_to_keep(n_layers, strategy=config.drop_strategy, keep_layers=config.layers_kept(n_layers),
+                                  drop_indices=config.drop_indices, influence=influence)
             drop_layers(model, keep)
             steps.append({"method": method, "kept_layers": keep, "block_influence": influence})
         elif method == "prune_heads":

@@ -15,7 +15,7 @@ METHODS = ("drop_layers", "prune_heads", "reduce_width", "heal", "convert_dtype"
 DROP_STRATEGIES = ("top", "bottom", "explicit", "importance")
 IMPORTANCE = ("magnitude", "activation")
 # Settings that mean nothing without their method (all None / empty by default).
-_SETTING_OF = {"keep_layers": "drop_layers", "drop_indices": "drop_layers", "keep_heads": "prune_heads",
+_SETTING_OF = {"keep_layers": "drop_layers", "keep_fraction": "drop_layers", "drop_indices": "drop_layers", "keep_heads": "prune_heads",
                "intermediate_size": "reduce_width", "hidden_size": "reduce_width"}
 
 
@@ -76,6 +76,8 @@ class CompressionConfig:
     quantize_int8 (they would move weights off its grid)."""
     keep_layers: Optional[int] = None
     """drop_layers: number of decoder layers to keep (top/bottom/importance)."""
+    keep_fraction: Optional[float] = None
+    """drop_layers: the share of decoder layers to keep instead of a count (0.5: half, rounded; at least 1)."""
     drop_strategy: str = "importance"
     """drop_layers: top (drop the last layers), bottom (drop the first), explicit (`drop_indices`), importance (Block Influence)."""
     drop_indices: List[int] = field(default_factory=list)
@@ -111,6 +113,12 @@ class CompressionConfig:
     seed: int = 0
     """Seed of calibration sampling and healing."""
 
+    def layers_kept(self, n_layers: int) -> Optional[int]:
+        """keep_layers, or keep_fraction of `n_layers` (rounded, at least 1)."""
+        if self.keep_fraction is not None:
+            return max(1, round(self.keep_fraction * n_layers))
+        return self.keep_layers
+
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
@@ -133,8 +141,13 @@ class CompressionConfig:
                                   "ignores it; add drop_strategy=explicit to drop those layers.")
             if self.drop_strategy == "explicit" and not self.drop_indices:
                 raise ConfigError("compression.drop_strategy=explicit needs compression.drop_indices (e.g. [20,21]).")
-            if self.drop_strategy != "explicit" and self.keep_layers is None:
-                raise ConfigError(f"compression.drop_strategy={self.drop_strategy} needs compression.keep_layers.")
+            if self.keep_layers is not None and self.keep_fraction is not None:
+                raise ConfigError("compression.keep_layers and compression.keep_fraction are both set; set one of them.")
+            if self.keep_fraction is not None and not 0 < self.keep_fraction <= 1:
+                raise ConfigError(f"compression.keep_fraction={self.keep_fraction} must be in (0, 1], e.g. 0.5 for half.")
+            if self.drop_strategy != "explicit" and self.keep_layers is None and self.keep_fraction is None:
+                raise ConfigError(f"compression.drop_strategy={self.drop_strategy} needs compression.keep_layers "
+                                  "(or keep_fraction).")
         if "prune_heads" in self.methods and self.keep_heads is None:
             raise ConfigError("method prune_heads needs compression.keep_heads (query heads to keep).")
         if "reduce_width" in self.methods and self.intermediate_size is None and self.hidden_size is None:

@@ -60,6 +60,9 @@ def layers_to_keep(n_layers: int, *, strategy: str, keep_layers: int | None = No
         bad = [i for i in drop_indices if not 0 <= int(i) < n_layers]
         if bad:
             raise ConfigError(f"drop_indices {bad} out of range: the model has {n_layers} layers (indices 0..{n_layers - 1}).")
+        repeated = sorted({int(i) for i in drop_indices if list(map(int, drop_indices)).count(int(i)) > 1})
+        if repeated:
+            raise ConfigError(f"drop_indices names layer(s) {repeated} more than once; list each layer to drop once.")
         keep = [i for i in range(n_layers) if i not in set(int(i) for i in drop_indices)]
         if not keep:
             raise ConfigError(f"drop_indices would drop all {n_layers} layers; keep at least one.")
