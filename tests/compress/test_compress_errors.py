@@ -175,6 +175,19 @@ def test_existing_baseline_is_kept_without_overwrite(tiny_models, heldout, tmp_p
     assert run_baseline(tiny_models["llama"], measure, output=out, overwrite=True)["kind"] == "koforge.compress.baseline"
 
 
+def test_measurements_past_the_position_limit_are_refused(tiny_models, heldout, tmp_path):
+    """The tiny models attend to 512 positions: a 2,000-token window would still run, and record a wrong baseline."""
+    base = dict(texts=str(heldout), max_docs=2, repeats=1, warmup=0, prompts=["가"])
+    with pytest.raises(ConfigError, match=r"measure.context=2000 is longer than the model attends to "
+                                          r"\(max_position_embeddings=512\)"):
+        run_baseline(tiny_models["llama"], MeasureConfig(context=2000, stride=1000, new_tokens=2, **base),
+                     output=tmp_path / "b.json")
+    with pytest.raises(ConfigError, match=r"the speed test would reach position \d+ .* past max_position_embeddings=512"):
+        run_baseline(tiny_models["llama"], MeasureConfig(context=32, stride=16, new_tokens=600, **base),
+                     output=tmp_path / "b.json")
+    assert not (tmp_path / "b.json").exists()
+
+
 def test_cli_apply_refuses_the_measure_preset_and_two_text_sources(tiny_models, heldout, tmp_path):
     from koforge.cli.main import app
 

@@ -51,8 +51,25 @@ def held_out_texts(measure: MeasureConfig) -> list[str]:
     return load_texts(measure.texts, text_field=measure.text_field, max_docs=measure.max_docs, max_chars=measure.max_chars)
 
 
+def check_fits_positions(model: Any, tokenizer: Any, measure: MeasureConfig) -> None:
+    """Refuse windows or generations past the model's position limit: it would still run, on positions it never
+    learned, and record a perplexity or speed that every later score is measured against."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return
+    if measure.context > limit:
+        raise ConfigError(f"measure.context={measure.context} is longer than the model attends to "
+                          f"(max_position_embeddings={limit}). Set context (measure.context) to {limit} or less.")
+    longest = max(len(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in measure.prompts)
+    if longest + measure.new_tokens > limit:
+        raise ConfigError(f"the speed test would reach position {longest + measure.new_tokens} (prompt of {longest} "
+                          f"tokens + new_tokens={measure.new_tokens}), past max_position_embeddings={limit}. Lower "
+                          "new_tokens (measure.new_tokens) or shorten measure.prompts.")
+
+
 def measure_model(model: Any, tokenizer: Any, measure: MeasureConfig, texts: Optional[list[str]] = None) -> dict:
     """Perplexity and speed of a loaded model under `measure`."""
+    check_fits_positions(model, tokenizer, measure)
     texts = texts if texts is not None else held_out_texts(measure)
     ppl = evaluate_perplexity(model, tokenizer, texts, context=measure.context, stride=measure.stride,
                               batch_size=measure.batch_size)
