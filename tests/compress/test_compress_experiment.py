@@ -41,12 +41,13 @@ def test_compose_applies_overrides_and_rejects_typos():
 def test_single_run_is_tracked_in_mlflow_and_packaged(tiny_models, heldout, tmp_path, mlflow_store):
     from mlflow.tracking import MlflowClient
 
-    overrides = fast(tiny_models["llama"], heldout, tmp_path / "outputs") + [
+    overrides = fast(tiny_models["llama"], heldout, tmp_path / "not_used") + [
         "compression.methods=[drop_layers,convert_dtype]", "compression.drop_strategy=top",
         "compression.keep_layers=2", "compression.dtype=bf16"]
-    result = run("11-23_fp16", overrides, today=DAY)
+    result = run("11-23_fp16", overrides, today=DAY, output_root=str(tmp_path / "outputs"))  # --output-root wins
     root = tmp_path / "outputs" / "2026-11-23_fp16"
-    assert result["root"] == str(root)
+    assert result["root"] == str(root) and not (tmp_path / "not_used").exists()
+    assert json.loads((root / "config.json").read_text())["output_root"] == str(tmp_path / "outputs")
     for name in ("config.json", "overrides.txt", "baseline_result.json", "eval_result.json", "2026-11-23_report.md",
                  "model/config.json", "model/model.safetensors", "model/tokenizer.json"):
         assert (root / name).exists(), name

@@ -60,6 +60,8 @@ def test_korsts_matches_the_task_function_and_is_written(tmp_path, monkeypatch):
     assert read_result(path) == result
     sep, _ = run_eval(EvalConfig(task="separation", model="char-bag"), tmp_path)
     assert sep.primary_metric == "separation" and "per_domain" in sep.tables
+    few, _ = run_eval(EvalConfig(task="separation", model="char-bag", max_items=20), tmp_path / "few")
+    assert sep.metrics["n_pairs"] == 60 and few.metrics["n_pairs"] == 20  # -n used to be recorded but not applied
 
 
 def test_perplexity_and_speed_on_a_tiny_llama(tiny_llama, tmp_path):

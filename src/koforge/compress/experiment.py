@@ -197,6 +197,8 @@ def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = Fals
     if not multirun and any("," in o.split("=", 1)[-1] and not o.split("=", 1)[-1].startswith("[") for o in overrides):
         log.warning("an override has a comma but multirun is off: pass -m to sweep")
     configs = [compose_experiment(experiment, job) for job in jobs]  # every job validated before any runs
+    if output_root is not None:  # recorded in each run's config.json as where it went
+        configs = [dataclasses.replace(c, output_root=str(output_root)) for c in configs]
     preflight(configs)
     first = configs[0]
     root = _unique(Path(output_root or first.output_root) / f"{today:%Y-%m-%d}_{first.name}")

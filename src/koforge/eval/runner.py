@@ -184,7 +184,8 @@ def _embedding_task(cfg: EvalConfig) -> tuple[dict, dict]:
             model, data, max_queries=n)
     elif cfg.task == "separation":
         data = cfg.data[0] if cfg.data else None
-        out = _import("koforge.eval.separation", "separation evaluation").evaluate_separation(model, data, batch_size=bs)
+        separation = _import("koforge.eval.separation", "separation evaluation")
+        out = separation.evaluate_separation(model, data, batch_size=bs, max_pairs=n)
     else:
         if not cfg.data:
             raise ConfigError("bitext needs two line-aligned files: --data ko.txt --data en.txt.")

@@ -64,9 +64,19 @@ def _gap(cos: np.ndarray, labels: np.ndarray) -> float | None:
     return float(pos.mean() - neg.mean())
 
 
-def evaluate_separation(model: Any, pairs_path: str | os.PathLike | None = None, *, batch_size: int = 64) -> dict[str, Any]:
-    """Per-domain and overall separation (mean cos similar - mean cos different)."""
+def evaluate_separation(model: Any, pairs_path: str | os.PathLike | None = None, *, batch_size: int = 64,
+                        max_pairs: int | None = None) -> dict[str, Any]:
+    """Per-domain and overall separation (mean cos similar - mean cos different); `max_pairs`: a seeded sample
+    (in file order) of that many pairs, so every domain keeps its share rather than the first ones only."""
     rows = read_pairs(pairs_path or default_pairs_path())
+    if max_pairs is not None and len(rows) > max_pairs:
+        import random
+
+        keep = sorted(random.Random(0).sample(range(len(rows)), max_pairs))
+        rows = [rows[i] for i in keep]
+        if len({int(r["label"]) for r in rows}) < 2:
+            raise DataError(f"a sample of {max_pairs} pairs holds only one kind (similar or different); raise the "
+                            "number of pairs (--max-items).")
     emb = encode(model, [r["text1"] for r in rows] + [r["text2"] for r in rows], batch_size=batch_size)
     cos = paired_cosine(emb[: len(rows)], emb[len(rows):])
     labels = np.array([int(r["label"]) for r in rows])
