@@ -77,6 +77,13 @@ def test_cli_analyze_and_diff(tok_dirs, model_dirs, assets, tmp_path):
     assert "base+" in r.output and "supports BPE" in r.output  # merge refused for WordPiece, as a note
     header = next(line for line in r.output.splitlines() if "┳" in line)
     assert header.count("┳") == 8  # 9 columns: english_unchanged and added (only in later rows) are shown too
+    (tmp_path / "a.json").write_text("keep")
+    analyze = ["expand", "analyze", str(model_dirs["bert"]), str(tok_dirs["donor"]), "--text", str(assets / "vocab_ko.txt"),
+               "-o", str(tmp_path / "a.json")]
+    r = runner.invoke(app, analyze)
+    assert r.exit_code == 1 and "already exists" in r.output and (tmp_path / "a.json").read_text() == "keep"
+    r = runner.invoke(app, [*analyze, "--overwrite"])
+    assert r.exit_code == 0 and json.loads((tmp_path / "a.json").read_text()), r.output
     r = runner.invoke(app, ["expand", "diff", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), "-o", str(tmp_path / "d.json"), "max_new_tokens=5"])
     assert r.exit_code == 0, r.output
     assert len(json.loads((tmp_path / "d.json").read_text())["tokens"]) == 5

@@ -29,17 +29,20 @@ def analyze(base: str = typer.Argument(..., help="Base model/tokenizer folder, t
             text: List[Path] = typer.Option(..., "--text", "-t", help="Korean text file(s), one text (sentence, review, paragraph) a line."),
             english: Optional[Path] = typer.Option(None, "--english", help="English text file for the 'unchanged' share."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the analysis as JSON here."),
+            overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
             trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
             config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = overrides_arg("max_new_tokens=20000")) -> None:
     """Vocab sizes, overlap, tokens per line, syllable coverage and unknown rate of base, donor and both modes.
 
     Example: koforge expand analyze ./qwen3 ./ko-bpe-32k --text ko.txt --english en.txt
     """
-    from koforge._utils.io import write_json
+    from koforge._utils.io import check_output, write_json
     from koforge.vocab.analyze import analyze_expansion
     from koforge.vocab.diff import read_lines
 
     cfg = _config(config, overrides)
+    if output:
+        check_output(output, overwrite)  # before the analysis, not after
     en = read_lines(english, cfg.eval_max_lines, "English text file") if english else ()
     result = analyze_expansion(base, donor, list(text), cfg, english=en, trust_remote_code=trust_remote_code)
     console.print(rows_table(result.rows, title="tokenizers on the Korean text"))
