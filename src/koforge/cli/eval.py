@@ -44,7 +44,7 @@ def command(
     Example: koforge eval korsts sentence-transformers/all-MiniLM-L6-v2 -o evals/minilm
     Example: koforge eval perplexity runs/lm/hf --data heldout.txt --context 256
     Example: koforge eval perplexity runs/lm --tokenizer tokenizers/ko-bpe  (a koforge run: its best checkpoint)
-    Example: koforge eval needle runs/lm/hf --length 256 --length 512 --trials 3
+    Example: koforge eval needle runs/lm/hf --length 128 --length 384 --trials 3   (lengths within the context)
     Example: koforge eval harness Qwen/Qwen3-0.6B -t kobest -t haerae --num-fewshot 5
     """
     from koforge.eval.runner import EvalConfig, run_eval
