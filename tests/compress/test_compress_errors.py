@@ -262,3 +262,16 @@ def test_missing_calibration_text_names_the_steps_and_the_fix(tiny_models, heldo
                                           r"reads.*set compression.calibration_texts=FILE"):
         apply_compression(tiny_models["llama"], cfg, tmp_path / "out", measure=MeasureConfig(texts=str(short)))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_jsonl_line_is_named_by_its_line_in_the_file(tmp_path):
+    from koforge._utils.errors import DataError
+    from koforge.compress.calibration import load_texts
+
+    bad = tmp_path / "t.jsonl"
+    bad.write_text('{"text": "가"}\n\n{bad\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 3 of '.*t.jsonl' is not JSON"):
+        load_texts(bad)
+    bad.write_text('{"text": "가"}\n["list"]\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 2 of '.*t.jsonl' has no field 'text' \(fields: list\)"):
+        load_texts(bad)

@@ -57,9 +57,13 @@ def _lines(p: Path, text_field: str):
             if p.suffix == ".jsonl":
                 if not line.strip():
                     continue
-                record = json.loads(line)
-                if text_field not in record:
-                    raise DataError(f"line {n} of '{p}' has no field '{text_field}' (fields: {', '.join(record)}). "
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:  # its own line number is 1: name the file's
+                    raise DataError(f"line {n} of '{p}' is not JSON ({e.msg}); expected one object per line.") from None
+                if not isinstance(record, dict) or text_field not in record:
+                    fields = ", ".join(record) if isinstance(record, dict) else type(record).__name__
+                    raise DataError(f"line {n} of '{p}' has no field '{text_field}' (fields: {fields}). "
                                     "Set text_field to the field holding the text.")
                 yield str(record[text_field])
             else:
