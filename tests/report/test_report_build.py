@@ -41,6 +41,20 @@ def test_comparison_of_two_runs_has_one_row_per_run_and_a_plot(tmp_path):
     assert [r.results[0][1].primary_value for r in rows] == [0.42, 0.61]
 
 
+def test_a_model_folders_copy_of_its_runs_result_is_shown_once(tmp_path):
+    """`compress run` writes eval_result.json beside model/ and a plainer one inside it: one run, one row."""
+    from koforge.eval.schema import EvalResult
+
+    run = tmp_path / "sweep" / "keep_layers=2"
+    result = EvalResult(task="compress", model="m", metrics={"score": 0.6}, primary_metric="score").to_dict()
+    write_json(run / "eval_result.json", {**result, "name": "drop"})
+    (run / "model").mkdir()
+    (run / "model" / "model.safetensors").write_bytes(b"\0" * 16)
+    write_json(run / "model" / "eval_result.json", result)
+    results = collect_runs([tmp_path / "sweep"])[0].results
+    assert [rel for rel, _ in results] == ["keep_layers=2/eval_result.json"]
+
+
 def test_sections_follow_the_run_order_of_its_steps(tmp_path):
     run = make_run(tmp_path / "run", 0.42)  # folders embed, lm, tokenizer: by name without a step list
     assert [s.title for s in collect_runs([run])[0].sections] == ["embed", "lm", "tokenizer"]

@@ -141,6 +141,8 @@ def collect_run(path: str | Path, name: str | None = None) -> RunContents:
             elif p.suffix == ".json" and low not in MODEL_FILES and p.stat().st_size <= MAX_JSON_BYTES:
                 if in_model and not any(h in low for h in RESULT_HINTS):
                     continue
+                if in_model and d != root and (d.parent / p.name).is_file():
+                    continue  # a compress run's model/eval_result.json: the run folder's own copy says more
                 data = _read_json(p)
                 digest = hashlib.sha1(p.read_bytes()).hexdigest()
                 if data is None and low.startswith("eval"):
