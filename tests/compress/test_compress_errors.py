@@ -150,6 +150,19 @@ def test_corrupted_or_incomplete_weights_are_one_message(tiny_models, tmp_path):
     with pytest.raises(ModelLoadError, match=r"lacks 9 weights of its architecture \(e.g. model.layers.3."):
         load_model(incomplete)
     assert not (tmp_path / "submit.zip").exists()
+    import json
+    import shutil
+
+    wider = shutil.copytree(tiny_models["llama"], tmp_path / "wider")  # a config that is not the weights' own
+    config = json.loads((wider / "config.json").read_text())
+    (wider / "config.json").write_text(json.dumps({**config, "intermediate_size": 2 * config["intermediate_size"]}))
+    from koforge.eval.loading import load_causal_lm
+    from koforge.vocab.loading import load_model as load_base
+
+    for load in (load_model, load_base, load_causal_lm):
+        with pytest.raises(ModelLoadError, match="do not fit its config.json .*tensor shapes differ") as err:
+            load(str(wider))
+        assert "above report" not in str(err.value)
 
 
 def test_mistyped_relative_path_fails_at_once_offline(tmp_path, monkeypatch):

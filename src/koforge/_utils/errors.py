@@ -45,6 +45,16 @@ def corrupted_weights(name: object, error: Exception) -> ModelLoadError:
                           "file is corrupted or truncated. Re-download or re-save the model.")
 
 
+def load_failure(name: object, error: Exception) -> str:
+    """Why transformers could not load the weights of `name`, in words: its size-mismatch error only points to a load report
+    that koforge keeps quiet ("For details look at the above report")."""
+    text = str(error)
+    if "ignore_mismatched_sizes" in text:
+        return ("they do not fit its config.json (tensor shapes differ from what the config implies: an edited "
+                "config, or one from another model). Restore the model's own config.json or re-save the model")
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class CheckpointError(KoforgeError):
     """A checkpoint is corrupted, truncated or belongs to another config."""
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from koforge._utils.errors import ModelLoadError, TokenizerError, corrupted_weights
+from koforge._utils.errors import ModelLoadError, TokenizerError, corrupted_weights, load_failure
 from koforge._utils.hub import require_cached_or_on_hub
 from koforge._utils.io import require_path
 from koforge._utils.logging import quiet_load_report
@@ -147,7 +147,7 @@ def load_model(path: str | Path, *, dtype: str = "auto", trust_remote_code: bool
     except SafetensorError as e:
         raise corrupted_weights(path, e) from None
     except (OSError, ValueError, RuntimeError) as e:
-        raise ModelLoadError(f"cannot load the weights of '{path}': {str(e).splitlines()[0]}.") from None
+        raise ModelLoadError(f"cannot load the weights of '{path}': {load_failure(path, e)}.") from None
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         raise ModelLoadError(f"'{path}' lacks {len(missing)} weights of its architecture (e.g. {missing[0]}): the "

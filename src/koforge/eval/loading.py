@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from koforge._utils.errors import ConfigError, ModelLoadError, corrupted_weights
+from koforge._utils.errors import ConfigError, ModelLoadError, corrupted_weights, load_failure
 from koforge._utils.hub import is_local, require_cached_or_on_hub
 from koforge._utils.io import require_path
 from koforge._utils.logging import quiet_load_report
@@ -105,7 +105,7 @@ def _load_causal_weights(name: str, *, dtype: str, trust_remote_code: bool) -> A
     except SafetensorError as e:
         raise corrupted_weights(name, e) from None
     except _LOAD_ERRORS as e:
-        raise ModelLoadError(f"cannot load the weights of '{name}' as a causal LM: {str(e).splitlines()[0]}") from None
+        raise ModelLoadError(f"cannot load the weights of '{name}' as a causal LM: {load_failure(name, e)}") from None
     missing = sorted(info.get("missing_keys") or [])
     if missing:  # transformers fills them with random values and only logs it
         raise ModelLoadError(f"'{name}' lacks {len(missing)} weights of {type(model).__name__} (e.g. {missing[0]}): "

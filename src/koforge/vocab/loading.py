@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from koforge._utils.errors import ModelLoadError, TokenizerError
+from koforge._utils.errors import ModelLoadError, TokenizerError, load_failure
 from koforge._utils.logging import get_logger, quiet_load_report
 
 log = get_logger(__name__)
@@ -121,7 +121,7 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False) -> 
                                               output_loading_info=True)
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded with {cls.__name__} "
-                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                             f"({type(e).__name__}: {load_failure(name_or_path, e)}). "
                              "Check that the folder holds config.json and model.safetensors.") from None
     if info.get("unexpected_keys"):
         log.warning("base model '%s': %d checkpoint weights unused by %s (e.g. %s)", name_or_path,
