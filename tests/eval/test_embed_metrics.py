@@ -50,7 +50,7 @@ def test_korsts_missing_column(tmp_path):
         evaluate_korsts(CharEncoder(), bad)
 
 
-def test_korsts_needs_two_scored_pairs_and_says_what_it_skipped(tmp_path, caplog):
+def test_korsts_needs_two_scored_pairs_and_says_what_it_skipped(assets, tmp_path, caplog):
     """Spearman of one pair (or of equal scores) is no figure: an error, not a 0.0000."""
     one = tmp_path / "one.tsv"
     one.write_text("sentence1\tsentence2\tscore\n가\t나\t3\n다\t라\tabc\n마\n", encoding="utf-8")
@@ -62,6 +62,8 @@ def test_korsts_needs_two_scored_pairs_and_says_what_it_skipped(tmp_path, caplog
     same.write_text("sentence1\tsentence2\tscore\n가\t나\t3\n다\t라\t3\n", encoding="utf-8")
     with pytest.raises(DataError, match="all scored alike"):
         evaluate_korsts(CharEncoder(), same)
+    with pytest.raises(DataError, match=r"the first 1 pair\(s\) \(max_pairs / --max-items\) hold 1 usable"):
+        evaluate_korsts(CharEncoder(), assets / "embed_sts.tsv", max_pairs=1)
 
 
 def test_retrieval_on_mini_korquad(assets):

@@ -62,6 +62,10 @@ def test_korsts_matches_the_task_function_and_is_written(tmp_path, monkeypatch):
     assert sep.primary_metric == "separation" and "per_domain" in sep.tables
     few, _ = run_eval(EvalConfig(task="separation", model="char-bag", max_items=20), tmp_path / "few")
     assert sep.metrics["n_pairs"] == 60 and few.metrics["n_pairs"] == 20  # -n used to be recorded but not applied
+    from koforge.eval.runner import result_from_raw
+
+    partial = result_from_raw("separation", "m", {"separation": 0.1, "per_domain": {"a": 0.2, "b": None}})
+    assert partial.tables["per_domain"] == [{"name": "a", "value": 0.2}, {"name": "b", "value": None}]
 
 
 def test_perplexity_and_speed_on_a_tiny_llama(tiny_llama, tmp_path):

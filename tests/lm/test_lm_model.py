@@ -167,6 +167,9 @@ def test_import_refuses_damaged_folders_with_one_message_each(tmp_path):
     (no_field / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ModelLoadError, match="lacks or garbles a Llama field.*num_attention_heads"):
         open_model(no_field)
+    (no_field / "config.json").write_text(json.dumps({**raw, "num_attention_heads": 0}))
+    with pytest.raises(ModelLoadError, match="lacks or garbles a Llama field.*ZeroDivisionError"):
+        open_model(no_field)
     narrow = copy("narrow")
     state = load_file(str(narrow / "model.safetensors"))
     state["model.layers.0.self_attn.q_proj.weight"] = state["model.layers.0.self_attn.q_proj.weight"][:-4].clone()

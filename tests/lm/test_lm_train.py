@@ -183,6 +183,9 @@ def test_moe_mtp_model_trains_with_bias_balancing(shards, tmp_path):
     res = train_lm(mc, cfg(shards, tmp_path / "run", steps=4, eval_every=0, gradient_checkpointing=True))
     last = res.history[-1]
     assert last["train_loss"] == pytest.approx(last["train_lm_loss"] + mc.mtp_weight * last["mtp_loss"], rel=1e-5)
+    # With accumulation the parts are averaged over the micro-batches like the loss (not the last one's).
+    two = train_lm(mc, cfg(shards, tmp_path / "accum", steps=2, batch=2, grad_accum=2, eval_every=0)).history[-1]
+    assert two["train_loss"] == pytest.approx(two["train_lm_loss"] + mc.mtp_weight * two["mtp_loss"], rel=1e-5)
     model, _, _ = load_model(res.checkpoint_dir)
     assert model.moe_layers()[0].expert_bias.abs().sum() > 0  # saved with the checkpoint
     assert model.mtp[0].block.mlp.expert_bias.abs().sum() > 0  # the MTP head's experts balance too

@@ -137,6 +137,12 @@ def test_apply_takes_an_edited_token_list(model_dirs, tok_dirs, tmp_path):
     assert old_text not in result.report["added_tokens"] and len(result.report["added_tokens"]) == 10
     expanded = AutoTokenizer.from_pretrained(tmp_path / "out4")
     assert expanded(old_text, add_special_tokens=False)["input_ids"] == base(old_text, add_special_tokens=False)["input_ids"]
+    from koforge._utils.errors import NothingToDoError
+
+    (tmp_path / "known.json").write_text(json.dumps({"tokens": [data["tokens"][0]]}, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(NothingToDoError, match="every token of '.*known.json' is already in base"):
+        expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], None, tmp_path / "out5", tokens=tmp_path / "known.json")
+    assert not (tmp_path / "out5").exists()
 
 
 @pytest.mark.parametrize("key,what", [("reference", "reference corpus"), ("korean_eval", "Korean eval text"),

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from koforge._utils.errors import ConfigError
+from koforge._utils.logging import get_logger
+
+log = get_logger(__name__)
 
 METHODS = ("drop_layers", "prune_heads", "reduce_width", "heal", "convert_dtype", "quantize_int8")
 DROP_STRATEGIES = ("top", "bottom", "explicit", "importance")
@@ -142,7 +145,10 @@ class CompressionConfig:
             if self.drop_strategy == "explicit" and not self.drop_indices:
                 raise ConfigError("compression.drop_strategy=explicit needs compression.drop_indices (e.g. [20,21]).")
             if self.keep_layers is not None and self.keep_fraction is not None:
-                raise ConfigError("compression.keep_layers and compression.keep_fraction are both set; set one of them.")
+                # a count is the more specific request (e.g. keep_layers=6 over the drop_half_heal preset's fraction)
+                log.warning("compression.keep_layers=%s is set, so keep_fraction=%s (from a preset?) is ignored.",
+                            self.keep_layers, self.keep_fraction)
+                self.keep_fraction = None
             if self.keep_fraction is not None and not 0 < self.keep_fraction <= 1:
                 raise ConfigError(f"compression.keep_fraction={self.keep_fraction} must be in (0, 1], e.g. 0.5 for half.")
             if self.drop_strategy != "explicit" and self.keep_layers is None and self.keep_fraction is None:

@@ -72,11 +72,15 @@ def read_sts_pairs(path: str | os.PathLike) -> tuple[list[str], list[str], list[
     if skipped:
         log.warning("'%s': %d row(s) skipped, with too few columns or a score that is not a number (line(s) %s).",
                     p, len(skipped), ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else ""))
+    _check_correlatable(scores, f"'{p}' has")
+    return s1, s2, scores
+
+
+def _check_correlatable(scores: list[float], what: str) -> None:
     if len(scores) < 2 or len(set(scores)) < 2:
-        raise DataError(f"'{p}' has {len(scores)} usable (sentence1, sentence2, score) row(s)"
+        raise DataError(f"{what} {len(scores)} usable (sentence1, sentence2, score) row(s)"
                         f"{' all scored alike' if len(scores) >= 2 else ''}; a correlation needs at least two pairs "
                         "with different scores.")
-    return s1, s2, scores
 
 
 def evaluate_korsts(model: Any, path_or_split: str | os.PathLike = "test", *, data_dir: str | os.PathLike | None = None,
@@ -85,10 +89,11 @@ def evaluate_korsts(model: Any, path_or_split: str | os.PathLike = "test", *, da
     s1, s2, scores = read_sts_pairs(resolve_korsts(path_or_split, data_dir))
     if max_pairs:
         s1, s2, scores = s1[:max_pairs], s2[:max_pairs], scores[:max_pairs]
+        _check_correlatable(scores, f"the first {max_pairs} pair(s) (max_pairs / --max-items) hold")
     emb = encode(model, s1 + s2, batch_size=batch_size)
     cos = paired_cosine(emb[: len(s1)], emb[len(s1):])
     import numpy as np
 
-    pearson = float(np.corrcoef(cos, scores)[0, 1]) if len(scores) > 1 else 0.0
+    pearson = float(np.corrcoef(cos, scores)[0, 1])
     rho = spearman(cos, scores)
     return {"primary": rho, "spearman": rho, "pearson": pearson, "n_pairs": len(scores)}

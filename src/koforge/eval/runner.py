@@ -267,7 +267,8 @@ def result_from_raw(task: str, model: str, raw: Mapping[str, Any], *, settings: 
             continue
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             metrics[k] = v
-        elif isinstance(v, Mapping) and v and all(isinstance(x, (int, float)) for x in v.values()):
+        elif isinstance(v, Mapping) and v and all(x is None or isinstance(x, (int, float)) for x in v.values()) \
+                and any(x is not None for x in v.values()):  # None: no figure for that row (a one-sided domain)
             tables[k] = [{"name": name, "value": x} for name, x in v.items()]
         elif isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
             tables[k] = [dict(x) for x in v]

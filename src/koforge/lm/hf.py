@@ -220,7 +220,7 @@ def read_llama_config(folder: Path) -> LMConfig:
         raise ModelLoadError(f"'{folder / 'config.json'}' is not a JSON object. Re-export the model.")
     try:
         return from_llama_config_dict(raw)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, ArithmeticError) as e:  # e.g. num_attention_heads: 0
         raise ModelLoadError(f"'{folder / 'config.json'}' lacks or garbles a Llama field ({type(e).__name__}: {e}). "
                              "Re-export the model, or fix config.json.") from None
 

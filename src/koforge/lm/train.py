@@ -515,6 +515,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     with tracked_run(cfg.experiment, run_name=out.name, params=run_params if rank == 0 else None) as tracker:
         while step < cfg.steps:
             total = torch.zeros((), device=device)
+            parts: dict[str, torch.Tensor] = {}  # the loss's parts, averaged like the loss itself
             for m in range(cfg.grad_accum):
                 x, y = train_data.next_batch(micro, rank, world)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -524,9 +525,15 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                     loss = runner(x, y) / cfg.grad_accum
                 scaler.scale(loss).backward()
                 total += loss.detach()
+                for k, v in loss_module.parts.items():
+                    parts[k] = parts.get(k, 0.0) + v.detach().float() / cfg.grad_accum
             if world > 1:
                 dist.all_reduce(total)
                 total /= world
+                if parts:
+                    stacked = torch.stack(list(parts.values()))
+                    dist.all_reduce(stacked)
+                    parts = dict(zip(parts, stacked / world))
             loss_value = float(total)
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
@@ -559,7 +566,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
             scheduler.step()
             step += 1
             record: dict = {"step": step, "train_loss": loss_value, "lr": scheduler.get_last_lr()[0],
-                            **{k: float(v) for k, v in loss_module.parts.items()}}
+                            **{k: float(v) for k, v in parts.items()}}
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.3f}")

@@ -169,13 +169,16 @@ def _plan(base_tok: Any, donor_tok: Any, config: ExpansionConfig, base_name: str
                         "`koforge expand diff` against this base has none.", len(known), tokens_file, base_name,
                         ", ".join(repr(k) for k in known[:5]))
             diff.tokens = [t for t in diff.tokens if t.text not in existing]
-            diff.stats["already_in_base"] = len(known)
+            diff.stats.update(already_in_base=len(known), new_tokens=len(diff.tokens))
+            if not diff.tokens:
+                raise NothingToDoError(f"every token of '{tokens_file}' is already in base '{base_name}'; nothing was "
+                                       "written. Make the list with `koforge expand diff` against this base.")
     else:
         reference = read_lines(config.reference, config.reference_max_lines, "reference corpus") if config.reference else None
         diff = diff_tokenizers(base_tok, donor_tok, config, reference)
     if not diff.tokens:
         raise NothingToDoError(f"donor '{donor_name}' has no token to add to base '{base_name}' (excluded: "
-                               f"{diff.stats['excluded'] or 'none'}). Nothing was written. Check the donor, or loosen "
+                               f"{diff.stats.get('excluded') or 'none'}). Nothing was written. Check the donor, or loosen "
                                "script / pattern / min_frequency (`koforge expand diff` shows what is excluded).")
     expanded = build_expanded_tokenizer(base_tok, diff.tokens, config.mode, donor_tok, config.jamo_fallback)
     return _Plan(korean=korean, english=english, korean_source=ko_source, diff=diff, expanded=expanded)
