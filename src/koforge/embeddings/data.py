@@ -38,6 +38,8 @@ from koforge.embeddings.losses import OBJECTIVES
 log = get_logger(__name__)
 
 KINDS = ("sts", "nli", "pairs", "text", "korquad", "hub")
+COLUMNS = {"sts": ("sentence1", "sentence2", "score"), "nli": ("sentence1", "sentence2", "gold_label")}
+"""The header columns a TSV source of each kind needs."""
 
 
 @dataclass(kw_only=True)
@@ -143,7 +145,7 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
     path = paths[0]
     out: dict[str, list] = {"texts": [], "pairs": [], "sts": []}
     if src.kind == "sts":
-        for r in _tsv(path, ("sentence1", "sentence2", "score")):
+        for r in _tsv(path, COLUMNS["sts"]):
             try:
                 score = float(r["score"])
             except ValueError:
@@ -153,7 +155,7 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
         out["texts"] = [t for s1, s2, _ in out["sts"] for t in (s1, s2)]
     elif src.kind == "nli":
         by_premise: dict[str, dict[str, list[str]]] = {}
-        for r in _tsv(path, ("sentence1", "sentence2", "gold_label")):
+        for r in _tsv(path, COLUMNS["nli"]):
             if _ok(r["sentence1"], src) and _ok(r["sentence2"], src):
                 by_premise.setdefault(r["sentence1"], {}).setdefault(r["gold_label"].strip(), []).append(r["sentence2"])
         for premise, labels in by_premise.items():
@@ -209,18 +211,17 @@ def _first_line(path: Path) -> str:
 def check_layout(src: DataSource, data_root: str | os.PathLike | None) -> None:
     """The columns or fields a local source's kind needs, from each file's first line only (cheap enough to
     run for every stage before the first one trains): what `read_source` would refuse stages later."""
-    required = {"sts": ("sentence1", "sentence2", "score"), "nli": ("sentence1", "sentence2", "gold_label")}
     for path in local_paths(src, data_root):
         if path.is_dir():
             _read(path)  # the folder message
         line = _first_line(path)
-        if src.kind in required:
+        if src.kind in COLUMNS:
             header = [h.strip() for h in line.rstrip("\r\n").split("\t")]
-            missing = [c for c in required[src.kind] if c not in header]
+            missing = [c for c in COLUMNS[src.kind] if c not in header]
             if missing:
                 raise DataError(f"data file '{path}' lacks column(s) {', '.join(missing)} (found: "
                                 f"{', '.join(h for h in header if h) or 'nothing'}). A '{src.kind}' source needs a header "
-                                f"with {', '.join(required[src.kind])}.")
+                                f"with {', '.join(COLUMNS[src.kind])}.")
         elif src.kind in ("pairs", "text") and path.suffix == ".jsonl" and line.strip():
             try:
                 row = json.loads(line)

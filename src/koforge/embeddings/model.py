@@ -74,20 +74,12 @@ def hub_sentence_transformer_folder(name: str) -> Optional[Path]:
 def require_hub_model(name: str, what: str) -> None:
     """Fail at once, naming `what`, when `name` is written like a local path that does not exist, or is a hub
     name neither in the Hugging Face cache nor on a reachable hub (the loaders would retry for ~40 s)."""
-    from huggingface_hub import try_to_load_from_cache
-
     from koforge._utils.errors import InputPathError
-    from koforge._utils.hub import is_local, look_up_on_hub, not_local
+    from koforge._utils.hub import is_local, not_local, require_cached_or_on_hub
 
     if is_local(name):
         raise InputPathError(not_local(name, what))
-    for filename in ("modules.json", "config.json"):
-        try:
-            if isinstance(try_to_load_from_cache(name, filename), str):
-                return
-        except Exception:  # not a valid repo name: the lookup below says so
-            break
-    look_up_on_hub(name, what, "config.json", ModelLoadError)
+    require_cached_or_on_hub(name, what, ModelLoadError)
 
 
 TEXT_ONLY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
