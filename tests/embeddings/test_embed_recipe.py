@@ -194,6 +194,28 @@ def test_bad_recipes_and_data_are_clear_errors(assets, tiny_bert, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_precision_bf16_autocasts_on_cpu_and_bad_precisions_are_config_errors(assets, tiny_bert, tmp_path, monkeypatch):
+    from sentence_transformers.models import Transformer
+
+    seen = []
+    forward = Transformer.forward
+
+    def recording(self, *args, **kwargs):  # the backbone's forward, where the trainer's autocast applies
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return forward(self, *args, **kwargs)
+    monkeypatch.setattr(Transformer, "forward", recording)
+    run_recipe(_recipe(assets, [COSENT], evaluate_base=False, precision="bf16"), tiny_bert, tmp_path / "bf16")
+    assert seen and set(seen) == {torch.bfloat16}  # every backbone forward of the stage ran under CPU bf16 autocast
+    seen.clear()
+    run_recipe(_recipe(assets, [COSENT], evaluate_base=False), tiny_bert, tmp_path / "auto")
+    assert seen and set(seen) == {None}  # auto stays fp32 on a CPU
+    with pytest.raises(ConfigError, match="precision 'bf32' is unknown. Use one of: auto, fp32, bf16, fp16"):
+        _recipe(assets, [COSENT], precision="bf32")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        run_recipe(_recipe(assets, [COSENT], precision="fp16"), tiny_bert, tmp_path / "fp16")
+    assert not (tmp_path / "fp16").exists()
+
+
 def test_teacher_of_another_width_is_a_clear_error(assets, tiny_bert, tiny_expanded, tmp_path):
     from pathlib import Path
 

@@ -34,7 +34,7 @@ from koforge.embeddings.preflight import check_stages_fit_model
 from koforge.embeddings.report import write_comparison
 from koforge.embeddings.scopes import EXPANSION_REPORT, SCOPES, LoraSettings, apply_scope
 from koforge.embeddings.teacher import teacher_embeddings
-from koforge.embeddings.train import TrainSettings, train_stage
+from koforge.embeddings.train import PRECISIONS, TrainSettings, train_stage, training_autocast
 
 log = get_logger(__name__)
 
@@ -101,6 +101,7 @@ class Recipe:
     evaluate_base: bool = True
     device: str = "auto"
     precision: str = "auto"
+    """auto (bf16 or fp16 autocast on a GPU, fp32 on CPU), fp32, bf16 (also on a CPU with native bf16), fp16 (GPU)."""
     seed: int = 0
     experiment: str = "koforge-embed"
     budget_minutes: Optional[float] = None
@@ -119,6 +120,9 @@ class Recipe:
             if stage.schedule == "time" and stage.max_minutes is None and self.budget_minutes is None:
                 raise ConfigError(f"stage '{stage.name}': schedule 'time' spreads the learning rate over a time budget, "
                                   "but neither stages.<i>.max_minutes nor budget_minutes is set. Set one, or use schedule steps.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"recipe '{self.name}': precision '{self.precision}' is unknown. "
+                              f"Use one of: {', '.join(PRECISIONS)}.")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ConfigError(f"recipe '{self.name}' repeats a stage name: {names}.")
@@ -314,6 +318,7 @@ def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source
 
     names = [s.name for s in recipe.stages]
     device = resolve_device(recipe.device)
+    training_autocast(device, recipe.precision)  # fp16 on a CPU fails here, not after the base evaluation
     main = _rank() == 0
     out.mkdir(parents=True, exist_ok=True)
     if main:

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from koforge._utils.errors import DataError, TrainingError
+from koforge._utils.errors import ConfigError, DataError, TrainingError
 
 
 @dataclass(kw_only=True)
@@ -43,6 +43,27 @@ class TrainSettings:
     """steps: linear warmup/decay over max_steps; time: the same shape over the `max_minutes` wall clock."""
     query_prompt: Optional[str] = None
     """Prefix of the `anchor` column of contrastive pairs (the model's query prompt: trained as it is used)."""
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def training_autocast(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype of a training stage. "auto": bf16 (else fp16) on a GPU, fp32 on a CPU, whose
+    bf16 is only fast with native support (avx512_bf16 / AMX: ~1.8x a fp32 MiniLM step on such a CPU)
+    and emulated, slower, without it. fp16 autocast needs a GPU (its loss scaling is CUDA-only here)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision '{precision}' is unknown. Use one of: {', '.join(PRECISIONS)}.")
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision fp16 needs a CUDA GPU (this stage runs on {device.type}). "
+                          "Use precision=bf16 or fp32.")
+    if device.type == "cuda" and precision in ("auto", "bf16") and not torch.cuda.is_bf16_supported():
+        if precision == "bf16":
+            raise ConfigError("precision bf16 asked for, but this GPU has no bf16. Use precision=fp16 or auto.")
+        return torch.float16
+    return torch.float16 if precision == "fp16" else torch.bfloat16
 
 
 class LossGuard(nn.Module):
@@ -171,12 +192,8 @@ def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any
                         "their batches would all be dropped and they would never train. Add data or lower batch_size.")
     if drop_last and settings.no_duplicates:
         _check_batches_without_repeats(dataset, settings.batch_size, stage)
-    bf16 = fp16 = False
-    if device.type == "cuda" and settings.precision in ("auto", "bf16"):
-        bf16 = torch.cuda.is_bf16_supported()
-        fp16 = not bf16
-    elif device.type == "cuda" and settings.precision == "fp16":
-        fp16 = True
+    amp = training_autocast(device, settings.precision)
+    bf16, fp16 = amp == torch.bfloat16, amp == torch.float16
     args = SentenceTransformerTrainingArguments(
         output_dir=scratch_dir, per_device_train_batch_size=settings.batch_size, max_steps=max_steps,
         learning_rate=settings.learning_rate, warmup_steps=int(settings.warmup_ratio * max_steps),
