@@ -18,7 +18,8 @@ def tiny_config(**overrides) -> LMConfig:
     return LMConfig(**base)
 
 
-def write_tiny_shards(folder: Path, n_docs: int = 200, seed: int = 0, fingerprint: str = "test") -> Path:
+def write_tiny_shards(folder: Path, n_docs: int = 200, seed: int = 0, fingerprint: str = "test",
+                      val_split: str | None = "val") -> Path:
     """A learnable toy corpus: documents are runs of counting sequences modulo the vocabulary.
 
     `fingerprint`: the tokenizer the manifest records (a run given a tokenizer checks it is the shards' one).
@@ -33,7 +34,8 @@ def write_tiny_shards(folder: Path, n_docs: int = 200, seed: int = 0, fingerprin
             ids = [1 + (start + i) % (VOCAB - 1) for i in range(length)]
             yield ids, 3 * length
 
-    splits = {"train": write_split(folder, "train", docs(n_docs), eos_id=EOS, dtype=dtype),
-              "val": write_split(folder, "val", docs(max(10, n_docs // 10)), eos_id=EOS, dtype=dtype)}
+    splits = {"train": write_split(folder, "train", docs(n_docs), eos_id=EOS, dtype=dtype)}
+    if val_split:
+        splits[val_split] = write_split(folder, val_split, docs(max(10, n_docs // 10)), eos_id=EOS, dtype=dtype)
     ShardManifest(dtype=dtype.name, eos_id=EOS, vocab_size=VOCAB, tokenizer_fingerprint=fingerprint, splits=splits).write(folder)
     return folder

@@ -178,6 +178,16 @@ def test_empty_or_missing_shard_folder_is_one_clear_error(tmp_path, shards):
         TrainConfig(data_dir="")
 
 
+def test_validation_split_of_a_data_split_folder_is_found(tmp_path):
+    # `koforge data split` names it "validation"; a SPLIT=PATH pack usually "val": the trainer takes either.
+    folder = write_tiny_shards(tmp_path / "v", n_docs=60, val_split="validation")
+    res = train_lm(tiny_config(), cfg(folder, tmp_path / "run", steps=2, eval_every=2, ckpt_every=2))
+    assert "val_bpb" in res.history[-1]
+    with pytest.raises(DataError, match="has no validation split \\(looked for val or validation; splits: train\\)"):
+        train_lm(tiny_config(), cfg(write_tiny_shards(tmp_path / "t", n_docs=60, val_split=None), tmp_path / "run2"))
+    assert not (tmp_path / "run2").exists()
+
+
 def test_moe_mtp_model_trains_with_bias_balancing(shards, tmp_path):
     mc = tiny_config(moe_experts=4, moe_top_k=2, moe_balancing="bias", mtp_heads=1)
     res = train_lm(mc, cfg(shards, tmp_path / "run", steps=4, eval_every=0, gradient_checkpointing=True))

@@ -67,6 +67,21 @@ class TokenWindows:
         self.drawn = int(state["drawn"])
 
 
+VALIDATION_SPLITS = ("val", "validation")  # a SPLIT=PATH pack's usual name, and `koforge data split`'s
+
+
+def validation_split(folder: str) -> str:
+    """The name of the shard folder's validation split: `val`, else `validation`."""
+    manifest = ShardManifest.read(folder)
+    for name in VALIDATION_SPLITS:
+        if name in manifest.splits and manifest.splits[name].files:
+            return name
+    packed = ", ".join(k for k, v in manifest.splits.items() if v.files) or "none"
+    raise DataError(f"shard folder '{folder}' has no validation split (looked for {' or '.join(VALIDATION_SPLITS)}; "
+                    f"splits: {packed}). Pack one beside train, e.g. `koforge data pack train=train.jsonl "
+                    "val=heldout.jsonl -t TOKENIZER -o DIR`, or pack a `koforge data split` folder.")
+
+
 def tokens_per_byte(manifest: ShardManifest, split: str) -> float:
     """Tokens per UTF-8 byte of a split (turns nats/token into bits/byte)."""
     info = manifest.splits[split]

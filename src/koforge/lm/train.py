@@ -44,7 +44,7 @@ from koforge.config import config_to_dict
 from koforge.lm.checkpoint import (best_checkpoint, list_checkpoints, load_weights, prune_checkpoints, read_state,
                                    resolve_checkpoint, save_checkpoint, tokenizer_reference, verify_checkpoint)
 from koforge.lm.config import LMConfig
-from koforge.lm.data import TokenWindows, tokens_per_byte
+from koforge.lm.data import TokenWindows, tokens_per_byte, validation_split
 from koforge.lm.model import KoLM
 from koforge.lm.moe import MoE
 from koforge.tracking.mlflow_run import tracked_run
@@ -412,12 +412,13 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     root = out / "checkpoints"
 
     train_data = TokenWindows(cfg.data_dir, "train", cfg.seq_len, cfg.seed)
-    val_data = TokenWindows(cfg.data_dir, "val", cfg.seq_len, cfg.seed)
+    val_split = validation_split(cfg.data_dir)
+    val_data = TokenWindows(cfg.data_dir, val_split, cfg.seq_len, cfg.seed)
     manifest = train_data.manifest
     if manifest.vocab_size > model_config.vocab_size:
         raise ConfigError(f"the shards use a vocabulary of {manifest.vocab_size} ids but LMConfig.vocab_size="
                           f"{model_config.vocab_size}. Set model.vocab_size={manifest.vocab_size}.")
-    tpb = tokens_per_byte(val_data.manifest, "val")
+    tpb = tokens_per_byte(val_data.manifest, val_split)
     per = cfg.batch // world  # each rank evaluates its slice of the 1-process validation batches
     val_batches = [(x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per])
                    for x, y in val_data.fixed_batches(cfg.eval_batches, cfg.batch)]
