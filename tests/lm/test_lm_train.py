@@ -337,6 +337,39 @@ def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path, model_kw, se
 
 
 @pytest.mark.slow
+def _skewed_clock_child(rank: int, port: int, shards, out, queue) -> None:
+    import time as time_mod
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if rank == 1:  # this rank's clock runs 100,000x fast: by its own clock the 60-minute budget ends at step 1
+        real, t0 = time_mod.monotonic, time_mod.monotonic()
+        time_mod.monotonic = lambda: real() + (real() - t0) * 1e5
+    cfg = _ddp_cfg(shards, out, 4)
+    cfg.max_minutes, cfg.eval_every_minutes = 60.0, 30.0
+    history = train_lm(tiny_config(), cfg).history
+    queue.put((rank, [h["step"] for h in history], [h["step"] for h in history if "val_loss" in h]))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_time_budget_and_timed_validation_follow_rank_0s_clock(shards, tmp_path):
+    """Each rank deciding from its own clock let one stop or validate alone, and the other hung in its collective."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    queue, port = ctx.Queue(), _free_port()
+    procs = [ctx.Process(target=_skewed_clock_child, args=(r, port, shards, tmp_path / "two", queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        results = sorted(queue.get(timeout=120) for _ in procs)
+    finally:
+        for p in procs:
+            p.join(30)
+            p.kill() if p.is_alive() else None
+    assert results == [(0, [1, 2, 3, 4], [4]), (1, [1, 2, 3, 4], [4])]
+    assert [p.exitcode for p in procs] == [0, 0]
+
+
 def test_ddp_through_torchrun_matches_one_process(shards, tmp_path):
     """The real launcher: `torchrun --nproc_per_node=2` (slow: three fresh interpreters import torch)."""
     steps = 4

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from koforge._utils.distributed import rank0_minutes
 from koforge._utils.errors import ConfigError, DataError, TrainingError
 
 
@@ -105,13 +106,13 @@ def _callbacks(guards: LossGuard | dict[str, LossGuard], settings: TrainSettings
 
     class KoforgeCallback(TrainerCallback):
         def on_train_begin(self, args, st, control, **kw):
-            state["start"] = time.perf_counter()
+            state["start"] = time.monotonic()
 
         def on_step_begin(self, args, st, control, optimizer=None, **kw):
             # A time budget cuts a step-based linear schedule mid-way (lr never decays);
-            # the time schedule warms up and decays over the wall clock instead.
+            # the time schedule warms up and decays over the wall clock instead (rank 0's, on every rank).
             if settings.schedule == "time" and settings.max_minutes and optimizer is not None:
-                frac = (time.perf_counter() - state["start"]) / (settings.max_minutes * 60)
+                frac = rank0_minutes(state["start"], device=args.device)[0] / settings.max_minutes
                 warm = max(settings.warmup_ratio, 1e-6)
                 scale = min(frac / warm, 1.0) if frac < warm else max(0.0, (1 - frac) / (1 - warm))
                 for group in optimizer.param_groups:
@@ -120,7 +121,7 @@ def _callbacks(guards: LossGuard | dict[str, LossGuard], settings: TrainSettings
         def on_step_end(self, args, st, control, **kw):
             for guard in guards.values() if isinstance(guards, dict) else [guards]:
                 guard.step = st.global_step
-            if settings.max_minutes is not None and time.perf_counter() - state["start"] > settings.max_minutes * 60:
+            if settings.max_minutes is not None and rank0_minutes(state["start"], device=args.device)[0] > settings.max_minutes:
                 state["budget"] = True
                 control.should_training_stop = True
 

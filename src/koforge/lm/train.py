@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 from koforge._utils.device import autocast_dtype, resolve_device
+from koforge._utils.distributed import rank0_minutes
 from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError, TrainingError
 from koforge._utils.io import write_json, write_text
 from koforge._utils.logging import get_logger
@@ -562,8 +563,10 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 for moe, load in zip(moes, [] if loads is None else loads):
                     moe.update_bias(load)
                 running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
+            timed = cfg.max_minutes is not None or cfg.eval_every_minutes is not None
+            run_minutes, since_eval = rank0_minutes(start_time, last_eval, device=device) if timed else (0.0, 0.0)
             if cfg.max_minutes:
-                clock["fraction"] = (time.monotonic() - start_time) / 60 / cfg.max_minutes
+                clock["fraction"] = run_minutes / cfg.max_minutes
             scheduler.step()
             step += 1
             record: dict = {"step": step, "train_loss": loss_value, "lr": scheduler.get_last_lr()[0],
@@ -571,9 +574,9 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.3f}")
-            out_of_time = cfg.max_minutes is not None and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
+            out_of_time = cfg.max_minutes is not None and run_minutes >= cfg.max_minutes
             last = step == cfg.steps or out_of_time
-            timed_eval = cfg.eval_every_minutes is not None and (time.monotonic() - last_eval) / 60 >= cfg.eval_every_minutes
+            timed_eval = cfg.eval_every_minutes is not None and since_eval >= cfg.eval_every_minutes
             evaluate_now = (cfg.eval_every and step % cfg.eval_every == 0) or last or timed_eval
             new_best = False
             if evaluate_now:
