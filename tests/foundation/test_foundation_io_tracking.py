@@ -146,6 +146,19 @@ def test_tracking_off_is_a_no_op(monkeypatch):
         assert not run.active
 
 
+def test_only_rank_0_of_a_torchrun_job_tracks(mlflow_store, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets in its second process
+    with tracked_run("koforge-ranks", "r", params={"a": 1}) as run:
+        assert not run.active
+    monkeypatch.setenv("RANK", "0")
+    with tracked_run("koforge-ranks", "r", params={"a": 1}) as run:
+        assert run.active
+    mlflow.set_tracking_uri(mlflow_store)
+    assert len(mlflow.search_runs(experiment_names=["koforge-ranks"])) == 1
+
+
 def test_a_store_failure_mid_run_turns_tracking_off_instead_of_raising():
     class Broken:
         def log_metrics(self, *a, **k):
