@@ -530,3 +530,29 @@ def test_cli_eval_reads_relative_paths_from_koforge_data(assets, tiny_bert, tmp_
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert runs[0].data.metrics["korsts/spearman"] == pytest.approx(metrics["korsts/spearman"])
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id)] == ["m.json"]
+
+
+def test_cli_ctrl_c_in_a_later_stage_names_the_stages_kept_and_the_one_to_resume(assets, tiny_bert, tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    import koforge.embeddings.recipe as rec
+    from koforge.cli.main import app
+
+    real = rec.train_stage
+
+    def interrupted_in_stage_two(*args, stage, **kwargs):
+        if stage == "two":
+            raise KeyboardInterrupt
+        return real(*args, stage=stage, **kwargs)
+    monkeypatch.setattr(rec, "train_stage", interrupted_in_stage_two)
+    recipe = {"name": "tiny", "data_root": str(assets), "device": "cpu", "evaluate_base": False,
+              "evaluation": {"korsts": None, "korquad": None, "separation": None, "bitext_ko": None, "bitext_en": None},
+              "stages": [COSENT, {**COSENT, "name": "two"}]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["embed", "train", str(tmp_path / "r.yaml"), str(tiny_bert), str(out)])
+    assert res.exit_code == 130
+    assert f"interrupted: finished stages kept in '{out}': sts; continue with the same command and --from-stage two." \
+        in " ".join(res.output.split())
+    assert (out / "checkpoints" / "sts" / "final").is_dir()

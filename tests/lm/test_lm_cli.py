@@ -225,3 +225,24 @@ def test_failed_commands_write_nothing_and_overwrite_replaces_the_whole_output(t
     assert r.exit_code == 0, r.output
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["step_0000000"]
     assert load_model(tmp_path / "run")[1].n_layers == 1
+
+
+def test_ctrl_c_after_a_checkpoint_says_what_is_kept_and_how_to_resume(tmp_path, monkeypatch):
+    import koforge.lm.train as train_mod
+
+    real = train_mod.train_lm
+
+    def interrupted_at_step_3(model_cfg, train_cfg, resume=False):
+        def stop(step, record):
+            if step == 3:
+                raise KeyboardInterrupt
+        return real(model_cfg, train_cfg, resume=resume, on_step=stop)
+    monkeypatch.setattr(train_mod, "train_lm", interrupted_at_step_3)
+    shards, out = write_tiny_shards(tmp_path / "shards"), tmp_path / "run"
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(out), *TINY, *SHORT_RUN])
+    assert r.exit_code == 130
+    assert f"interrupted: checkpoints up to step_0000002 are kept in '{out}'; run the same command with --resume" \
+        in " ".join(r.output.split())
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(tmp_path / "early"), *TINY, *SHORT_RUN,
+                            "train.eval_every=0", "train.ckpt_every=0"])  # nothing saved before the interruption
+    assert r.exit_code == 130 and "stopped before the first checkpoint, so" in r.output and "run the same command again" in r.output

@@ -65,3 +65,11 @@ class TrainingError(KoforgeError):
 
 class NothingToDoError(KoforgeError):
     """The request is valid but there is nothing to do (e.g. no new tokens)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C after part of the work was kept on disk: the message says what is kept and how to go on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

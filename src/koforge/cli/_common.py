@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from koforge._utils.errors import KoforgeError
+from koforge._utils.errors import Interrupted, KoforgeError
 from koforge._utils.logging import configure_cli_logging
 
 console = Console()
@@ -39,8 +39,9 @@ def cli_errors(fn: Callable) -> Callable:
             err_console.print(f"[bold red]error:[/] cannot access{escape(where)}: {escape(str(e.strerror or e))}.", highlight=False,
                               soft_wrap=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: nothing was written under the final output name.")
+        except KeyboardInterrupt as e:
+            kept = e.message if isinstance(e, Interrupted) else "nothing was written under the final output name."
+            err_console.print(f"[yellow]interrupted[/]: {escape(kept)}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper

@@ -29,8 +29,19 @@ def train(recipe: str = typer.Argument(..., help="Recipe YAML path or shipped pr
     from koforge.embeddings.recipe import load_recipe, run_recipe
     from koforge.embeddings.report import comparison_rows
 
-    result = run_recipe(load_recipe(recipe, list(overrides or [])), base_model, output_dir,
-                        from_stage=from_stage, overwrite=overwrite)
+    loaded = load_recipe(recipe, list(overrides or []))
+    try:
+        result = run_recipe(loaded, base_model, output_dir, from_stage=from_stage, overwrite=overwrite)
+    except KeyboardInterrupt:
+        from koforge._utils.errors import Interrupted
+
+        names = [s.name for s in loaded.stages]
+        done = [n for n in names if (output_dir / "checkpoints" / n / "final").is_dir()]
+        todo = [n for n in names if n not in done]
+        if not done or not todo:
+            raise
+        raise Interrupted(f"finished stages kept in '{output_dir}': {', '.join(done)}; continue with the same command "
+                          f"and --from-stage {todo[0]}.") from None
     console.print(rows_table(comparison_rows(result.stages), title="per-stage evaluation", floatfmt=".4f"))
     console.print(f"final model: {result.final_model}\ntable: {result.comparison.get('markdown')}  plot: {result.comparison.get('plot')}")
 

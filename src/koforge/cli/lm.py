@@ -50,7 +50,18 @@ def train(
     train_cfg = load_config(TrainConfig, train_preset, extra + [o[6:] for o in overrides if o.startswith("train.")], group="lm")
     base = model or (read_model_config(train_cfg.init_from).to_dict() if train_cfg.init_from else "tiny-10m")
     model_cfg = load_config(LMConfig, base, [o[6:] for o in overrides if o.startswith("model.")], group="lm")
-    result = train_lm(model_cfg, train_cfg, resume=resume)
+    try:
+        result = train_lm(model_cfg, train_cfg, resume=resume)
+    except KeyboardInterrupt:
+        from koforge._utils.errors import Interrupted
+        from koforge.lm.checkpoint import list_checkpoints
+
+        kept = list_checkpoints(out / "checkpoints") if (out / "checkpoints").is_dir() else []
+        if not kept:
+            raise Interrupted(f"stopped before the first checkpoint, so '{out}' holds nothing to resume; run the same "
+                              "command again to start afresh.") from None
+        raise Interrupted(f"checkpoints up to {kept[-1].name} are kept in '{out}'; run the same command with --resume "
+                          "to continue from the latest.") from None
     rows = [{k: h[k] for k in ("step", "train_loss", "val_loss", "val_ppl", "val_bpb")} for h in result.history if "val_loss" in h]
     console.print(rows_table(rows, title="validation"))
     console.print(f"best checkpoint: {result.checkpoint_dir}")
