@@ -42,3 +42,28 @@ def test_interrupt_leaves_nothing(tmp_path, monkeypatch, texts, job):
 
 def _tokenizer(tmp_path, texts):
     return train_tokenizer(texts[:100], TokenizerTrainConfig(vocab_size=300), tmp_path / "tok").path
+
+
+def test_sigterm_to_the_cli_cleans_up_like_ctrl_c(tmp_path):
+    """`timeout`/`kill` send SIGTERM: the console script turns it into Ctrl-C's clean exit (was: a hidden temp file left)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big.txt"
+    big.write_text("한국어 문장 하나입니다 그리고 조금 더 긴 문장입니다.\n" * 2_000_000, encoding="utf-8")
+    out = tmp_path / "o"
+    out.mkdir()
+    env = {**os.environ, "KOFORGE_PROGRESS": "0", "KOFORGE_MLFLOW": "off"}
+    proc = subprocess.Popen([sys.executable, "-m", "koforge", "data", "clean", "-i", str(big), "-o", str(out / "c.jsonl")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the temporary output exists: the job is writing
+    assert proc.poll() is None, "the job ended before it could be signalled"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert list(out.iterdir()) == []

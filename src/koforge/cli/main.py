@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 
 import typer
 
@@ -45,8 +46,14 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # `timeout`, `kill` and `docker stop` send SIGTERM: take Ctrl-C's path, which removes temporary outputs.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 
