@@ -556,3 +556,15 @@ def test_cli_ctrl_c_in_a_later_stage_names_the_stages_kept_and_the_one_to_resume
     assert f"interrupted: finished stages kept in '{out}': sts; continue with the same command and --from-stage two." \
         in " ".join(res.output.split())
     assert (out / "checkpoints" / "sts" / "final").is_dir()
+
+
+def test_a_run_onto_its_own_base_model_is_refused(assets, tiny_bert, tmp_path):
+    import shutil
+
+    from koforge._utils.errors import OutputPathError
+
+    base = shutil.copytree(tiny_bert, tmp_path / "base")
+    before = sorted(p.name for p in base.iterdir())
+    with pytest.raises(OutputPathError, match="is the input"):  # --overwrite would have deleted the base model
+        run_recipe(_recipe(assets, [COSENT], evaluate_base=False), base, base, overwrite=True)
+    assert sorted(p.name for p in base.iterdir()) == before

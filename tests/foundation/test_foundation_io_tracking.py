@@ -74,6 +74,34 @@ def test_a_file_output_onto_a_folder_is_refused_and_leaves_no_temporary_file(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and (tmp_path / "d" / "keep.txt").read_text() == "keep"
 
 
+def test_an_output_that_is_or_holds_an_input_is_refused_even_with_overwrite(tmp_path):
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "eval_korsts.json").write_text("{}")
+    with pytest.raises(OutputPathError, match="is the input .*writing it would replace what is being read"):
+        check_output(run, overwrite=True, inputs=[run])
+    with pytest.raises(OutputPathError, match="'.*runs' holds the input '.*a'"):
+        check_output(tmp_path / "runs", overwrite=True, inputs=[run])
+    assert check_output(run / "report", overwrite=True, inputs=[run, "org/hub-name"]) == run / "report"
+
+
+def test_cli_report_onto_its_run_and_file_outputs_onto_folders_are_refused_before_any_work(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "eval_korsts.json").write_text('{"task": "korsts", "metrics": {"spearman": 0.5}}')
+    res = CliRunner().invoke(app, ["report", str(run), "-o", str(run), "--overwrite"])
+    assert res.exit_code == 1 and "is the input" in res.output
+    assert sorted(p.name for p in run.iterdir()) == ["eval_korsts.json"]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("가나다라마바사\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["data", "clean", "-i", str(corpus), "-o", str(corpus), "--overwrite"])
+    assert res.exit_code == 1 and "is the input" in res.output and corpus.read_text(encoding="utf-8") == "가나다라마바사\n"
+    (tmp_path / "folder").mkdir()
+    res = CliRunner().invoke(app, ["data", "stats", str(corpus), "--json", str(tmp_path / "folder")])
+    assert res.exit_code == 1 and "is a folder, but this output is a file" in res.output
+    assert "koforge data stats" not in res.output  # refused before the corpus was read
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_an_output_in_a_read_only_folder_is_refused(tmp_path):
     locked = tmp_path / "locked"

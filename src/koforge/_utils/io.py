@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from koforge._utils.errors import InputPathError, OutputExistsError, OutputPathError
 
@@ -51,13 +51,35 @@ def _check_creatable(p: Path) -> None:
         raise OutputPathError(f"cannot create output '{p}': no write permission in '{ancestor}'. Choose another output path.")
 
 
-def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing output unless `overwrite`, or one that cannot be created; return it as a Path."""
+def check_output(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Refuse an existing output unless `overwrite`, one that cannot be created, or one that is (or holds)
+    one of the command's `inputs`; return it as a Path."""
     p = Path(path).expanduser()
+    check_not_an_input(p, inputs)
     if p.exists() and not overwrite:
         raise OutputExistsError(f"output '{p}' already exists. Pass --overwrite (overwrite=True) or choose another path.")
     _check_creatable(p)
     return p
+
+
+def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse an output that is, or is a folder holding, one of the existing `inputs`."""
+    p = Path(output).expanduser().resolve()
+    for source in inputs:
+        s = Path(source).expanduser()
+        if s.exists() and (p == s.resolve() or p in s.resolve().parents):
+            where = "is" if p == s.resolve() else "holds"
+            raise OutputPathError(f"output '{output}' {where} the input '{source}': writing it would replace what is "
+                                  "being read. Choose another output path.")
+
+
+def check_file_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """`check_output` for an output that is one file: an existing folder there is refused up front."""
+    final = check_output(path, overwrite)
+    if final.is_dir():  # os.replace cannot put a file there, and would leave the temporary file behind
+        raise OutputPathError(f"output '{final}' is a folder, but this output is a file. Give a file path (a new "
+                              "name, or one inside that folder).")
+    return final
 
 
 @contextlib.contextmanager
@@ -117,10 +139,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary file path that is renamed onto `path` on success."""
-    final = check_output(path, overwrite)
-    if final.is_dir():  # os.replace cannot put a file there, and would leave the temporary file behind
-        raise OutputPathError(f"output '{final}' is a folder, but this output is a file. Give a file path (a new "
-                              "name, or one inside that folder).")
+    final = check_file_output(path, overwrite)
     with _output_errors(final):
         created = _make_parents(final)
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)

@@ -67,7 +67,7 @@ def stats(inputs: List[str] = typer.Argument(..., help="Files, folders or hf:NAM
 
     Example: koforge data stats clean.jsonl --plot lengths.png
     """
-    from koforge._utils.io import check_output, write_json
+    from koforge._utils.io import check_file_output, write_json
     from koforge.data.corpus import corpus_stats
 
     if plot is not None and plot.suffix.lower() != ".png":
@@ -76,7 +76,7 @@ def stats(inputs: List[str] = typer.Argument(..., help="Files, folders or hf:NAM
         raise ConfigError(f"--plot writes a PNG image; name it .png (got '{plot}').")
     for out in (plot, json_out):  # a bad output path fails before reading the corpus, not after
         if out is not None:
-            check_output(out, overwrite=True)
+            check_file_output(out, overwrite=True)
     result = corpus_stats(inputs, field=field, strict=strict)
     console.print(rows_table(result.rows(), title="koforge data stats"))
     if plot:

@@ -65,7 +65,7 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
     file through MTEB's evaluator. Retrieval queries get the model's own query prompt; "query_prompt=질문: " sets
     another, "query_prompt=''" none.
     """
-    from koforge._utils.io import check_output, write_json
+    from koforge._utils.io import check_file_output, write_json
     from koforge.config import load_config
     from koforge.embeddings.evaluate import EvalSuite, flatten, run_suite
     from koforge.embeddings.model import EmbeddingModelConfig, build_embedding_model
@@ -77,7 +77,7 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
         raise ConfigError("nothing to evaluate: korsts, korquad, separation, bitext_ko/bitext_en and mteb_tasks are all "
                           "off. Leave one on, e.g. drop korsts=null.")
     if output:
-        check_output(output, overwrite)  # before minutes of encoding, not after
+        check_file_output(output, overwrite)  # before minutes of encoding, not after
     encoder = build_embedding_model(model, EmbeddingModelConfig(pooling=pooling, trust_remote_code=trust_remote_code))
     root = data_root or os.environ.get("KOFORGE_DATA") or Path.cwd().parent / "shared" / "data"
     results = run_suite(encoder, suite, Path(root).expanduser())

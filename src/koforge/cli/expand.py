@@ -36,13 +36,13 @@ def analyze(base: str = typer.Argument(..., help="Base model/tokenizer folder, t
 
     Example: koforge expand analyze ./qwen3 ./ko-bpe-32k --text ko.txt --english en.txt
     """
-    from koforge._utils.io import check_output, write_json
+    from koforge._utils.io import check_file_output, write_json
     from koforge.vocab.analyze import analyze_expansion
     from koforge.vocab.diff import read_lines
 
     cfg = _config(config, overrides)
     if output:
-        check_output(output, overwrite)  # before the analysis, not after
+        check_file_output(output, overwrite)  # before the analysis, not after
     en = read_lines(english, cfg.eval_max_lines, "English text file") if english else ()
     result = analyze_expansion(base, donor, list(text), cfg, english=en, trust_remote_code=trust_remote_code)
     console.print(rows_table(result.rows, title="tokenizers on the Korean text"))
@@ -73,10 +73,10 @@ def diff(base: str = typer.Argument(..., help="Base model/tokenizer folder, toke
 
     Example: koforge expand diff ./qwen3 ./ko-bpe-32k -o new_tokens.json reference=ko.txt min_frequency=5
     """
-    from koforge._utils.io import check_output
+    from koforge._utils.io import check_file_output
     from koforge.vocab.diff import diff_vocabularies
 
-    check_output(output, overwrite)
+    check_file_output(output, overwrite)
     result = diff_vocabularies(base, donor, _config(config, overrides), output=output, trust_remote_code=trust_remote_code)
     s = result.stats
     console.print(f"{s['new_tokens']:,} new tokens (donor {s['donor_vocab_size']:,}, base {s['base_vocab_size']:,}, "

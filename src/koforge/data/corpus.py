@@ -71,7 +71,7 @@ def clean_corpus(sources: Sequence[str | Path], output: str | Path, *, config: C
                  field: str = "text", strict: bool = False, overwrite: bool = False) -> CleanReport:
     """Clean, filter and de-duplicate documents into one `.jsonl` / `.txt` file."""
     config = config or CleanConfig()
-    output = check_output(output, overwrite)
+    output = check_output(output, overwrite, inputs=sources)
     _output_kind(output)
     stats = ReadStats()
     texts = read_texts(sources, field=field, strict=strict, stats=stats)
@@ -108,7 +108,7 @@ def split_corpus(sources: Sequence[str | Path], output_dir: str | Path, *, confi
                  field: str = "text", strict: bool = False, overwrite: bool = False) -> dict[str, int]:
     """Write `train.jsonl`, `validation.jsonl`, `test.jsonl` by content hash; returns documents per split."""
     config = config or SplitConfig()
-    output_dir = check_output(output_dir, overwrite)
+    output_dir = check_output(output_dir, overwrite, inputs=sources)
     texts = read_texts(sources, field=field, strict=strict)
     counts = {name: 0 for name in SPLITS}
     with atomic_dir(output_dir, overwrite=overwrite) as tmp, contextlib.ExitStack() as stack:

@@ -197,7 +197,8 @@ def pack_corpus(splits: Mapping[str, Sequence[str | Path] | str | Path], tokeniz
         if not _SPLIT_NAME.fullmatch(name):
             raise ConfigError(f"split name {name!r} must be letters, digits, '_' or '-' (e.g. train=PATH, validation=PATH).")
     start = time.perf_counter()
-    output_dir = check_output(output_dir, overwrite)
+    files = [f for s in splits.values() for f in ([s] if isinstance(s, (str, Path)) else s)]
+    output_dir = check_output(output_dir, overwrite, inputs=files)
     tok = load_tokenizer(tokenizer)
     eos_id = _eos_id(tok, tokenizer_name(tokenizer), config.eos_token)
     tokenizer_json = tok.backend_tokenizer.to_str()

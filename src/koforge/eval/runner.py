@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from koforge._utils.errors import ConfigError, DataError
-from koforge._utils.io import check_output, require_path
+from koforge._utils.io import check_file_output, require_path
 from koforge.eval._optional import TaskUnavailableError, import_optional as _import
 from koforge.eval.loading import load_causal_lm, load_embedding_model
 from koforge.eval.schema import EvalResult, result_filename, write_result
@@ -291,7 +291,7 @@ def run_eval(cfg: EvalConfig, output_dir: Optional[str | Path] = None, *,
     out_dir = Path(output_dir) if output_dir is not None else None
     target = out_dir / result_filename(cfg.task) if out_dir is not None else None
     if target is not None:
-        check_output(target, overwrite)
+        check_file_output(target, overwrite)
     check_data_paths(cfg)
     plots: list[str] = []
     if spec.kind == "embedding":

@@ -37,7 +37,7 @@ def build_report(run_dirs: Sequence[str | Path], output_dir: str | Path, *, titl
         raise InputPathError("no run folder given. Pass one or more folders written by koforge (e.g. a demo output).")
     paths = [Path(p) for p in run_dirs]
     runs = [collect_run(p, name) for p, name in zip(paths, _run_names(paths))]  # inputs first: their errors name them
-    out = check_output(output_dir, overwrite)
+    out = check_output(output_dir, overwrite, inputs=paths)  # -o RUN --overwrite would delete the run it reports on
     if all(r.is_empty for r in runs):
         raise NothingToDoError(
             f"nothing to report in {', '.join(str(p) for p in paths)}: no evaluation results (eval_*.json), "
