@@ -17,6 +17,10 @@ recipe = load_recipe({"name": "ddp", "data_root": assets, "device": "cpu", "eval
                       "evaluation": {"korsts": "embed_sts.tsv", "korquad": None, "separation": None,
                                      "bitext_ko": None, "bitext_en": None},
                       "stages": [{"name": "sts", "objective": "cosent", "max_steps": 2, "batch_size": 4,
+                                  "data": [{"kind": "sts", "path": "embed_sts.tsv"}]},
+                                 # a time schedule: every rank takes rank 0's clock (lr and the budget's stop)
+                                 {"name": "timed", "objective": "cosent", "max_steps": 2, "batch_size": 4,
+                                  "schedule": "time", "max_minutes": 10,
                                   "data": [{"kind": "sts", "path": "embed_sts.tsv"}]}]})
 result = run_recipe(recipe, base, out)
 model_hash = hashlib.sha256()
