@@ -24,6 +24,10 @@ def test_step_selection_keeps_pipeline_order_and_refuses_unknown_names():
         demo_config(lm_hours=3)
     with pytest.raises(ConfigError, match="20,000 reviews"):
         demo_config(tokenizer_docs=19900, heldout_docs=500)
+    with pytest.raises(ConfigError, match="lm_minutes must be > 0, got -1"):  # ran one step and said ok
+        demo_config(lm_minutes=-1)
+    with pytest.raises(ConfigError, match="embed_minutes must be > 0, got 0"):
+        demo_config(embed_minutes=0)
 
 
 def test_missing_area_is_skipped_and_others_still_run(tmp_path, monkeypatch):

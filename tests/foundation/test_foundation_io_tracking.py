@@ -96,6 +96,8 @@ def test_cli_report_onto_its_run_and_file_outputs_onto_folders_are_refused_befor
     corpus.write_text("가나다라마바사\n", encoding="utf-8")
     res = CliRunner().invoke(app, ["data", "clean", "-i", str(corpus), "-o", str(corpus), "--overwrite"])
     assert res.exit_code == 1 and "is the input" in res.output and corpus.read_text(encoding="utf-8") == "가나다라마바사\n"
+    res = CliRunner().invoke(app, ["data", "stats", str(corpus), "--json", str(corpus)])  # replaced the corpus
+    assert res.exit_code == 1 and "is the input" in res.output and corpus.read_text(encoding="utf-8") == "가나다라마바사\n"
     (tmp_path / "folder").mkdir()
     res = CliRunner().invoke(app, ["data", "stats", str(corpus), "--json", str(tmp_path / "folder")])
     assert res.exit_code == 1 and "is a folder, but this output is a file" in res.output

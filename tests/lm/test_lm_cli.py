@@ -246,3 +246,11 @@ def test_ctrl_c_after_a_checkpoint_says_what_is_kept_and_how_to_resume(tmp_path,
     r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(tmp_path / "early"), *TINY, *SHORT_RUN,
                             "train.eval_every=0", "train.ckpt_every=0"])  # nothing saved before the interruption
     assert r.exit_code == 130 and "stopped before the first checkpoint, so" in r.output and "run the same command again" in r.output
+
+
+def test_export_of_a_run_without_a_tokenizer_warns_that_the_folder_holds_weights_only(tmp_path):
+    shards, out = write_tiny_shards(tmp_path / "shards"), tmp_path / "run"
+    assert runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(out), *TINY, *SHORT_RUN]).exit_code == 0
+    r = runner.invoke(app, ["lm", "export", str(out), str(tmp_path / "hf")])
+    assert r.exit_code == 0 and "holds weights only" in " ".join(r.output.split())
+    assert (tmp_path / "hf" / "config.json").exists()

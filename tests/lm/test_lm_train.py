@@ -176,6 +176,8 @@ def test_empty_or_missing_shard_folder_is_one_clear_error(tmp_path, shards):
         train_lm(tiny_config(max_seq_len=8192), cfg(shards, tmp_path / "run3", seq_len=5000))
     with pytest.raises(ConfigError, match="data_dir"):
         TrainConfig(data_dir="")
+    with pytest.raises(ConfigError, match="max_minutes must be > 0 \\(or null for no limit\\), got 0"):
+        TrainConfig(data_dir="x", max_minutes=0)
 
 
 def test_validation_split_of_a_data_split_folder_is_found(tmp_path):

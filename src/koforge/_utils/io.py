@@ -73,9 +73,9 @@ def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.Path
                                   "being read. Choose another output path.")
 
 
-def check_file_output(path: str | os.PathLike, overwrite: bool) -> Path:
+def check_file_output(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """`check_output` for an output that is one file: an existing folder there is refused up front."""
-    final = check_output(path, overwrite)
+    final = check_output(path, overwrite, inputs)
     if final.is_dir():  # os.replace cannot put a file there, and would leave the temporary file behind
         raise OutputPathError(f"output '{final}' is a folder, but this output is a file. Give a file path (a new "
                               "name, or one inside that folder).")

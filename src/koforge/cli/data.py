@@ -76,7 +76,7 @@ def stats(inputs: List[str] = typer.Argument(..., help="Files, folders or hf:NAM
         raise ConfigError(f"--plot writes a PNG image; name it .png (got '{plot}').")
     for out in (plot, json_out):  # a bad output path fails before reading the corpus, not after
         if out is not None:
-            check_file_output(out, overwrite=True)
+            check_file_output(out, overwrite=True, inputs=inputs)  # a derived figure, rewritten; never onto the corpus
     result = corpus_stats(inputs, field=field, strict=strict)
     console.print(rows_table(result.rows(), title="koforge data stats"))
     if plot:

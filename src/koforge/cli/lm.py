@@ -1,13 +1,14 @@
 """`koforge lm`: pretrain, generate with, export and import small Korean LMs."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import cli_errors, console, rows_table
+from koforge.cli._common import cli_errors, console, err_console, rows_table
 
 app = typer.Typer(help="Small Korean LLMs: train, generate, export, import.\n\nExample: koforge lm train --data shards/ --out runs/lm",
                   no_args_is_help=True)
@@ -62,6 +63,8 @@ def train(
                               "command again to start afresh.") from None
         raise Interrupted(f"checkpoints up to {kept[-1].name} are kept in '{out}'; run the same command with --resume "
                           "to continue from the latest.") from None
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
+        return
     rows = [{k: h[k] for k in ("step", "train_loss", "val_loss", "val_ppl", "val_bpb")} for h in result.history if "val_loss" in h]
     console.print(rows_table(rows, title="validation"))
     console.print(f"best checkpoint: {result.checkpoint_dir}")
@@ -224,6 +227,10 @@ def export_cmd(
     new_folder = not output.exists()
     path = export_to_hf(checkpoint, output, tokenizer=tokenizer, overwrite=overwrite)
     console.print(f"wrote {path}")
+    if not (Path(path) / "tokenizer.json").exists() and not (Path(path) / "tokenizer_config.json").exists():
+        err_console.print(f"[yellow]warning:[/] no tokenizer recorded with '{checkpoint}' and none given, so '{path}' holds "
+                          "weights only (AutoTokenizer and `compress package` need one). Re-export with --tokenizer PATH.",
+                          highlight=False, soft_wrap=True)
     if onnx is not None:
         try:
             _export_onnx(checkpoint, onnx)

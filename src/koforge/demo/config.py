@@ -72,6 +72,9 @@ class DemoConfig:
                      "lm_seq_len", "compress_docs", "speed_repeats", "generation_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"DemoConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("embed_minutes", "lm_minutes", "sts_epochs", "distill_lr", "lm_lr"):
+            if not getattr(self, name) > 0:  # 0 or less ran one step and reported it as ok
+                raise ConfigError(f"DemoConfig.{name} must be > 0, got {getattr(self, name)}.")
         if self.heldout_docs + self.tokenizer_docs > 20000:
             raise ConfigError(f"heldout_docs + tokenizer_docs = {self.heldout_docs + self.tokenizer_docs} exceeds the "
                               "20,000 reviews of the bundled sample.")

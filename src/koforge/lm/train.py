@@ -145,6 +145,9 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"TrainConfig.lr must be > 0 and min_lr_ratio in [0, 1], got {self.lr}, {self.min_lr_ratio}.")
+        for name in ("max_minutes", "eval_every_minutes"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"TrainConfig.{name} must be > 0 (or null for no limit), got {getattr(self, name)}.")
         if self.nan_policy not in NAN_POLICIES:
             raise ConfigError(f"TrainConfig.nan_policy='{self.nan_policy}' is unknown; use skip or stop.")
         if self.precision not in ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16"):
