@@ -1,10 +1,16 @@
 """What every DDP rank must agree on: decisions taken from rank 0's clock."""
 from __future__ import annotations
 
+import os
 import time
 
 import torch
 import torch.distributed as dist
+
+
+def launch_rank() -> int:
+    """This process's rank under torchrun (its RANK variable); 0 when not launched by torchrun."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def rank0_minutes(*since: float, device: torch.device | str = "cpu") -> list[float]:

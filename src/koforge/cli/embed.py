@@ -42,7 +42,9 @@ def train(recipe: str = typer.Argument(..., help="Recipe YAML path or shipped pr
             raise
         raise Interrupted(f"finished stages kept in '{output_dir}': {', '.join(done)}; continue with the same command "
                           f"and --from-stage {todo[0]}.") from None
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
+    from koforge._utils.distributed import launch_rank
+
+    if launch_rank() != 0:  # under torchrun, one process reports
         return
     console.print(rows_table(comparison_rows(result.stages), title="per-stage evaluation", floatfmt=".4f"))
     console.print(f"final model: {result.final_model}\ntable: {result.comparison.get('markdown')}  plot: {result.comparison.get('plot')}")

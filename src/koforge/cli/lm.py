@@ -1,7 +1,6 @@
 """`koforge lm`: pretrain, generate with, export and import small Korean LMs."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import List, Optional
@@ -63,7 +62,9 @@ def train(
                               "command again to start afresh.") from None
         raise Interrupted(f"checkpoints up to {kept[-1].name} are kept in '{out}'; run the same command with --resume "
                           "to continue from the latest.") from None
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
+    from koforge._utils.distributed import launch_rank
+
+    if launch_rank() != 0:  # under torchrun, one process reports
         return
     rows = [{k: h[k] for k in ("step", "train_loss", "val_loss", "val_ppl", "val_bpb")} for h in result.history if "val_loss" in h]
     console.print(rows_table(rows, title="validation"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from koforge._utils.distributed import launch_rank
 from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError, TrainingError
 from koforge._utils.hub import is_local
 from koforge._utils.io import atomic_dir, check_not_an_input, read_json, require_path, write_json
@@ -170,10 +171,6 @@ def load_recipe(path_or_preset: str | os.PathLike | dict, overrides: Sequence[st
     return load_config(Recipe, OmegaConf.to_container(layer), rest, group="embed")
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 def _barrier() -> None:
     import torch.distributed as dist
 
@@ -289,11 +286,11 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
         if start > 0 and not (out / "checkpoints" / names[start - 1] / "final").exists():
             raise CheckpointError(f"cannot resume at '{from_stage}': '{out / 'checkpoints' / names[start - 1] / 'final'}' "
                                   "(the previous stage's output) does not exist. Resume from an earlier stage.")
-    elif out.exists() and any(out.iterdir()) and not overwrite and _rank() == 0:  # other ranks see rank 0's files
+    elif out.exists() and any(out.iterdir()) and not overwrite and launch_rank() == 0:  # other ranks see rank 0's files
         raise OutputExistsError(f"output '{out}' already exists. Pass --overwrite, --from-stage <stage> to resume, or another folder.")
     source = str(base_model) if start == 0 else str(out / "checkpoints" / names[start - 1] / "final")
     check_inputs(recipe, source, start)
-    main = _rank() == 0
+    main = launch_rank() == 0
     existed = out.exists()
     if main and overwrite and from_stage is None and existed:
         _remove_outputs(out)
@@ -320,7 +317,7 @@ def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source
     names = [s.name for s in recipe.stages]
     device = resolve_device(recipe.device)
     training_autocast(device, recipe.precision)  # fp16 on a CPU fails here, not after the base evaluation
-    main = _rank() == 0
+    main = launch_rank() == 0
     out.mkdir(parents=True, exist_ok=True)
     if main:
         save_config(recipe, out / "recipe.json")

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from koforge._utils.device import autocast_dtype
 from koforge._utils.distributed import rank0_minutes
 from koforge._utils.errors import ConfigError, DataError, TrainingError
 
@@ -55,16 +56,14 @@ def training_autocast(device: torch.device, precision: str) -> torch.dtype | Non
     and emulated, slower, without it. fp16 autocast needs a GPU (its loss scaling is CUDA-only here)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision '{precision}' is unknown. Use one of: {', '.join(PRECISIONS)}.")
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision fp16 needs a CUDA GPU (this stage runs on {device.type}). "
                           "Use precision=bf16 or fp32.")
-    if device.type == "cuda" and precision in ("auto", "bf16") and not torch.cuda.is_bf16_supported():
-        if precision == "bf16":
-            raise ConfigError("precision bf16 asked for, but this GPU has no bf16. Use precision=fp16 or auto.")
-        return torch.float16
-    return torch.float16 if precision == "fp16" else torch.bfloat16
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision bf16 asked for, but this GPU has no bf16. Use precision=fp16 or auto.")
+    if precision == "auto" and device.type != "cuda":  # the trainer autocasts CUDA only (MPS fp16 is not its path)
+        return None
+    return autocast_dtype(device, precision)
 
 
 class LossGuard(nn.Module):

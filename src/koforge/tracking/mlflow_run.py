@@ -34,7 +34,9 @@ def default_tracking_uri() -> str:
 def tracking_enabled() -> bool:
     """False when KOFORGE_MLFLOW is off/0/false, and on every torchrun process but rank 0: one run per
     job (several processes creating one sqlite store at once leave it half-migrated)."""
-    if os.environ.get("RANK", "0") != "0":
+    from koforge._utils.distributed import launch_rank
+
+    if launch_rank() != 0:
         return False
     return os.environ.get("KOFORGE_MLFLOW", "on").lower() not in ("off", "0", "false", "no")
 
