@@ -485,6 +485,20 @@ def test_time_schedule_without_a_time_budget_is_a_config_error(assets):
     assert _recipe(assets, [{**COSENT, "schedule": "time", "max_minutes": 1.0}]).stages[0].max_minutes == 1.0
 
 
+def test_evaluation_sample_sizes_below_one_are_config_errors_not_all(assets):
+    from koforge.eval.retrieval import sample_queries
+
+    for key in ("korquad_max_queries", "bitext_max_pairs"):  # 0 used to mean "all" without a word
+        with pytest.raises(ConfigError, match=f"evaluation.{key} must be >= 1, or null for all; got 0"):
+            _recipe(assets, [COSENT], evaluation={key: 0})
+    with pytest.raises(ConfigError, match="evaluation.batch_size must be >= 1"):
+        _recipe(assets, [COSENT], evaluation={"batch_size": 0})
+    assert _recipe(assets, [COSENT], evaluation={"korquad_max_queries": None}).evaluation.korquad_max_queries is None
+    with pytest.raises(ConfigError, match="queries to sample must be >= 1"):
+        sample_queries(10, 0, seed=0)
+    assert sample_queries(5, None, seed=0) == [0, 1, 2, 3, 4] and len(sample_queries(10, 3, seed=0)) == 3
+
+
 def test_cli_train_bad_data_or_output_is_one_line_and_writes_nothing(assets, tiny_bert, tmp_path):
     from typer.testing import CliRunner
 

@@ -112,6 +112,23 @@ def test_perplexity_refuses_an_encoder(tmp_path):
     assert not out.exists()
 
 
+def test_korsts_refuses_a_plain_causal_lm_but_not_one_with_an_embedding_layout(tiny_llama, tmp_path):
+    out = tmp_path / "ev"
+    with pytest.raises(ModelLoadError, match=r"is a causal LM \(LlamaForCausalLM\), not a sentence-embedding model.*"
+                                             "perplexity, speed, needle or harness task"):
+        run_eval(EvalConfig(task="korsts", model=str(tiny_llama), device="cpu"), out)
+    assert not out.exists()
+    # with modules.json the folder says how it pools (a causal-LM embedder such as Qwen3-Embedding): not refused
+    from sentence_transformers import SentenceTransformer, models
+
+    from koforge.eval.loading import load_embedding_model
+
+    body = models.Transformer(str(tiny_llama))
+    layout = tmp_path / "llama_embedder"
+    SentenceTransformer(modules=[body, models.Pooling(body.get_embedding_dimension(), "lasttoken")]).save(str(layout))
+    assert load_embedding_model(str(layout), device="cpu").encode(["한국어 문장"]).shape == (1, body.get_embedding_dimension())
+
+
 def test_perplexity_refuses_a_checkpoint_missing_its_lm_head(tiny_llama, tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaModel

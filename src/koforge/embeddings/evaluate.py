@@ -36,6 +36,17 @@ class EvalSuite:
     """Prefix of retrieval queries (KorQuAD, MTEB); None: the model's own `query` prompt, if it has one."""
     batch_size: int = 64
 
+    def __post_init__(self) -> None:
+        from koforge._utils.errors import ConfigError
+
+        # 0 once meant "all" without a word (a falsy sample size); null is the way to say all.
+        for name in ("korquad_max_queries", "bitext_max_pairs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"evaluation.{name} must be >= 1, or null for all; got {value}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"evaluation.batch_size must be >= 1, got {self.batch_size}.")
+
 
 def _resolve(path: str, data_root: str | os.PathLike | None) -> str:
     p = Path(path).expanduser()

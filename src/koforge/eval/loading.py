@@ -40,6 +40,8 @@ def load_embedding_model(name: str, *, device: str = "auto", trust_remote_code: 
         if not ((folder / "modules.json").exists() or (folder / "config.json").exists()):
             raise ModelLoadError(f"'{folder}' holds neither modules.json nor config.json: not a model folder. "
                                  "Pass a folder saved by `koforge embed` / SentenceTransformer.save or save_pretrained.")
+        if not (folder / "modules.json").exists():
+            refuse_plain_causal_lm(folder)
     else:
         require_cached_or_on_hub(name, "model", ModelLoadError, trust_remote_code=trust_remote_code)
     from safetensors import SafetensorError
@@ -53,6 +55,24 @@ def load_embedding_model(name: str, *, device: str = "auto", trust_remote_code: 
         raise corrupted_weights(name, e) from None
     except _LOAD_ERRORS as e:
         raise ModelLoadError(f"cannot load '{name}' as a sentence-embedding model: {str(e).splitlines()[0]}") from None
+
+
+def refuse_plain_causal_lm(folder: Path) -> None:
+    """A causal LM saved without a sentence-transformers layout is refused: SentenceTransformer would mean-pool
+    its hidden states without a word, and the scores (KorSTS 0.11 for a koforge LM) read as a poor encoder."""
+    import json
+
+    try:
+        archs = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return  # SentenceTransformer reports an unreadable config itself
+    causal = [a for a in archs if isinstance(a, str) and a.endswith(CAUSAL_SUFFIXES)]
+    if causal:
+        raise ModelLoadError(
+            f"'{folder}' is a causal LM ({causal[0]}), not a sentence-embedding model: mean-pooling its hidden states "
+            "gives no meaningful sentence vectors. Evaluate it with the perplexity, speed, needle or harness task, or "
+            "train an embedding model first (`koforge embed train`). A causal-LM embedder (e.g. last-token pooling) "
+            "needs its sentence-transformers files (modules.json) in the folder.")
 
 
 def non_causal_architecture(config: Any) -> Optional[str]:

@@ -12,7 +12,7 @@ import os
 import random
 from typing import Any
 
-from koforge._utils.errors import DataError
+from koforge._utils.errors import ConfigError, DataError
 from koforge._utils.io import read_json
 from koforge.eval._encode import encode
 from koforge.eval.metrics import cosine_matrix, retrieval_metrics, top_k
@@ -38,8 +38,10 @@ def read_korquad(path: str | os.PathLike) -> tuple[list[str], list[str], list[in
 
 def sample_queries(n: int, max_queries: int | None, seed: int) -> list[int]:
     """Indices of the evaluated questions: all, or a seeded sample of `max_queries` in file order."""
+    if max_queries is not None and max_queries < 1:
+        raise ConfigError(f"the number of queries to sample must be >= 1 (None for all), got {max_queries}.")
     order = list(range(n))
-    if max_queries and max_queries < n:
+    if max_queries is not None and max_queries < n:
         order = sorted(random.Random(seed).sample(order, max_queries))
     return order
 
