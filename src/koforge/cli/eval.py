@@ -17,7 +17,7 @@ def command(
     task: str = typer.Argument(..., help=_TASK_HELP),
     model: str = typer.Argument(..., help="Model folder or hub name (tokenizer task: tokenizer folder / tokenizer.json)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="perplexity/speed: tokenizer to use (default: the model's own or the one its koforge run recorded)."),
-    data: Optional[List[str]] = typer.Option(None, "--data", "-d", help="Data file(s); default: the task's bundled/default data."),
+    data: Optional[List[str]] = typer.Option(None, "--data", "-d", help="Data file(s). Needed by retrieval (KorQuAD JSON) and bitext (KO EN files); korsts, separation, perplexity, needle and tokenizer fall back to koforge's bundled samples, speed to four built-in prompts."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for eval_<task>.json (default: evals/<model name>)."),
     max_items: Optional[int] = typer.Option(None, "--max-items", "-n", help="Evaluate only N items: the first N pairs/documents/examples, a seeded sample of N queries (retrieval) or separation pairs."),
     batch_size: int = typer.Option(32, help="Batch size."),
