@@ -91,6 +91,24 @@ def test_existing_run_needs_resume_or_overwrite(shards, tmp_path):
         train_lm(tiny_config(), cfg(shards, tmp_path / "empty"), resume=True)
 
 
+def test_resume_on_another_world_size_warns_and_continues(shards, tmp_path, caplog):
+    import logging
+
+    run = tmp_path / "run"
+    train_lm(tiny_config(), cfg(shards, run, steps=4))
+    meta_path = list_checkpoints(run / "checkpoints")[-1] / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["world_size"] == 1
+    meta_path.write_text(json.dumps({**meta, "world_size": 2}))  # as if trained under torchrun --nproc_per_node 2
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        res = train_lm(tiny_config(), cfg(shards, run, steps=8), resume=True)
+    assert "trained on 2 process(es) with 1" in caplog.text and res.history[-1]["step"] == 8
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        train_lm(tiny_config(), cfg(shards, run, steps=12), resume=True)
+    assert "process(es)" not in caplog.text  # the same world size: silent
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "no_meta"])
 def test_corrupted_checkpoint_is_refused_and_good_ones_kept(shards, tmp_path, damage):
     run = tmp_path / "run"

@@ -471,6 +471,12 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         if step >= cfg.steps:
             raise CheckpointError(f"checkpoint '{resume_ckpt}' is at step {step}, already >= steps={cfg.steps}. "
                                   "Raise steps to train further.")
+        saved_world = meta.get("world_size", 1)
+        if saved_world != world and rank == 0:
+            # the global batch stream is the same at any world size (each rank slices it); only the
+            # order of float sums changes, so a resume is close to, not bit-identical with, an unbroken run
+            log.warning(f"resuming a run trained on {saved_world} process(es) with {world}: the data stream and "
+                        "schedule continue unchanged, but losses will not match an uninterrupted run bit for bit.")
     if stale and rank == 0:
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
