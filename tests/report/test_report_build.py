@@ -41,6 +41,21 @@ def test_comparison_of_two_runs_has_one_row_per_run_and_a_plot(tmp_path):
     assert [r.results[0][1].primary_value for r in rows] == [0.42, 0.61]
 
 
+def test_several_embed_runs_get_one_table_of_their_last_stages(tmp_path):
+    runs = []
+    for name, score in (("plain", 0.577), ("expanded", 0.657)):
+        rows = [{"stage": "base", "korsts/spearman": 0.42},
+                {"stage": "cosent", "korsts/spearman": score + 0.03, "train/steps": 900},
+                {"stage": "infonce", "korsts/spearman": score, "train/steps": 400}]
+        write_json(tmp_path / name / "comparison.json", {"rows": rows, "stages": []})
+        runs.append(tmp_path / name)
+    md = (build_report(runs, tmp_path / "out").parent / "report.md").read_text(encoding="utf-8")
+    assert "| run | stage | korsts/spearman | train/steps |\n|---|---|---|---|\n| plain | infonce | 0.577 | 400 |\n" \
+           "| expanded | infonce | 0.657 | 400 |" in md
+    single = (build_report(runs[:1], tmp_path / "one").parent / "report.md").read_text(encoding="utf-8")
+    assert "Last stage per run" not in single  # one run: its own comparison table says it
+
+
 def test_a_model_folders_copy_of_its_runs_result_is_shown_once(tmp_path):
     """`compress run` writes eval_result.json beside model/ and a plainer one inside it: one run, one row."""
     from koforge.eval.schema import EvalResult

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from koforge._utils.errors import InputPathError, NothingToDoError
 from koforge._utils.io import atomic_dir, check_output, write_json, write_text
 from koforge.report.collect import REPORT_MARKER, RunContents, collect_run
-from koforge.report.compare import comparison_plot, summary_table, task_comparisons
+from koforge.report.compare import comparison_plot, last_stage_table, summary_table, task_comparisons
 from koforge.report.html import render_html
 from koforge.report.markdown import render_markdown
 from koforge.report.tables import Section, Table
@@ -52,6 +52,9 @@ def build_report(run_dirs: Sequence[str | Path], output_dir: str | Path, *, titl
         summary = Section(title="Results", tables=[t for r in runs for t in r.summary])
         if any(r.results for r in runs):
             summary.tables.append(summary_table(runs))
+        staged = last_stage_table(runs)
+        if staged is not None:
+            summary.tables.append(staged)
         for task, table, metric, higher in task_comparisons(runs):
             summary.tables.append(table)
             png = comparison_plot(table, metric, higher, images / f"compare_{task}.png")

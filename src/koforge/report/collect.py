@@ -54,6 +54,8 @@ class RunContents:
     settings: list[Table] = field(default_factory=list)
     summary: list[Table] = field(default_factory=list)
     """Tables of `*summary*.json` files at the run's top level, shown first."""
+    last_stage: dict | None = None
+    """The last row of a top-level comparison.json (an `embed train` run: its final stage's figures)."""
     skipped: list[dict[str, str]] = field(default_factory=list)
     """Result files that could not be read ({"file", "reason"}): shown in the report, never silently dropped."""
 
@@ -166,6 +168,9 @@ def collect_run(path: str | Path, name: str | None = None) -> RunContents:
                 elif d == root and "summary" in low:
                     run.summary.extend(json_tables(data, rel, rel))
                 else:
+                    if d == root and low == "comparison.json" and isinstance(data, dict) \
+                            and isinstance(data.get("rows"), list) and data["rows"] and isinstance(data["rows"][-1], dict):
+                        run.last_stage = data["rows"][-1]
                     section.tables.extend(json_tables(data, rel, rel))
             elif p.suffix in (".txt", ".log") and not in_model and p.stat().st_size <= MAX_TEXT_BYTES \
                     and any(h in low for h in ("generation", "sample", "summary", "log")):

@@ -4,6 +4,8 @@ The summary has one row per evaluation result (run, task, model, primary
 metric and its value). With two or more runs, each task evaluated in more
 than one run gets a table (one row per run, one column per metric) and a bar
 chart of its primary metric, so that "before / after" reads at a glance.
+Runs with a staged history (`embed train`: comparison.json) get one table
+of each run's last stage.
 """
 from __future__ import annotations
 
@@ -24,6 +26,15 @@ def summary_table(runs: Sequence[RunContents]) -> Table:
                          "value": r.primary_value, "better": "higher" if r.higher_is_better else "lower",
                          "file": rel})
     return Table(title="Summary", rows=rows)
+
+
+def last_stage_table(runs: Sequence[RunContents]) -> Table | None:
+    """One row per run with a staged history (`embed train`): its last stage's figures side by side.
+    None unless two or more runs have one: a single run's comparison table already shows it."""
+    staged = [r for r in runs if r.last_stage]
+    if len(staged) < 2:
+        return None
+    return Table(title="Last stage per run", rows=[{"run": r.name, **r.last_stage} for r in staged])
 
 
 def task_comparisons(runs: Sequence[RunContents]) -> list[tuple[str, Table, str, bool]]:
