@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lm_helpers import tiny_config, write_tiny_shards
+from lm_helpers import VOCAB, tiny_config, write_tiny_shards
 from safetensors.torch import load_file
 
 from koforge._utils.errors import (CheckpointError, ConfigError, DataError, KoforgeError, OutputExistsError,
@@ -294,6 +294,14 @@ def test_init_from_an_exported_model_loads_weights_with_a_fresh_run(shards, tmp_
     train_lm(tiny_config(), cfg(shards, tmp_path / "more", steps=1, init_from=str(tmp_path / "run")))
     with pytest.raises(ConfigError, match=r"another architecture \(d_model: 32 there vs 48 here.*model.d_model=32"):
         train_lm(tiny_config(d_model=48), cfg(shards, tmp_path / "run2", init_from=str(tmp_path / "hf")))
+    # shards packed with a bigger tokenizer than the source's: the advice is to repack, not to raise vocab_size
+    # (which init_from's architecture check would then refuse)
+    small = KoLM(tiny_config(vocab_size=VOCAB // 2))
+    export_model(small, tmp_path / "hf_small")
+    with pytest.raises(ConfigError, match=rf"use a vocabulary of {VOCAB} ids, more than the {VOCAB // 2} of the model "
+                                          r"to start from .*Pack the data with that model's tokenizer"):
+        train_lm(tiny_config(vocab_size=VOCAB // 2), cfg(shards, tmp_path / "run3", init_from=str(tmp_path / "hf_small")))
+    assert not (tmp_path / "run3").exists()
 
 
 def _free_port() -> int:

@@ -419,6 +419,12 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     val_split = validation_split(cfg.data_dir)
     val_data = TokenWindows(cfg.data_dir, val_split, cfg.seq_len, cfg.seed)
     manifest = train_data.manifest
+    if manifest.vocab_size > model_config.vocab_size and cfg.init_from and resume_ckpt is None:
+        # raising model.vocab_size would only meet init_from's own architecture check: the data is what must change
+        raise ConfigError(f"the shards in '{cfg.data_dir}' use a vocabulary of {manifest.vocab_size} ids, more than the "
+                          f"{model_config.vocab_size} of the model to start from (init_from='{cfg.init_from}'): they were "
+                          "packed with another tokenizer. Pack the data with that model's tokenizer (koforge data pack "
+                          "--tokenizer ...), or start without --init-from.")
     if manifest.vocab_size > model_config.vocab_size:
         raise ConfigError(f"the shards use a vocabulary of {manifest.vocab_size} ids but LMConfig.vocab_size="
                           f"{model_config.vocab_size}. Set model.vocab_size={manifest.vocab_size}.")
