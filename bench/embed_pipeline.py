@@ -32,6 +32,15 @@ the new rows (the teacher's 0.4196: they reproduce it), 0.6787 after CoSENT (fp3
 the end (fp32: 0.6567), NDCG@10 0.4622 (2026-11-25). Twice the steps over the same 5,749 KorSTS pairs and
 2,490 KorNLI pairs buy nothing; the English-only base knows no Korean to start from and the teacher of the
 new rows is that base (0.42).
+Unlabelled text, tried as an extra stage of run B (bf16, same 30 min; experiments, not in this bench):
+- unsupervised SimCSE (dropout views) on reviews + petition text: the loss started at 5e-4 and the gradient
+  norm near 0.02, since the pretrained sentence model already tells a sentence's two dropout views from the
+  rest of the batch: no signal, stopped.
+- masked-LM (tied decoder over the 46K vocabulary, loss on the masked positions; 7.5 min of the budget, only
+  190 steps of 64 texts, loss 7.9 -> 7.2): KorSTS test 0.4714 after it (0.3916 before), 0.6912 after CoSENT
+  and 0.6759 at the end (bf16 run above: 0.6787 / 0.6527), NDCG@10 0.4421 (2026-11-25). The one lever that
+  moved the final figure (+0.02), at a fraction of what an MLM stage needs; the full-vocabulary head cost
+  ~8x the encoder per step on this CPU, so a sampled-softmax head is the next thing to try.
 """
 from __future__ import annotations
 
