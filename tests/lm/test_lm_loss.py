@@ -73,3 +73,29 @@ def test_compiled_callers_run_the_fused_loss_eagerly():
     assert type(got.grad_fn).__name__ == "_LinearCrossEntropyBackward"  # not inductor's fusion of the plain loss
     assert (got - ref).abs() < 1e-5
     assert (torch.autograd.grad(got, h)[0] - ref_h).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("chunk", [5, 64])
+def test_cpu_bf16_autocast_runs_the_fused_loss_like_the_plain_autocast_loss(chunk):
+    # Under CPU autocast the plain loss is a bf16 GEMM, logits upcast to float32, then log-softmax; the fused
+    # chunks do the same per chunk, so the loss agrees to float32 rounding and the gradients to bf16's.
+    h, w, t = _inputs(n=24, d=32, v=40)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = F.cross_entropy(F.linear(h, w).float(), t)
+    ref_h, ref_w = torch.autograd.grad(ref, (h, w))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = linear_cross_entropy(h, w, t, chunk=chunk)
+    assert type(got.grad_fn).__name__ == "_LinearCrossEntropyBackward" and got.dtype == torch.float32
+    got_h, got_w = torch.autograd.grad(got, (h, w))
+    assert (got - ref).abs() < 1e-5, f"loss {got.item()} vs {ref.item()}"
+    for name, a, b in (("h", got_h, ref_h), ("weight", got_w, ref_w)):
+        assert a.dtype == torch.float32
+        diff = (a - b).abs()
+        assert diff.max() < 1e-2 * b.abs().max(), f"grad {name}: max {diff.max():.2e} mean {diff.mean():.2e}"
+
+
+def test_float64_under_cpu_autocast_keeps_the_plain_loss():
+    h, w, t = _inputs(n=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast leaves float64 alone, and so does the loss
+        got = linear_cross_entropy(h.double(), w.double(), t)
+    assert type(got.grad_fn).__name__ == "NllLossBackward0"

@@ -324,3 +324,29 @@ def test_context_overflow_is_refused():
     with pytest.raises(ValueError, match="max_seq_len"):
         model(torch.zeros(1, 17, dtype=torch.long))
     assert isinstance(LMConfig(), LMConfig)
+
+
+def test_cpu_bf16_autocast_attends_in_float32_and_trains_like_float32(monkeypatch):
+    # The CPU flash kernel is slower in bf16 than in float32, so bf16/fp16 q, k, v are upcast for it (not
+    # for one-token decode steps); the step's loss and gradients stay those of float32 within bf16 rounding.
+    torch.manual_seed(0)
+    model = KoLM(tiny_config()).train()
+    ids = torch.randint(0, 64, (2, 24))
+    ref = model.compute_loss(ids[:, :-1], ids[:, 1:]).loss
+    ref_grads = torch.autograd.grad(ref, list(model.parameters()))
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda q, k, v, **kw: seen.append((q.dtype, k.dtype, v.dtype)) or sdpa(q, k, v, **kw))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model.compute_loss(ids[:, :-1], ids[:, 1:]).loss
+    grads = torch.autograd.grad(got, list(model.parameters()))
+    assert seen == [(torch.float32,) * 3] * 2
+    assert abs(got.item() - ref.item()) < 2e-2, (got.item(), ref.item())
+    for (name, _), a, b in zip(model.named_parameters(), grads, ref_grads):
+        cos = torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0)
+        assert a.dtype == torch.float32 and cos > 0.99, f"{name}: cosine {cos:.4f} to the float32 gradient"
+    seen.clear()
+    with torch.no_grad():
+        bf16 = KoLM(tiny_config()).to(torch.bfloat16).eval()
+        assert bf16(ids).dtype == torch.bfloat16 and seen == [(torch.float32,) * 3] * 2  # bf16 weights too

@@ -56,9 +56,11 @@ def test_training_lowers_validation_loss_and_reports_bpb(shards, tmp_path):
 
 # spike_factor 0.98 skips steps whose loss is not 2% under the running mean (it lags a falling loss): the mean and
 # the skip counters must come back from the checkpoint, or the resumed run skips other steps.
-@pytest.mark.parametrize("spike_factor", [0.0, 0.98], ids=["plain", "spike_skipping"])
-def test_killed_run_resumed_equals_uninterrupted_run_bit_for_bit(shards, tmp_path, spike_factor):
-    run = dict(steps=12, ckpt_every=6, eval_every=6, spike_factor=spike_factor)
+# bf16: CPU autocast (float32 attention and the chunked loss in bf16 GEMMs) resumes exactly as well.
+@pytest.mark.parametrize("spike_factor,precision", [(0.0, "fp32"), (0.98, "fp32"), (0.0, "bf16")],
+                         ids=["plain", "spike_skipping", "cpu_bf16"])
+def test_killed_run_resumed_equals_uninterrupted_run_bit_for_bit(shards, tmp_path, spike_factor, precision):
+    run = dict(steps=12, ckpt_every=6, eval_every=6, spike_factor=spike_factor, precision=precision)
     full = train_lm(tiny_config(), cfg(shards, tmp_path / "full", **run))
 
     def kill_at_9(step, record):

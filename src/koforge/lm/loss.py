@@ -11,8 +11,10 @@ loss, a fraction of the memory traffic; the backward pass only scales the two
 stored gradients (Liger-Kernel's and Apple's "cut cross-entropy" idea, plain
 PyTorch here).
 
-It runs when h and the weight are float32 and autocast is off (CPU training);
-otherwise (bf16/fp16 autocast on a GPU) the plain loss is used. Under
+It runs for float32 h and weight with autocast off, and under CPU bf16/fp16
+autocast, where the three GEMMs run in the autocast dtype (as `F.linear`
+would) and the log-sum-exp and softmax in float32 (as HF upcasts the
+logits); elsewhere (autocast on a GPU, float64) the plain loss is used. Under
 `torch.compile` it stays eager behind a graph break: inductor's fusion of the
 plain loss recomputes the one-hot sum of the NLL backward over the full
 logits, and the eager chunks measured 2.4% faster per compiled step (10M
@@ -31,15 +33,19 @@ CHUNK_ROWS = 512
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
+                compute_dtype: torch.dtype) -> torch.Tensor:
         N = h.shape[0]
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if need_h else None
         grad_w = torch.zeros_like(weight) if need_w else None
-        total = h.new_zeros(())
+        hx, wx = h.to(compute_dtype), weight.to(compute_dtype)  # no copies for float32
+        low = compute_dtype != torch.float32
+        total = h.new_zeros((), dtype=torch.float32)
         for i in range(0, N, chunk):
-            hc, tc = h[i:i + chunk], targets[i:i + chunk, None]  # [c, D], [c, 1]
-            logits = hc @ weight.t()  # [c, V]
+            hc, tc = hx[i:i + chunk], targets[i:i + chunk, None]  # [c, D], [c, 1]
+            logits = hc @ wx.t()  # [c, V]
+            logits = logits.float() if low else logits
             target_logit = logits.gather(1, tc)  # [c, 1]
             top = logits.amax(dim=-1, keepdim=True)
             exp = logits.sub_(top).exp_()  # in place: one pass for both the log-sum-exp and the softmax
@@ -48,9 +54,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if need_h or need_w:
                 grad = exp.mul_(sum_exp.reciprocal_().mul_(1.0 / N))  # softmax / N
                 grad.scatter_add_(1, tc, torch.full_like(top, -1.0 / N))  # minus one-hot / N
-                if need_h:
-                    torch.mm(grad, weight, out=grad_h[i:i + chunk])
-                if need_w:
+                grad = grad.to(compute_dtype) if low else grad
+                if need_h and low:
+                    grad_h[i:i + chunk] = grad @ wx
+                elif need_h:
+                    torch.mm(grad, wx, out=grad_h[i:i + chunk])
+                if need_w and low:
+                    grad_w += grad.t() @ hc  # [V, D] in the low dtype, summed in the weight's float32
+                elif need_w:
                     grad_w.addmm_(grad.t(), hc)
         ctx.save_for_backward(grad_h, grad_w)
         return total / N
@@ -62,20 +73,34 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if scale is not None:
             grad_h = grad_h * scale if grad_h is not None else None
             grad_w = grad_w * scale if grad_w is not None else None
-        return grad_h, grad_w, None, None
+        return grad_h, grad_w, None, None, None
 
 
 def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *,
                          chunk: int = CHUNK_ROWS) -> torch.Tensor:
     """Mean cross-entropy of `h @ weight.T` against `targets`: h [..., D], weight [V, D], targets [...]."""
     h2, t = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
-    if not (h2.dtype == weight.dtype == torch.float32 and not torch.is_autocast_enabled(h2.device.type)):
+    compute = _compute_dtype(h2, weight)
+    if compute is None:
         return F.cross_entropy(F.linear(h2, weight).float(), t)
-    return _fused_eager(h2, weight, t, chunk)
+    return _fused_eager(h2, weight, t, chunk, compute)
+
+
+def _compute_dtype(h: torch.Tensor, weight: torch.Tensor) -> torch.dtype | None:
+    """The GEMM dtype of the fused loss, or None where the plain loss runs."""
+    if h.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        low = torch.get_autocast_dtype("cpu")
+        ok = {h.dtype, weight.dtype} <= {torch.float32, low}
+        return low if ok and low in (torch.bfloat16, torch.float16) else None
+    if torch.is_autocast_enabled(h.device.type):
+        return None
+    return torch.float32 if h.dtype == weight.dtype == torch.float32 else None
 
 
 @torch.compiler.disable  # a graph break: compiled models run these chunks eagerly too (see the module doc)
-def _fused_eager(h2: torch.Tensor, weight: torch.Tensor, t: torch.Tensor, chunk: int) -> torch.Tensor:
+def _fused_eager(h2: torch.Tensor, weight: torch.Tensor, t: torch.Tensor, chunk: int,
+                 compute_dtype: torch.dtype) -> torch.Tensor:
     if not torch.is_grad_enabled():  # evaluation: detached inputs tell forward to skip the gradients
         h2, weight = h2.detach(), weight.detach()
-    return _LinearCrossEntropy.apply(h2.contiguous(), weight, t, chunk)
+    with torch.autocast("cpu", enabled=False):  # the chunks choose their own dtypes
+        return _LinearCrossEntropy.apply(h2.contiguous(), weight, t, chunk, compute_dtype)

@@ -8,7 +8,7 @@ move by the expert load summed over ranks; the `aux_loss` balancing loss,
 though, is each rank's own, as in Switch/GShard, so those runs differ slightly
 from 1 process, as they do with gradient accumulation). AdamW (fused where
 available) with warmup + cosine decay, gradient clipping and accumulation,
-autocast on cuda/mps, optional gradient checkpointing and `torch.compile`. Every `eval_every` steps: validation loss,
+autocast on cuda/mps (and bf16 on a CPU when asked), optional gradient checkpointing and `torch.compile`. Every `eval_every` steps: validation loss,
 perplexity and bits per byte, sample generations (when a tokenizer is given),
 early stopping; every `ckpt_every` steps an atomic checkpoint holding
 everything needed to continue exactly (`resume=True` ends with the same
