@@ -43,8 +43,8 @@ As printed 2026-12-07 (quiet machine, 1 thread, 5 rounds x 2 steps, one run):
 The goal (>= 1.2) is met in bf16 against transformers as it loads by default, not against its
 eager-attention setting, and not in fp32. The bf16 figures of 2026-11-24 (0.99-1.04) predate the
 float32 attention and the bf16 chunked loss.
-Env: KOFORGE_BENCH_PRESET (default tiny-10m),
-KOFORGE_BENCH_BATCH (8), KOFORGE_BENCH_SEQ (128), KOFORGE_BENCH_ROUNDS (5), KOFORGE_BENCH_STEPS (2),
+Env: KOFORGE_BENCH_PRESET (default tiny-10m; 125m on a GPU),
+KOFORGE_BENCH_BATCH (8), KOFORGE_BENCH_SEQ (128; 1024 on a GPU), KOFORGE_BENCH_ROUNDS (5), KOFORGE_BENCH_STEPS (2),
 KOFORGE_BENCH_DTYPE (one of fp32, bf16, fp16; default: fp32 and bf16 on CPU, bf16 on a GPU). On CUDA it
 also prints MFU (6 x parameters + attention FLOPs per token, against the GPU's peak bf16).
 """
@@ -66,9 +66,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # 2-thread step measured 2x slower than a 1-thread one (OpenMP barriers wait on descheduled threads).
 THREADS = int(os.environ.get("KOFORGE_BENCH_THREADS", "1"))
 
-PRESET = os.environ.get("KOFORGE_BENCH_PRESET", "tiny-10m")
 BATCH = int(os.environ.get("KOFORGE_BENCH_BATCH", "8"))
-SEQ = int(os.environ.get("KOFORGE_BENCH_SEQ", "128"))
 ROUNDS = int(os.environ.get("KOFORGE_BENCH_ROUNDS", "5"))  # 3 rounds read 1.22-1.30 where 8 read 1.10-1.14
 STEPS_PER_ROUND = int(os.environ.get("KOFORGE_BENCH_STEPS", "2"))
 COMPILE = os.environ.get("KOFORGE_BENCH_COMPILE", "1") == "1"
@@ -84,16 +82,19 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     default = "bf16" if device.type == "cuda" else "fp32,bf16"
+    # On a GPU the defaults are the issue's MFU setting (the 125M preset at its full context); on a CPU the 10M one.
+    preset = os.environ.get("KOFORGE_BENCH_PRESET", "125m" if device.type == "cuda" else "tiny-10m")
+    seq = int(os.environ.get("KOFORGE_BENCH_SEQ", "1024" if device.type == "cuda" else "128"))
     console = Console(width=150)  # wide enough for the table when not on a terminal
     summary = []
     for dtype_name in os.environ.get("KOFORGE_BENCH_DTYPE", default).split(","):
-        summary += measure(device, dtype_name, console)
+        summary += measure(device, dtype_name, console, preset, seq)
     console.print("\nratio koforge / transformers tokens/s (goal >= 1.2 on CPU):")
     for line in summary:
         console.print("  " + line)
 
 
-def measure(device, dtype_name: str, console) -> list[str]:
+def measure(device, dtype_name: str, console, preset: str, seq: int) -> list[str]:
     """One table of step times for both models in `dtype_name`; returns the ratio lines."""
     import torch
     from transformers import LlamaForCausalLM
@@ -105,7 +106,7 @@ def measure(device, dtype_name: str, console) -> list[str]:
     from koforge.lm.model import KoLM
 
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
-    cfg = load_config(LMConfig, PRESET, [f"max_seq_len={max(SEQ, 64)}"], group="lm")
+    cfg = load_config(LMConfig, preset, [f"max_seq_len={max(seq, 64)}"], group="lm")
     torch.manual_seed(0)
     ours = KoLM(cfg)
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +116,7 @@ def measure(device, dtype_name: str, console) -> list[str]:
         peers = {name: LlamaForCausalLM.from_pretrained(Path(tmp) / "hf", attn_implementation=impl).to(device).train()
                  for name, impl in PEERS.items()}
     ours.to(device).train()
-    ids = torch.randint(0, cfg.vocab_size, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0)).to(device)
+    ids = torch.randint(0, cfg.vocab_size, (BATCH, seq + 1), generator=torch.Generator().manual_seed(0)).to(device)
     x, y = ids[:, :-1], ids[:, 1:]
 
     def ko_loss(model):
@@ -163,9 +164,9 @@ def measure(device, dtype_name: str, console) -> list[str]:
                 torch.cuda.synchronize()
             times[name].append((time.perf_counter() - t) / STEPS_PER_ROUND)
             cpu_times[name].append((time.thread_time() - c) / STEPS_PER_ROUND)
-    tokens = BATCH * SEQ
+    tokens = BATCH * seq
     n_params = ours.num_parameters()
-    flops_per_token = 6 * n_params + 12 * cfg.n_layers * cfg.d_model * SEQ
+    flops_per_token = 6 * n_params + 12 * cfg.n_layers * cfg.d_model * seq
     rows = []
     for name, ts in times.items():
         med = statistics.median(ts)
@@ -175,7 +176,7 @@ def measure(device, dtype_name: str, console) -> list[str]:
             peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
             row["MFU %"] = 100 * flops_per_token * tokens / med / peak if peak else float("nan")
         rows.append(row)
-    console.print(f"\npreset {PRESET} ({n_params:,} params), batch {BATCH} x {SEQ}, {dtype_name}, {device.type}, "
+    console.print(f"\npreset {preset} ({n_params:,} params), batch {BATCH} x {seq}, {dtype_name}, {device.type}, "
                   f"threads {torch.get_num_threads()}, {ROUNDS} rounds x {STEPS_PER_ROUND} steps")
     console.print(rows_table(rows, title=f"training throughput, {dtype_name}"))
     if COMPILE:
