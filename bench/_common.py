@@ -24,12 +24,3 @@ def shared(sub: str) -> Path:
         sys.exit(f"this bench needs {path} (the ../shared data folder beside the checkout)")
     return path
 
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX): elsewhere bf16 autocast is emulated, slower than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bench_out, cpu_has_native_bf16, shared  # noqa: E402
+from _common import bench_out, shared  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KOFORGE_MLFLOW", "off")
@@ -30,9 +30,9 @@ VOCAB = 8192
 # One intra-op thread by default: on this shared 2-core machine (load ~10) a 2-thread step measured 2x slower
 # than a 1-thread step, because OpenMP barriers wait on descheduled threads. Raise it on a machine of your own.
 THREADS = int(os.environ.get("KOFORGE_LM_DEMO_THREADS", "1"))
-# bf16 autocast where the CPU has it natively: a step of this batch took 0.30 s against 0.47 s in fp32 here
-# (bench/lm_train_speed.py, 8 x 64 tokens); on other CPUs bf16 is emulated and slower, so fp32.
-PRECISION = os.environ.get("KOFORGE_LM_DEMO_PRECISION", "bf16" if cpu_has_native_bf16() else "fp32")
+# bf16 autocast where the CPU has it natively (a step of this batch took 0.30 s against 0.47 s in fp32 here,
+# bench/lm_train_speed.py at 8 x 64 tokens); on other CPUs bf16 is emulated and slower, so fp32.
+PRECISION = os.environ.get("KOFORGE_LM_DEMO_PRECISION", "native")
 PROMPTS = ["이 영화 정말", "배우들의 연기가", "최악의 영화", "감동적인", "스토리가",
            "국민청원", "정부는", "저는 대한민국", "아이들의 교육", "시간 가는 줄"]
 
@@ -80,6 +80,7 @@ def main() -> None:
     import torch
     from rich.console import Console
 
+    from koforge._utils.device import cpu_bf16_is_native
     from koforge.cli._common import rows_table
     from koforge.config import load_config
     from koforge.data.pack import pack_corpus
@@ -92,6 +93,7 @@ def main() -> None:
     from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
 
     torch.set_num_threads(THREADS)
+    precision = PRECISION if PRECISION != "native" else ("bf16" if cpu_bf16_is_native() else "fp32")
     console = Console()
     out = bench_out("lm_pretrain_demo")
     t0 = time.perf_counter()
@@ -111,7 +113,7 @@ def main() -> None:
     train_cfg = load_config(TrainConfig, "train-cpu", [
         f"data_dir={shards}", f"out_dir={out / 'run'}", "steps=1000000", "batch=8", "seq_len=64", "eval_every=0",
         f"eval_every_minutes={MINUTES / 10}", "ckpt_every=0", "warmup=30", f"max_minutes={MINUTES}",
-        f"tokenizer={tok_dir}", "sample_tokens=24", f"precision={PRECISION}", "overwrite=true"], group="lm")
+        f"tokenizer={tok_dir}", "sample_tokens=24", f"precision={precision}", "overwrite=true"], group="lm")
     t1 = time.perf_counter()
     result = train_lm(model_cfg, train_cfg)
     train_s = time.perf_counter() - t1
@@ -136,7 +138,7 @@ def main() -> None:
     final = [{"metric": k, "value": v} for k, v in [
         ("parameters", f"{model.num_parameters():,}"), ("corpus chars", f"{n_chars:,}"),
         ("train / val tokens", f"{man.splits['train'].tokens:,} / {man.splits['val'].tokens:,}"),
-        ("prep seconds (tokenizer + pack)", f"{prep_s:.0f}"), ("precision", PRECISION),
+        ("prep seconds (tokenizer + pack)", f"{prep_s:.0f}"), ("precision", precision),
         ("train minutes", f"{train_s / 60:.1f}"),
         ("steps", f"{result.final_step}"), ("tokens seen", f"{tokens:,}"),
         ("tokens / s", f"{tokens / train_s:.0f}"), ("final val loss", f"{evals[-1]['val_loss']:.3f}"),

@@ -1,9 +1,15 @@
 """Device and dtype selection: cuda > mps > cpu unless the user says otherwise."""
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 
 from koforge._utils.errors import ConfigError
+from koforge._utils.logging import get_logger
+
+log = get_logger(__name__)
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -51,3 +57,25 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if device.type == "mps":
         return torch.float16
     return None
+
+
+def cpu_bf16_is_native(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX); None where its flags cannot be read."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def warn_if_bf16_is_emulated(device: torch.device, dtype: torch.dtype | None) -> None:
+    """bf16 autocast on a CPU without native bf16 is emulated: steps are slower than fp32, not faster."""
+    if device.type == "cpu" and dtype == torch.bfloat16 and cpu_bf16_is_native() is False:
+        _warn_emulated_bf16()
+
+
+@functools.cache  # once a process: an embedding recipe resolves its precision for every stage
+def _warn_emulated_bf16() -> None:
+    log.warning("precision bf16 on this CPU is emulated (no avx512_bf16 / AMX): steps will be slower than "
+                "with precision=fp32.")

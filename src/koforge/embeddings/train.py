@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from koforge._utils.device import autocast_dtype
+from koforge._utils.device import autocast_dtype, warn_if_bf16_is_emulated
 from koforge._utils.distributed import rank0_minutes
 from koforge._utils.errors import ConfigError, DataError, TrainingError
 
@@ -63,7 +63,9 @@ def training_autocast(device: torch.device, precision: str) -> torch.dtype | Non
         raise ConfigError("precision bf16 asked for, but this GPU has no bf16. Use precision=fp16 or auto.")
     if precision == "auto" and device.type != "cuda":  # the trainer autocasts CUDA only (MPS fp16 is not its path)
         return None
-    return autocast_dtype(device, precision)
+    amp = autocast_dtype(device, precision)
+    warn_if_bf16_is_emulated(device, amp)
+    return amp
 
 
 class LossGuard(nn.Module):

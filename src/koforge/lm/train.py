@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import torch
 import torch.distributed as dist
 
-from koforge._utils.device import autocast_dtype, resolve_device
+from koforge._utils.device import autocast_dtype, resolve_device, warn_if_bf16_is_emulated
 from koforge._utils.distributed import rank0_minutes
 from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError, TrainingError
 from koforge._utils.io import write_json, write_text
@@ -412,6 +412,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     amp = autocast_dtype(device, cfg.precision)
+    warn_if_bf16_is_emulated(device, amp)
     out, resume_ckpt, stale = _prepare_out_dir(cfg, resume)
     root = out / "checkpoints"
 
