@@ -23,4 +23,3 @@ def shared(sub: str) -> Path:
     if not path.exists():
         sys.exit(f"this bench needs {path} (the ../shared data folder beside the checkout)")
     return path
-

@@ -80,7 +80,7 @@ def main() -> None:
     import torch
     from rich.console import Console
 
-    from koforge._utils.device import cpu_bf16_is_native
+    from koforge._utils.device import fast_cpu_precision
     from koforge.cli._common import rows_table
     from koforge.config import load_config
     from koforge.data.pack import pack_corpus
@@ -93,7 +93,7 @@ def main() -> None:
     from koforge.tokenizers.train import TokenizerTrainConfig, train_tokenizer
 
     torch.set_num_threads(THREADS)
-    precision = PRECISION if PRECISION != "native" else ("bf16" if cpu_bf16_is_native() else "fp32")
+    precision = PRECISION if PRECISION != "native" else fast_cpu_precision()
     console = Console()
     out = bench_out("lm_pretrain_demo")
     t0 = time.perf_counter()
