@@ -427,3 +427,27 @@ def test_early_stopping_on_validation_loss(shards, tmp_path, monkeypatch):
     assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step_0000004", "step_0000008"]
     assert res.checkpoint_dir.name == "step_0000004"
     assert json.loads((res.checkpoint_dir / "meta.json").read_text())["val_loss"] == 2.5
+
+
+def test_bits_per_byte_leaves_out_the_eos_targets(shards):
+    """val_loss counts every target; val_bpb only text targets, over text bytes (the toy corpus: 3 per token)."""
+    from lm_helpers import EOS
+
+    from koforge.lm.data import TokenWindows, tokens_per_byte
+    from koforge.lm.train import evaluate
+
+    torch.manual_seed(0)
+    model = KoLM(tiny_config()).eval()
+    val = TokenWindows(str(shards), "val", 16, 0)
+    batches = val.fixed_batches(3, 4)
+    assert tokens_per_byte(val.manifest, "val") == pytest.approx(1 / 3)
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    assert (y == EOS).any() and (y != EOS).any()
+    with torch.no_grad():
+        nll = torch.nn.functional.cross_entropy(model(x).double().flatten(0, 1), y.flatten(), reduction="none")
+    text = (y != EOS).flatten()
+    got = evaluate(model, batches, torch.device("cpu"), None, 1 / 3, EOS)
+    assert got["val_loss"] == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert got["val_bpb"] == pytest.approx(nll[text].mean().item() / torch.log(torch.tensor(2.0)).item() / 3, rel=1e-5)
+    assert got["val_bpb"] < nll.mean().item() / 0.6931 / 3  # EOS is the hardest target of this toy corpus
