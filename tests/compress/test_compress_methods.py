@@ -38,6 +38,19 @@ def assert_close(a, b, tol=1e-4):
     assert a.shape == b.shape and diff.max() < tol, f"max diff {diff.max():.3g}, mean {diff.mean():.3g}"
 
 
+@pytest.mark.parametrize("keep,pattern", [([0, 1, 2, 3], 2), ([0, 2, 3], 3), ([0, 1, 3], "LGG"), ([1, 2, 3], "GLG"), ([0, 2], 3)])
+def test_exaone4_sliding_window_pattern_follows_the_kept_layers(keep, pattern):
+    from compress_models import tiny_config
+    from transformers import Exaone4Config
+
+    model = AutoModelForCausalLM.from_config(tiny_config("exaone4"))
+    drop_layers(model, keep=keep)
+    assert model.config.sliding_window_pattern == pattern
+    if isinstance(pattern, int):  # the config's own rule rebuilds the kept layers' types from the period
+        rebuilt = Exaone4Config(num_hidden_layers=len(keep), sliding_window=16, sliding_window_pattern=pattern)
+        assert rebuilt.layer_types == model.config.layer_types
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_drop_layers_matches_a_fresh_model_with_the_kept_weights(kind, tiny_models, tmp_path):
     model, tok = load_model(tiny_models[kind])
@@ -50,6 +63,8 @@ def test_drop_layers_matches_a_fresh_model_with_the_kept_weights(kind, tiny_mode
     assert pruned.config.num_hidden_layers == 2
     if types:
         assert list(pruned.config.layer_types) == [types[0], types[3]]
+    if kind == "exaone4":  # L G L G keeps L G: still every 2nd layer full
+        assert pruned.config.sliding_window_pattern == 2
     # Reference: transformers' own class built for 2 layers, loaded with layers 0 and 3 renamed to 0 and 1.
     cfg = type(model.config).from_dict(pruned.config.to_dict())
     ref = AutoModelForCausalLM.from_config(cfg).eval()

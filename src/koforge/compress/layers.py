@@ -5,7 +5,7 @@ similarity between the hidden state entering the block and the one leaving it,
 over every token of the calibration text. A block that barely turns the
 residual stream scores near 0 and is dropped first. After a cut the kept
 blocks are renumbered (`self_attn.layer_idx`, which indexes the KV cache) and
-the config's `num_hidden_layers` and per-layer `layer_types` follow the kept
+the config's `num_hidden_layers`, per-layer `layer_types` (and Exaone4's `sliding_window_pattern`) follow the kept
 blocks, so the saved folder reloads as the same network.
 """
 from __future__ import annotations
@@ -18,6 +18,19 @@ from torch import nn
 
 from koforge._utils.errors import ConfigError
 from koforge.compress.layout import decoder_layers, layout_of
+
+
+def sliding_window_pattern(layer_types: Sequence[str], old: int | str) -> int | str:
+    """Exaone4's `sliding_window_pattern` for the kept layers' types: the period p (every p-th layer full,
+    the rule its config applies when `layer_types` is absent) where one gives these types, else the layout
+    spelled out ("LLG...", the string form its config documents). transformers reads `layer_types`; other
+    readers of the config must not find the pre-cut period."""
+    n = len(layer_types)
+    periods = ([old] if isinstance(old, int) and old > 0 else []) + list(range(1, n + 2))
+    for p in periods:
+        if all((t == "full_attention") == ((i + 1) % p == 0) for i, t in enumerate(layer_types)):
+            return p
+    return "".join("G" if t == "full_attention" else "L" for t in layer_types)
 
 
 @torch.inference_mode()
@@ -113,6 +126,8 @@ def drop_layers(model: nn.Module, keep: Optional[Sequence[int]] = None, *, strat
     layer_types = getattr(cfg, "layer_types", None)
     if layer_types:
         cfg.layer_types = [layer_types[i] for i in keep]
+        if getattr(cfg, "sliding_window_pattern", None) is not None:
+            cfg.sliding_window_pattern = sliding_window_pattern(cfg.layer_types, cfg.sliding_window_pattern)
     cfg.num_hidden_layers = len(keep)
     if getattr(cfg, "max_window_layers", None) is not None:
         # Layers below max_window_layers attend fully (Qwen): count the kept ones, which stay first.
