@@ -34,35 +34,62 @@ def not_local(name: str, what: str) -> str:
     return f"{what} '{name}' not found: there is no file or folder '{Path(name).expanduser().absolute()}'.{hint}"
 
 
+def _ask_hub(path: str) -> str:
+    """One HEAD request for `{ENDPOINT}/{path}`, no retries: "ok" (or the hub answered otherwise, e.g. 5xx: the
+    loader will say), "missing", "no-file" (the repository exists without that file), "gated", or
+    "unreachable:<error type>"."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    try:
+        # the session alone: get_hf_file_metadata retries 5 times with backoff in huggingface_hub 0.x
+        hf_raise_for_status(get_session().head(f"{constants.ENDPOINT}/{path}", headers=build_hf_headers(), timeout=10))
+    except GatedRepoError:
+        return "gated"
+    except RepositoryNotFoundError:
+        return "missing"
+    except EntryNotFoundError:
+        return "no-file"
+    except HfHubHTTPError as e:
+        return "missing" if getattr(e.response, "status_code", None) in (401, 404) else "ok"
+    except Exception as e:  # network errors differ by hub version (requests, httpx); all mean "unreachable"
+        return f"unreachable:{type(e).__name__}"
+    return "ok"
+
+
 def look_up_on_hub(name: str, what: str, filename: str, error: type[KoforgeError]) -> None:
     """Raise `error` at once when `name` (not in the local cache) is not on the hub or the hub is off or
     unreachable; return when the repository exists (or the hub answers otherwise: the loader will say)."""
     if hub_offline():
         raise error(not_local(name, what) + " It is not in the Hugging Face cache either, and the hub is off "
                     "(HF_HUB_OFFLINE is set). Check the path, or unset HF_HUB_OFFLINE to download a hub name.")
-    from huggingface_hub import constants
-    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
-    url = f"{constants.ENDPOINT}/{name}/resolve/main/{filename}"  # HF_ENDPOINT honoured via constants
-    missing = not_local(name, what) + " Nor is it a hub repository (or it is private: log in with `hf auth login`)."
-    try:
-        # the session alone: get_hf_file_metadata retries 5 times with backoff in huggingface_hub 0.x
-        hf_raise_for_status(get_session().head(url, headers=build_hf_headers(), timeout=10))
-    except GatedRepoError:
+    answer = _ask_hub(f"{name}/resolve/main/{filename}")  # HF_ENDPOINT honoured via constants
+    if answer == "gated":
         raise error(f"hub repository '{name}' is gated: accept its terms on the hub and log in "
-                    "(`hf auth login`), or pass a local folder.") from None
-    except RepositoryNotFoundError:
-        raise error(missing) from None
-    except EntryNotFoundError:
-        return  # the repository exists without that file: the loader says what it finds
-    except HfHubHTTPError as e:
-        if getattr(e.response, "status_code", None) in (401, 404):
-            raise error(missing) from None
-        return  # the hub answered otherwise (e.g. 5xx): the loader's own error will say what is wrong
-    except Exception as e:  # network errors differ by hub version (requests, httpx); all mean "unreachable"
-        raise error(not_local(name, what) + f" The hub could not be reached to look it up ({type(e).__name__}). "
-                    "Check the path, or your network for a hub name.") from None
+                    "(`hf auth login`), or pass a local folder.")
+    if answer == "missing":
+        raise error(not_local(name, what) + " Nor is it a hub repository (or it is private: log in with `hf auth login`).")
+    if answer.startswith("unreachable:"):
+        raise error(not_local(name, what) + f" The hub could not be reached to look it up ({answer.split(':')[1]}). "
+                    "Check the path, or your network for a hub name.")
+
+
+def look_up_dataset_on_hub(name: str, error: type[KoforgeError]) -> None:
+    """Raise `error` at once when hub dataset `name` is not on the hub or the hub cannot be reached
+    (`datasets` retries an unreachable hub for ~25 s first); return otherwise, and when the hub is off
+    (HF_HUB_OFFLINE: `datasets` then answers from its cache at once)."""
+    if hub_offline():
+        return
+    answer = _ask_hub(f"datasets/{name}/resolve/main/README.md")
+    if answer == "gated":
+        raise error(f"hub dataset '{name}' is gated: accept its terms on the hub and log in (`hf auth login`).")
+    if answer == "missing":
+        raise error(f"hub dataset '{name}' not found (or it is private: log in with `hf auth login`). "
+                    "Check the name (org/name), or read local files instead.")
+    if answer.startswith("unreachable:"):
+        raise error(f"hub dataset '{name}': the Hugging Face hub could not be reached ({answer.split(':')[1]}). "
+                    "Check your network, or read local files (a path, folder or .jsonl/.txt) instead.")
 
 
 def require_cached_or_on_hub(name: str, what: str, error: type[KoforgeError], *, trust_remote_code: bool = False) -> None:

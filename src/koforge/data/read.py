@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 from koforge._utils.errors import DataError, InputPathError
+from koforge._utils.hub import look_up_dataset_on_hub
 from koforge._utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -212,6 +213,7 @@ def read_hf_dataset(source: str, *, field: str = "text", stats: ReadStats | None
     """Stream the `field` column of a Hugging Face dataset."""
     stats = stats if stats is not None else ReadStats()
     name, config, split = parse_hf_source(source)
+    look_up_dataset_on_hub(name, DataError)
     try:
         from datasets import load_dataset
 

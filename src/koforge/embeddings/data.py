@@ -13,7 +13,7 @@ position:
 - `korquad`: SQuAD JSON -> (question, paragraph) pairs, or its texts;
 - `hub`: a hub dataset name (`path`) with `field`/`split` (e.g.
   HAERAE-HUB/KOREAN-WEBTEXT), for machines that reach the hub.
-Text objectives (simcse, distill) take the sentences of any source. A local
+Text objectives (simcse, distill, mlm) take the sentences of any source. A local
 `path` may be a glob (`corpora/petitions_*.jsonl`): its files are read in
 sorted order as one source. A source may name its own `objective`: the stage
 then trains several objectives at once (see `group_by_objective`).
@@ -134,7 +134,11 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
     if src.kind == "hub":
         import datasets
 
-        ds = datasets.load_dataset(src.path, split=src.split)
+        try:
+            ds = datasets.load_dataset(src.path, split=src.split)
+        except Exception as e:  # datasets raises many types (network, missing config or split, ...)
+            raise DataError(f"cannot load hub dataset '{src.path}' (split {src.split}): {e}. Check the name and split, "
+                            "your network, or use a local file source (kind: text/pairs/sts) instead.") from None
         if src.field not in ds.column_names:
             raise DataError(f"hub dataset '{src.path}' has no column '{src.field}' (columns: {', '.join(ds.column_names)}).")
         return {"texts": [t for t in ds[src.field] if _ok(t, src)], "pairs": [], "sts": []}
