@@ -1,4 +1,5 @@
-"""DDP through torchrun: 2 CPU processes on gloo train one tiny stage and end with the same weights."""
+"""DDP through torchrun: 2 CPU processes on gloo train tiny stages (cosent, timed, mlm) and end with the same
+weights; the mlm head, outside DDP, gets the same averaged gradients on both."""
 from __future__ import annotations
 
 import os
@@ -20,3 +21,4 @@ def test_torchrun_two_cpu_processes(tiny_bert, assets, tmp_path):
     assert (out / "checkpoints" / "sts" / "final" / "modules.json").exists()
     assert (out / "rank0.sha").read_text() == (out / "rank1.sha").read_text()
     assert (out / "comparison.md").exists()
+    assert (out / "rank0.head").read_text() == (out / "rank1.head").read_text() == "True"  # mlm head synced

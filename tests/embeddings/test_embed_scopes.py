@@ -143,7 +143,7 @@ def test_an_adapters_stage_on_a_model_that_has_adapters_is_refused_up_front(tmp_
     (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "koforge.embeddings.adapters.AdaptedTransformer"},
                                                        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.sentence_transformer.modules.Pooling"}]))
     assert backbone_folder(tmp_path) == tmp_path
-    stage = SimpleNamespace(name="more", scope="adapters")
+    stage = SimpleNamespace(name="more", scope="adapters", objective="cosent", data=[])
     check_stages_fit_model([stage], tmp_path)  # no adapters yet
     (tmp_path / ADAPTER_CONFIG).write_text("{}")
     with pytest.raises(ConfigError, match="stage 'more': scope 'adapters' would stack a second set of adapters on those of the model"):

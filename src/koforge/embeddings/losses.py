@@ -7,6 +7,7 @@
 | cosent  | sentence1, sentence2, score | CoSENTLoss |
 | angle   | sentence1, sentence2, score | AnglELoss |
 | distill | text, label (teacher embedding) | MSELoss to the teacher's embedding |
+| mlm     | text | masked-language-model loss, tied sampled-softmax decoder (`koforge.embeddings.mlm`; encoders) |
 
 `mini_batch_size` turns simcse/infonce into CachedMultipleNegativesRankingLoss
 (GradCache, Gao et al. 2021). Why not gradient accumulation: an InfoNCE loss
@@ -23,13 +24,14 @@ from typing import Any
 
 from koforge._utils.errors import ConfigError
 
-OBJECTIVES = ("simcse", "infonce", "cosent", "angle", "distill")
+OBJECTIVES = ("simcse", "infonce", "cosent", "angle", "distill", "mlm")
 COLUMNS = {"simcse": ("anchor", "positive"), "infonce": ("anchor", "positive"),
            "cosent": ("sentence1", "sentence2", "score"), "angle": ("sentence1", "sentence2", "score"),
-           "distill": ("text", "label")}
+           "distill": ("text", "label"), "mlm": ("text",)}
 
 
-def build_loss(objective: str, model: Any, *, temperature: float = 0.05, mini_batch_size: int | None = None):
+def build_loss(objective: str, model: Any, *, temperature: float = 0.05, mini_batch_size: int | None = None,
+               mask_rate: float = 0.15, mlm_negatives: int = 4096):
     """The sentence-transformers loss for `objective`."""
     from sentence_transformers.sentence_transformer import losses
 
@@ -46,4 +48,8 @@ def build_loss(objective: str, model: Any, *, temperature: float = 0.05, mini_ba
         return losses.CoSENTLoss(model)
     if objective == "angle":
         return losses.AnglELoss(model)
+    if objective == "mlm":
+        from koforge.embeddings.mlm import MaskedLMLoss
+
+        return MaskedLMLoss(model, mask_rate=mask_rate, negatives=mlm_negatives)
     return losses.MSELoss(model)

@@ -1,8 +1,9 @@
 """Stage settings checked against the model's structure before anything trains.
 
-Scopes meet the model only when their stage starts: a `top_blocks` count beyond the model's blocks,
-LoRA targets that name no module, or a second `adapters` stage would otherwise fail after the earlier
-stages had trained for their whole budget. The structure comes from the model's config (a folder, a hub
+Scopes and objectives meet the model only when their stage starts: a `top_blocks` count beyond the
+model's blocks, LoRA targets that name no module, a second `adapters` stage, or an `mlm` stage on a
+tokenizer without a mask token would otherwise fail after the earlier stages had trained for their whole
+budget. The structure comes from the model's config (a folder, a hub
 sentence-transformers repo's snapshot, or a hub model's config.json, cached or downloaded alone), built on
 the meta device (no weights read, no memory). A config that does not build, or one that cannot be had (hub
 off and not cached), leaves the checks to load time.
@@ -71,9 +72,29 @@ def _meta_model(folder: Path, trust_remote_code: bool):
         return None
 
 
+def _check_mask_token(stages: Sequence, folder: Path) -> None:
+    """An `mlm` stage needs a tokenizer with a mask token (encoders); a tokenizer that does not load is left
+    to load time."""
+    from koforge.embeddings.data import group_by_objective
+
+    mlm = [s.name for s in stages if "mlm" in group_by_objective(s.data, s.objective)]
+    if not mlm:
+        return
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception:
+        return
+    if getattr(tokenizer, "mask_token_id", None) is None:
+        raise ConfigError(f"stage '{mlm[0]}': objective 'mlm' needs a tokenizer with a mask token (an encoder such as "
+                          f"BERT); the tokenizer of '{folder}' has none. Use simcse or distill for its unlabelled text.")
+
+
 def check_stages_fit_model(stages: Sequence, model_path: str | os.PathLike, *, trust_remote_code: bool = False) -> None:
     """Raise ConfigError naming the stage whose scope settings cannot apply to the model at `model_path`."""
     folder = backbone_folder(model_path)
+    _check_mask_token(stages, folder)
     adapters_from = "the model" if (folder / ADAPTER_CONFIG).exists() else None
     for stage in stages:
         if stage.scope == "adapters":

@@ -48,7 +48,7 @@ class StageConfig:
     scope: str = "full"
     """full, new_embeddings, embeddings, adapters, lora or top_blocks."""
     objective: str = "cosent"
-    """simcse, infonce, cosent, angle or distill (a data source may name another: a multi-task stage)."""
+    """simcse, infonce, cosent, angle, distill or mlm (a data source may name another: a multi-task stage)."""
     data: List[DataSource] = field(default_factory=list)
     learning_rate: float = 2e-5
     epochs: float = 1.0
@@ -69,6 +69,11 @@ class StageConfig:
     """Batch rows of similar length together (batches in random order): much less padding per step."""
     teacher: Optional[str] = None
     """distill: the teacher model (path/hub name) whose embeddings the student learns."""
+    mask_rate: float = 0.15
+    """mlm: share of each text's tokens to predict."""
+    mlm_negatives: int = 4096
+    """mlm: vocabulary ids sampled per batch as the softmax's candidates besides the targets (>= vocabulary
+    size: the full softmax)."""
     top_blocks: int = 2
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -87,6 +92,9 @@ class StageConfig:
             raise ConfigError(f"stage '{self.name}': schedule '{self.schedule}' is unknown; use steps or time.")
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0:
             raise ConfigError(f"stage '{self.name}': learning_rate, batch_size and epochs must be positive.")
+        if not 0 < self.mask_rate < 1 or self.mlm_negatives < 1:
+            raise ConfigError(f"stage '{self.name}': mask_rate must be between 0 and 1 (got {self.mask_rate}) and "
+                              f"mlm_negatives >= 1 (got {self.mlm_negatives}).")
 
 
 @dataclass(kw_only=True)
@@ -216,7 +224,8 @@ def _objectives(stage: StageConfig, dataset) -> set[str]:
 def _stage_loss(stage: StageConfig, model, dataset):
     """One loss, or one per dataset part (keys match the DatasetDict's)."""
     def build(objective: str):
-        return build_loss(objective, model, temperature=stage.temperature, mini_batch_size=stage.mini_batch_size)
+        return build_loss(objective, model, temperature=stage.temperature, mini_batch_size=stage.mini_batch_size,
+                          mask_rate=stage.mask_rate, mlm_negatives=stage.mlm_negatives)
 
     return {part: build(objective_of(part)) for part in dataset} if isinstance(dataset, dict) else build(stage.objective)
 
