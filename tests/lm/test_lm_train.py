@@ -451,3 +451,25 @@ def test_bits_per_byte_leaves_out_the_eos_targets(shards):
     assert got["val_loss"] == pytest.approx(nll.mean().item(), rel=1e-5)
     assert got["val_bpb"] == pytest.approx(nll[text].mean().item() / torch.log(torch.tensor(2.0)).item() / 3, rel=1e-5)
     assert got["val_bpb"] < nll.mean().item() / 0.6931 / 3  # EOS is the hardest target of this toy corpus
+
+
+def test_a_damaged_best_checkpoint_of_a_run_names_the_good_ones_beside_it(shards, tmp_path):
+    from koforge.lm.load import open_model, read_model_config
+
+    res = train_lm(tiny_config(), cfg(shards, tmp_path / "run", steps=8, eval_every=4, ckpt_every=4, keep_last=2))
+    ckpts = list_checkpoints(res.out_dir / "checkpoints")
+    assert [p.name for p in ckpts] == ["step_0000004", "step_0000008"]
+    best = res.out_dir / "checkpoints" / "step_0000008"  # the loss falls: the last is the best
+    weights = best / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # same size, other bytes
+    for load in (open_model, read_model_config):
+        with pytest.raises(CheckpointError, match="step_0000008.*corrupted.*Complete checkpoints beside it: "
+                                                  "step_0000004; pass one"):
+            load(res.out_dir)
+    with pytest.raises(CheckpointError, match="corrupted") as err:  # named explicitly: the plain message
+        open_model(best)
+    assert "beside it" not in str(err.value)
+    model, _, _ = open_model(ckpts[0])  # the good one still opens
+    (ckpts[0] / "meta.json").unlink()
+    with pytest.raises(CheckpointError, match="No other complete checkpoint"):
+        open_model(res.out_dir)

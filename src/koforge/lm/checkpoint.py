@@ -147,10 +147,31 @@ def resolve_checkpoint(path: str | Path, *, latest: bool = False) -> Path:
     return found[-1] if latest else best_checkpoint(root) or found[-1]
 
 
+def verified_checkpoint(path: str | Path) -> tuple[Path, dict]:
+    """(checkpoint, meta) of what `resolve_checkpoint` picks, verified. When it was picked from a run folder and
+    is damaged, the error names the complete checkpoints beside it (none is used in its place unasked)."""
+    ckpt = resolve_checkpoint(path)
+    try:
+        return ckpt, verify_checkpoint(ckpt)
+    except CheckpointError as e:
+        if ckpt == Path(path):
+            raise
+        good = []
+        for other in reversed(list_checkpoints(ckpt.parent)):
+            try:
+                verify_checkpoint(other)
+                good.append(other)
+            except CheckpointError:
+                continue
+        if not good:
+            raise CheckpointError(f"{e} No other complete checkpoint is under '{ckpt.parent}'.") from None
+        raise CheckpointError(f"{e} Complete checkpoints beside it: {', '.join(p.name for p in good)}; pass one "
+                              f"(e.g. '{good[0]}') to use it.") from None
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[KoLM, LMConfig, dict]:
     """Load the weights of a verified checkpoint: (model in eval mode, its config, its meta)."""
-    ckpt = resolve_checkpoint(path)
-    meta = verify_checkpoint(ckpt)
+    ckpt, meta = verified_checkpoint(path)
     config = LMConfig.from_dict(meta["model_config"])
     model = KoLM(config)
     load_weights(model, ckpt)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from koforge._utils.errors import ModelLoadError
 from koforge._utils.io import read_json, require_path
-from koforge.lm.checkpoint import list_checkpoints, load_model, resolve_checkpoint, verify_checkpoint
+from koforge.lm.checkpoint import list_checkpoints, load_model, verified_checkpoint
 from koforge.lm.config import LMConfig
 from koforge.lm.hf import import_from_hf, read_llama_config
 from koforge.lm.model import KoLM
@@ -39,7 +39,7 @@ def read_model_config(path: str | Path) -> LMConfig:
     """The architecture of what `open_model` would open, without loading its weights."""
     path = require_path(path, "model")
     if _is_koforge(path):
-        return LMConfig.from_dict(verify_checkpoint(resolve_checkpoint(path))["model_config"])
+        return LMConfig.from_dict(verified_checkpoint(path)[1]["model_config"])
     if (path / "config.json").exists():
         return read_llama_config(path)
     raise _not_a_model(path)
