@@ -68,3 +68,39 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def hub_online(monkeypatch):
+    """The hub switched on and pointed at a stand-in: `hub_online("missing")` answers every request "repository
+    not found" (401, as the hub does), `hub_online("unreachable")` is a port nobody listens on."""
+    import http.server
+    import socket
+    import threading
+
+    from huggingface_hub import constants
+
+    class NoSuchRepo(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(401)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    server = http.server.HTTPServer(("127.0.0.1", 0), NoSuchRepo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    ports = {"missing": server.server_port, "unreachable": closed}
+
+    def point_at(which: str) -> None:
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{ports[which]}")
+
+    yield point_at
+    server.shutdown()

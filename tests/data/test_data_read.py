@@ -97,39 +97,15 @@ def test_hf_source_syntax():
         read_texts(["hf:"])
 
 
-def test_hf_dataset_names_are_looked_up_once_no_retries(monkeypatch):
+def test_hf_dataset_names_are_looked_up_once_no_retries(hub_online):
     """A missing dataset or an unreachable hub: one clear DataError at once (datasets retried ~25 s)."""
-    import http.server
-    import socket
-    import threading
     import time
 
-    from huggingface_hub import constants
-
-    class NoSuchDataset(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self):
-            self.send_response(404)
-            self.send_header("X-Error-Code", "RepoNotFound")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    server = http.server.HTTPServer(("127.0.0.1", 0), NoSuchDataset)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-        start = time.perf_counter()
-        with pytest.raises(DataError, match="hub dataset 'org/nothing' not found"):
-            list(read_texts(["hf:org/nothing"]))
-        with socket.socket() as s:  # a port nobody listens on: the hub is unreachable
-            s.bind(("127.0.0.1", 0))
-            monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
-        with pytest.raises(DataError, match="hub dataset 'e9t/nsmc': the Hugging Face hub could not be reached"):
-            list(read_texts(["hf:e9t/nsmc"]))
-        assert time.perf_counter() - start < 5
-    finally:
-        server.shutdown()
+    hub_online("missing")
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="hub dataset 'org/nothing' not found"):
+        list(read_texts(["hf:org/nothing"]))
+    hub_online("unreachable")
+    with pytest.raises(DataError, match="hub dataset 'e9t/nsmc': the Hugging Face hub could not be reached"):
+        list(read_texts(["hf:e9t/nsmc"]))
+    assert time.perf_counter() - start < 5

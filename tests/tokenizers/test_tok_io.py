@@ -1,11 +1,8 @@
 """load_tokenizer: koforge folders, bare tokenizer.json, shared reference tokenizers, clear failures; save_tokenizer."""
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
-import socket
-import threading
 import time
 
 import pytest
@@ -78,38 +75,16 @@ def test_a_mistyped_local_name_fails_fast_offline(tmp_path, monkeypatch):
     assert time.perf_counter() - start < 5
 
 
-class _NoSuchRepo(http.server.BaseHTTPRequestHandler):
-    def do_HEAD(self):  # what the hub answers for a repository that does not exist
-        self.send_response(401)
-        self.send_header("X-Error-Code", "RepoNotFound")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def test_a_mistyped_local_name_asks_the_hub_once(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
+def test_a_mistyped_local_name_asks_the_hub_once(tmp_path, monkeypatch, hub_online):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    server = http.server.HTTPServer(("127.0.0.1", 0), _NoSuchRepo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-        start = time.perf_counter()
-        with pytest.raises(TokenizerError, match="'mytok' not found.*Nor is it a hub repository"):
-            load_tokenizer("mytok")
-        with socket.socket() as s:  # a port nobody listens on: the hub is unreachable
-            s.bind(("127.0.0.1", 0))
-            monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
-        with pytest.raises(TokenizerError, match="'org/mytok' not found.*The hub could not be reached"):
-            load_tokenizer("org/mytok")
-        assert time.perf_counter() - start < 5  # no retries with backoff (about 50 s before)
-    finally:
-        server.shutdown()
+    hub_online("missing")
+    start = time.perf_counter()
+    with pytest.raises(TokenizerError, match="'mytok' not found.*Nor is it a hub repository"):
+        load_tokenizer("mytok")
+    hub_online("unreachable")
+    with pytest.raises(TokenizerError, match="'org/mytok' not found.*The hub could not be reached"):
+        load_tokenizer("org/mytok")
+    assert time.perf_counter() - start < 5  # no retries with backoff (about 50 s before)
 
 
 def test_shared_qwen3_tokenizer_loads(shared_tokenizers):
