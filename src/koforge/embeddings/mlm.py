@@ -26,6 +26,13 @@ from torch import nn
 from koforge._utils.errors import ConfigError
 
 
+def check_mlm_settings(mask_rate: float, negatives: int) -> None:
+    if not 0 < mask_rate < 1:
+        raise ConfigError(f"mlm mask_rate must be between 0 and 1, got {mask_rate}.")
+    if negatives < 1:
+        raise ConfigError(f"mlm_negatives must be >= 1, got {negatives}.")
+
+
 def _average_over_ranks(grad: torch.Tensor) -> torch.Tensor:
     """The gradient averaged over the processes of a torchrun job (unchanged in one process)."""
     import torch.distributed as dist
@@ -42,10 +49,7 @@ class MaskedLMLoss(nn.Module):
 
     def __init__(self, model, *, mask_rate: float = 0.15, negatives: int = 4096) -> None:
         super().__init__()
-        if not 0 < mask_rate < 1:
-            raise ConfigError(f"mlm mask_rate must be between 0 and 1, got {mask_rate}.")
-        if negatives < 1:
-            raise ConfigError(f"mlm negatives must be >= 1, got {negatives}.")
+        check_mlm_settings(mask_rate, negatives)
         tok = model.tokenizer
         if getattr(tok, "mask_token_id", None) is None:
             raise ConfigError("objective 'mlm' needs a tokenizer with a mask token (an encoder such as BERT); "

@@ -78,7 +78,7 @@ def _check_mask_token(stages: Sequence, folder: Path) -> None:
     from koforge.embeddings.data import group_by_objective
 
     mlm = [s.name for s in stages if "mlm" in group_by_objective(s.data, s.objective)]
-    if not mlm:
+    if not mlm or not folder.is_dir():  # a hub name neither cached nor downloaded: load time will say
         return
     try:
         from transformers import AutoTokenizer

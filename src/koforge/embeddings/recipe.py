@@ -29,6 +29,7 @@ from koforge.embeddings.data import (DataSource, build_examples, check_kind, che
                                      infonce_parts, objective_of)
 from koforge.embeddings.evaluate import EvalSuite, flatten, model_query_prompt, run_suite
 from koforge.embeddings.losses import OBJECTIVES, build_loss
+from koforge.embeddings.mlm import check_mlm_settings
 from koforge.embeddings.model import (METADATA_FILE, EmbeddingModelConfig, build_embedding_model, require_hub_model,
                                       save_embedding_model, transformer_module)
 from koforge.embeddings.preflight import check_stages_fit_model
@@ -92,9 +93,10 @@ class StageConfig:
             raise ConfigError(f"stage '{self.name}': schedule '{self.schedule}' is unknown; use steps or time.")
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0:
             raise ConfigError(f"stage '{self.name}': learning_rate, batch_size and epochs must be positive.")
-        if not 0 < self.mask_rate < 1 or self.mlm_negatives < 1:
-            raise ConfigError(f"stage '{self.name}': mask_rate must be between 0 and 1 (got {self.mask_rate}) and "
-                              f"mlm_negatives >= 1 (got {self.mlm_negatives}).")
+        try:
+            check_mlm_settings(self.mask_rate, self.mlm_negatives)
+        except ConfigError as e:
+            raise ConfigError(f"stage '{self.name}': {e}") from None
 
 
 @dataclass(kw_only=True)
