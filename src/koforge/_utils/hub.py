@@ -78,7 +78,7 @@ def look_up_on_hub(name: str, what: str, filename: str, error: type[KoforgeError
 def look_up_dataset_on_hub(name: str, error: type[KoforgeError]) -> None:
     """Raise `error` at once when hub dataset `name` is not on the hub or the hub cannot be reached
     (`datasets` retries an unreachable hub for ~25 s first); return otherwise, and when the hub is off
-    (HF_HUB_OFFLINE: `datasets` then answers from its cache at once)."""
+    (HF_HUB_OFFLINE: `datasets` then answers at once itself)."""
     if hub_offline():
         return
     answer = _ask_hub(f"datasets/{name}/resolve/main/README.md")

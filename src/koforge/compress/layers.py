@@ -5,8 +5,9 @@ similarity between the hidden state entering the block and the one leaving it,
 over every token of the calibration text. A block that barely turns the
 residual stream scores near 0 and is dropped first. After a cut the kept
 blocks are renumbered (`self_attn.layer_idx`, which indexes the KV cache) and
-the config's `num_hidden_layers`, per-layer `layer_types` (and Exaone4's `sliding_window_pattern`) follow the kept
-blocks, so the saved folder reloads as the same network.
+the config's `num_hidden_layers`, per-layer `layer_types` and Exaone4's
+`sliding_window_pattern` follow the kept blocks, so the saved folder reloads
+as the same network.
 """
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ def verified_checkpoint(path: str | Path) -> tuple[Path, dict]:
     try:
         return ckpt, verify_checkpoint(ckpt)
     except CheckpointError as e:
-        if ckpt == Path(path):
+        if ckpt.resolve() == Path(path).expanduser().resolve():  # named by the user: the plain message
             raise
         good = []
         for other in reversed(list_checkpoints(ckpt.parent)):
