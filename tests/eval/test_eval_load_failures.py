@@ -255,3 +255,55 @@ def test_missing_data_fails_before_the_model_loads(tmp_path, monkeypatch):
     with pytest.raises(InputPathError, match="KorSTS split 'dev' not found"):
         run_eval(EvalConfig(task="korsts", model="some/model", data=["dev"]), out)
     assert not out.exists()
+
+
+# --- 7. a model that ships its own code ----------------------------------------------------------------------
+
+DONOR = Path(__file__).resolve().parents[1] / "assets" / "compress_tokenizer.json"
+CUSTOM_CODE = ("from transformers import LlamaConfig, LlamaForCausalLM\n"
+               "class CustomLlamaConfig(LlamaConfig):\n    model_type = 'custom_llama'\n"
+               "class CustomLlamaForCausalLM(LlamaForCausalLM):\n    config_class = CustomLlamaConfig\n")
+
+
+@pytest.fixture()
+def custom_code_llama(tiny_llama, tmp_path) -> Path:
+    """tiny_llama's weights under a model type of its own, defined by a .py file in the folder (auto_map)."""
+    folder = _copy(tiny_llama, tmp_path / "custom_llama")
+    (folder / "custom_llama.py").write_text(CUSTOM_CODE)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="custom_llama", architectures=["CustomLlamaForCausalLM"],
+                  auto_map={"AutoConfig": "custom_llama.CustomLlamaConfig",
+                            "AutoModelForCausalLM": "custom_llama.CustomLlamaForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_custom_code_runs_only_with_the_flag_and_every_refusal_names_it(custom_code_llama, tiny_llama, tmp_path,
+                                                                        monkeypatch):
+    from koforge.cli.main import app
+
+    monkeypatch.setenv("KOFORGE_MLFLOW", "off")
+    data = tmp_path / "heldout.txt"
+    data.write_text("\n".join(["영화가 정말 재미있었어요 배우들의 연기가 훌륭했다"] * 4), encoding="utf-8")
+    model, out = str(custom_code_llama), tmp_path / "out"
+    for args in (["eval", "perplexity", model, "--data", str(data), "--context", "16", "--stride", "8", "-o", str(out)],
+                 ["compress", "analyze", model],
+                 ["compress", "baseline", model, "--texts", str(data), "--out", str(out / "b.json"), "--no-mlflow"],
+                 ["expand", "apply", model, str(DONOR), str(out)],
+                 ["embed", "eval", model]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "ships its own modelling code" in result.output and "--trust-remote-code" in result.output, args
+        assert "Traceback" not in result.output and not out.exists(), args
+
+    # With the flag the same weights load through the folder's class and measure what the plain model does.
+    for name, folder in (("custom", custom_code_llama), ("plain", tiny_llama)):
+        args = ["eval", "perplexity", str(folder), "--data", str(data), "--context", "16", "--stride", "8", "-o", str(tmp_path / name)]
+        result = CliRunner().invoke(app, args + (["--trust-remote-code"] if name == "custom" else []))
+        assert result.exit_code == 0, result.output
+    custom, plain = (json.loads((tmp_path / n / "eval_perplexity.json").read_text()) for n in ("custom", "plain"))
+    assert custom["metrics"]["perplexity"] == plain["metrics"]["perplexity"]
+
+    # compress reads the config with the flag, then says it does not know the architecture.
+    result = CliRunner().invoke(app, ["compress", "analyze", model, "--trust-remote-code"])
+    assert result.exit_code == 1 and "model type 'custom_llama'" in result.output and "not supported" in result.output

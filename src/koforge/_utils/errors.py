@@ -46,9 +46,14 @@ def corrupted_weights(name: object, error: Exception) -> ModelLoadError:
 
 
 def load_failure(name: object, error: Exception) -> str:
-    """Why transformers could not load the weights of `name`, in words: its size-mismatch error only points to a load report
-    that koforge keeps quiet ("For details look at the above report")."""
+    """Why transformers could not load `name` (config, tokenizer or weights), in words: its size-mismatch error only points
+    to a load report that koforge keeps quiet ("For details look at the above report"), and its custom-code
+    refusal does not name koforge's flag."""
     text = str(error)
+    if "trust_remote_code" in text or "contains custom code" in text:
+        return ("it ships its own modelling code (auto_map in its config), which koforge runs only when asked. If you "
+                "trust that code, pass --trust-remote-code (trust_remote_code=true in a config, "
+                "model.trust_remote_code=true in an embedding recipe)")
     if "ignore_mismatched_sizes" in text:
         return ("they do not fit its config.json (tensor shapes differ from what the config implies: an edited "
                 "config, or one from another model). Restore the model's own config.json or re-save the model")

@@ -13,6 +13,7 @@ app = typer.Typer(help="Compression lab for Hugging Face causal LMs (Llama, Mist
                        "model=./my-model measure.texts=heldout.txt", no_args_is_help=True)
 
 MeasureOpt = typer.Option(None, "--measure", help="MeasureConfig YAML or preset (configs/compress/measure).")
+RemoteCodeOpt = typer.Option(False, help="Allow the model's own code (only if you trust it).")
 
 
 def _measure(preset: Optional[str], texts: Optional[str], overrides: Optional[List[str]]):
@@ -32,7 +33,7 @@ def _metrics(result: dict) -> None:
 @app.command()
 @cli_errors
 def analyze(model: str = typer.Argument(..., help="Model folder or hub name."),
-            trust_remote_code: bool = typer.Option(False, help="Allow the model's own code (only if you trust it).")) -> None:
+            trust_remote_code: bool = RemoteCodeOpt) -> None:
     """Layers, heads, KV heads, widths, parameters per module type, size, dtype.
 
     Example: koforge compress analyze ./exaone-1.2b
@@ -54,7 +55,8 @@ def baseline(model: str = typer.Argument(..., help="Base model folder or hub nam
              overwrite: bool = typer.Option(False, help="Replace an existing baseline file (evaluations against it "
                                                          "no longer match it)."),
              mlflow: bool = typer.Option(True, help="Log the result to MLflow (beside the compressed models' runs)."),
-             measure: Optional[str] = MeasureOpt, overrides: Optional[List[str]] = overrides_arg("context=512")) -> None:
+             trust_remote_code: bool = RemoteCodeOpt, measure: Optional[str] = MeasureOpt,
+             overrides: Optional[List[str]] = overrides_arg("context=512")) -> None:
     """Perplexity and generation speed of the base model -> baseline_result.json.
 
     Example: koforge compress baseline ./exaone-1.2b --texts heldout.txt context=512 stride=256
@@ -62,7 +64,8 @@ def baseline(model: str = typer.Argument(..., help="Base model folder or hub nam
     from koforge.compress import run_baseline
     from koforge.compress.score import log_to_mlflow
 
-    result = run_baseline(model, _measure(measure, texts, overrides), output=out, overwrite=overwrite)
+    result = run_baseline(model, _measure(measure, texts, overrides), output=out, overwrite=overwrite,
+                          trust_remote_code=trust_remote_code)
     if mlflow:
         log_to_mlflow(result, run_name=f"baseline:{Path(model).name or model}")
     _metrics(result)
@@ -79,6 +82,7 @@ def apply(model: str = typer.Argument(..., help="Base model folder or hub name."
               None, "--baseline", help="baseline_result.json of the base: its held-out text and settings (instead of "
                                        "--texts), so calibration never reads a document its perplexity uses."),
           overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+          trust_remote_code: bool = RemoteCodeOpt,
           overrides: Optional[List[str]] = overrides_arg("keep_layers=6")) -> None:
     """Apply a compression recipe and save a plain Hugging Face folder.
 
@@ -100,7 +104,8 @@ def apply(model: str = typer.Argument(..., help="Base model folder or hub name."
         measure = load_config(MeasureConfig, read_baseline(baseline_file)["measure"])
     else:
         measure = _measure(None, texts, None) if texts else None
-    result = apply_compression(model, cfg, out, measure=measure, overwrite=overwrite)
+    result = apply_compression(model, cfg, out, measure=measure, overwrite=overwrite,
+                               trust_remote_code=trust_remote_code)
     keys = ("number_of_layers", "number_of_heads", "hidden_dim", "intermediate_size", "total_parameters", "dtype")
     console.print(rows_table([{"": k, "before": result["before"][k], "after": result["after"][k]} for k in keys]))
     console.print(f"wrote [bold]{out}[/] (reload check: max logit difference {result['reload_max_diff']:.2g})")
@@ -133,7 +138,8 @@ def run(experiment: str = typer.Argument(..., help="Experiment name (configs/exp
 @cli_errors
 def eval_(model: str = typer.Argument(..., help="Compressed model folder."),
           baseline_file: Path = typer.Option(..., "--baseline", help="baseline_result.json of its base model."),
-          mlflow: bool = typer.Option(True, help="Log the result to MLflow.")) -> None:
+          mlflow: bool = typer.Option(True, help="Log the result to MLflow."),
+          trust_remote_code: bool = RemoteCodeOpt) -> None:
     """Measure like the baseline; PerfNorm, SpeedNorm and Score -> MODEL/eval_result.json.
 
     Example: koforge compress eval ./small --baseline ./base/baseline_result.json
@@ -141,7 +147,7 @@ def eval_(model: str = typer.Argument(..., help="Compressed model folder."),
     from koforge.compress import evaluate_compressed
     from koforge.compress.score import log_to_mlflow
 
-    result = evaluate_compressed(model, baseline_file)
+    result = evaluate_compressed(model, baseline_file, trust_remote_code=trust_remote_code)
     if mlflow:
         log_to_mlflow(result, run_name=Path(model).name)
     _metrics(result)

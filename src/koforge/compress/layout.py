@@ -100,7 +100,7 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False) -> Any:
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise TokenizerError(f"cannot load the tokenizer of '{path}': {str(e).splitlines()[0]}. "
+        raise TokenizerError(f"cannot load the tokenizer of '{path}': {load_failure(path, e)}. "
                              "Check that the folder holds a complete tokenizer.") from None
 
 
@@ -118,7 +118,7 @@ def load_model_config(path: str | Path, *, trust_remote_code: bool = False) -> A
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"cannot read the config of '{path}': {str(e).splitlines()[0]}.") from None
+        raise ModelLoadError(f"cannot read the config of '{path}': {load_failure(path, e)}.") from None
     if config.model_type not in _LAYOUTS:
         raise UnsupportedModelError(
             f"model type '{config.model_type}' of '{path}' is not supported by koforge compress. Supported model "

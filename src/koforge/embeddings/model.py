@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from koforge._utils.errors import ConfigError, ModelLoadError
+from koforge._utils.errors import ConfigError, ModelLoadError, load_failure
 from koforge._utils.io import read_json, write_json, write_text
 from koforge.tokenizers.io import make_tokenizer_folder_portable
 
@@ -129,7 +129,10 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
                 modules.append(Normalize())
             model = SentenceTransformer(modules=modules, device=str(device))
     except (OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot load '{base}' as an embedding backbone ({str(e).splitlines()[0]}). "
+        why = load_failure(base, e)
+        if "--trust-remote-code" in why:
+            raise ModelLoadError(f"cannot load '{base}' as an embedding backbone: {why}.") from None
+        raise ModelLoadError(f"cannot load '{base}' as an embedding backbone ({why}). "
                              "Pass a local model folder or a hub name reachable from here.") from None
     tok = model.tokenizer
     if tok is not None and getattr(tok, "pad_token", None) is None and getattr(tok, "eos_token", None) is not None:

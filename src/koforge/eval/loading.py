@@ -100,7 +100,7 @@ def _read_causal_config(name: str, *, trust_remote_code: bool, task: str, contex
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"cannot read the config of '{name}': {str(e).splitlines()[0]}") from None
+        raise ModelLoadError(f"cannot read the config of '{name}': {load_failure(name, e)}") from None
     kind = non_causal_architecture(config)
     if kind is not None:
         raise ModelLoadError(f"'{name}' is {kind}; {task} needs a causal LM (a ...ForCausalLM checkpoint, e.g. a "
@@ -150,7 +150,7 @@ def _model_tokenizer(name: str, *, trust_remote_code: bool) -> Any:
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except _LOAD_ERRORS as e:
-        raise ModelLoadError(f"cannot load the tokenizer of '{name}': {str(e).splitlines()[0]}. "
+        raise ModelLoadError(f"cannot load the tokenizer of '{name}': {load_failure(name, e)}. "
                              "Pass another with --tokenizer PATH.") from None
 
 

@@ -111,8 +111,11 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False) -> 
     try:
         config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001
+        why = load_failure(name_or_path, e)
+        if "--trust-remote-code" in why:
+            raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded: {why}.") from None
         raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded: no readable config.json "
-                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                             f"({type(e).__name__}: {why}). "
                              "Pass a Hugging Face model folder or hub name (analyze/diff also accept a bare tokenizer).") from None
     cls = model_class(config)
     try:
