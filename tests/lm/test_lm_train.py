@@ -434,7 +434,7 @@ def test_bits_per_byte_leaves_out_the_eos_targets(shards):
     from lm_helpers import EOS
 
     from koforge.lm.data import TokenWindows, tokens_per_byte
-    from koforge.lm.train import evaluate
+    from koforge.lm.validation import evaluate
 
     torch.manual_seed(0)
     model = KoLM(tiny_config()).eval()

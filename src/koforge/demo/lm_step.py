@@ -75,7 +75,7 @@ def run(ctx: DemoContext) -> StepResult:
     folder = ctx.folder("lm")
     png = _plot_history(result.history, folder / "training_curve.png")
 
-    from koforge.lm.train import sample_generations
+    from koforge.lm.validation import sample_generations
     from koforge.tokenizers.io import load_tokenizer
 
     model, _, meta = checkpoint.load_model(result.checkpoint_dir)

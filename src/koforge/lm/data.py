@@ -84,7 +84,7 @@ def validation_split(folder: str) -> str:
 
 def tokens_per_byte(manifest: ShardManifest, split: str) -> float:
     """Text tokens per UTF-8 byte of a split (turns nats per text token into bits per byte). The EOS between
-    documents is no text: it is left out here, as its loss is left out of bits per byte (`lm.train.evaluate`)."""
+    documents is no text: it is left out here, as its loss is left out of bits per byte (`lm.validation.evaluate`)."""
     info = manifest.splits[split]
     if not info.bytes:
         raise DataError(f"the manifest records 0 bytes for split '{split}'; bits per byte cannot be computed. Re-pack.")

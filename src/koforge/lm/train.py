@@ -16,7 +16,8 @@ weights as an uninterrupted run, loss-spike skipping included). `init_from`
 starts a fresh run from the weights of a checkpoint or an imported/exported
 model. A non-finite loss or gradient is skipped or stops the run by policy; a
 checkpoint is never written from non-finite weights.
-Parallelism and compilation are applied here, never inside the model.
+Parallelism and compilation are applied here, never inside the model. Where a run starts (its folder,
+resume checks, init_from, RNG state) lives in `lm.resume`; what it measures, in `lm.validation`.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import shutil
 import time
 from pathlib import Path
@@ -36,29 +36,27 @@ import torch.distributed as dist
 
 from koforge._utils.device import autocast_dtype, resolve_device, warn_if_bf16_is_emulated
 from koforge._utils.distributed import rank0_minutes
-from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError, TrainingError
+from koforge._utils.errors import CheckpointError, ConfigError, TrainingError
 from koforge._utils.io import write_json, write_text
 from koforge._utils.logging import get_logger
 from koforge._utils.progress import progress
 from koforge._utils.seed import seed_everything
 from koforge.config import config_to_dict
 from koforge.lm.checkpoint import (best_checkpoint, list_checkpoints, load_weights, prune_checkpoints, read_state,
-                                   resolve_checkpoint, save_checkpoint, tokenizer_reference, verify_checkpoint)
+                                   save_checkpoint, tokenizer_reference, verify_checkpoint)
 from koforge.lm.config import LMConfig
 from koforge.lm.data import TokenWindows, tokens_per_byte, validation_split
-from koforge.lm.loss import linear_cross_entropy
 from koforge.lm.model import KoLM
 from koforge.lm.moe import MoE
+from koforge.lm.resume import (apply_optimizer_settings, check_resume, inherited_tokenizer, init_weights_from,
+                               prepare_out_dir, rng_state, set_rng_state, shards_tokenizer)
+from koforge.lm.validation import evaluate, sample_generations
 from koforge.tracking.mlflow_run import tracked_run
 
 log = get_logger(__name__)
 
 NAN_POLICIES = ("skip", "stop")
 DEFAULT_PROMPTS = ["오늘 영화", "이 영화는 정말", "청와대 국민청원", "저는", "대한민국의 미래는"]
-# Train-config fields a resumed run must share with the checkpoint (others, e.g. steps or eval_every, may change).
-RESUME_FIELDS = ("batch", "seq_len", "grad_accum", "seed")
-# Model-config fields that only shape training, so init_from weights may meet other values (extra MTP heads start fresh).
-INIT_FREE_FIELDS = ("init_std", "moe_aux_weight", "moe_bias_rate", "mtp_heads", "mtp_weight")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -215,102 +213,6 @@ def _dist_info() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), state["python_pos"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _check_resume(meta: dict, model_config: LMConfig, cfg: TrainConfig, ckpt: Path) -> None:
-    if "train_config" not in meta:
-        raise CheckpointError(f"cannot resume from '{ckpt}': it holds weights only (`koforge lm import` output), no "
-                              f"optimiser, schedule or data position. Start a new run from its weights: --init-from {ckpt} "
-                              "(train.init_from=...).")
-    saved = meta.get("model_config", {})
-    diff = {k: (saved.get(k), v) for k, v in model_config.to_dict().items() if saved.get(k) != v}
-    if diff:
-        shown = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in list(diff.items())[:4])
-        raise CheckpointError(f"cannot resume from '{ckpt}': it was trained with another model config ({shown}). "
-                              "Use the same model config, or a new out_dir to start afresh.")
-    saved_train = meta.get("train_config", {})
-    tdiff = [k for k in RESUME_FIELDS if saved_train.get(k) != getattr(cfg, k)]
-    if tdiff:
-        shown = ", ".join(f"{k}: checkpoint {saved_train.get(k)!r} vs now {getattr(cfg, k)!r}" for k in tdiff)
-        raise CheckpointError(f"cannot resume from '{ckpt}': the data stream differs ({shown}). Use the same values.")
-
-
-def _prepare_out_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, Path | None, list[Path]]:
-    """(out_dir, checkpoint to resume from, old checkpoints that overwrite deletes once the inputs are checked)."""
-    out = Path(cfg.out_dir)
-    root = out / "checkpoints"
-    existing = list_checkpoints(root)
-    if resume:
-        ckpt = resolve_checkpoint(cfg.resume_from, latest=True) if cfg.resume_from else (existing[-1] if existing else None)
-        if ckpt is None:
-            raise CheckpointError(f"nothing to resume: '{root}' holds no checkpoint. Run without --resume to start.")
-        return out, ckpt, []
-    if existing and not cfg.overwrite:
-        raise OutputExistsError(f"'{out}' already holds {len(existing)} checkpoint(s). Pass --resume to continue, "
-                                "--overwrite to start afresh (deletes them), or another out_dir.")
-    return out, None, existing
-
-
-def _init_from(model: KoLM, source: str) -> str | None:
-    """Load the weights of `source` (koforge checkpoint/run or Hugging Face Llama folder) into `model`;
-    returns the tokenizer recorded with it (None when it records none)."""
-    from koforge.lm.load import open_model
-
-    loaded, config, info = open_model(source)
-    ours, theirs = model.config.to_dict(), config.to_dict()
-    diff = [k for k in ours if k not in INIT_FREE_FIELDS and ours[k] != theirs[k]]
-    if diff:
-        shown = ", ".join(f"{k}: {theirs[k]!r} there vs {ours[k]!r} here" for k in diff[:4])
-        fix = " ".join(f"model.{k}={'null' if theirs[k] is None else theirs[k]}" for k in diff)
-        raise ConfigError(f"init_from='{source}' holds a model of another architecture ({shown}). Train it with its "
-                          f"own config: {fix} (`koforge lm train --init-from` without --model takes it from there).")
-    wanted = model.state_dict()
-    state = {k: v for k, v in loaded.state_dict().items() if k in wanted}  # MTP heads beyond ours are dropped
-    missing, _ = model.load_state_dict(state, strict=False)
-    assert all(k.startswith("mtp.") for k in missing), missing  # only MTP heads the source lacks start fresh
-    return info.get("tokenizer")
-
-
-def _inherited_tokenizer(reference: str, source: str, manifest, data_dir: str):
-    """The tokenizer recorded with the checkpoint a run resumes or starts from, when no --tokenizer is given:
-    kept (for sample generations and the new checkpoints) if it still loads and packed these shards, else
-    dropped with a warning rather than failing a run that needs no tokenizer to train."""
-    try:
-        return _shards_tokenizer(reference, manifest, data_dir)
-    except KoforgeError as e:
-        log.warning("the tokenizer recorded with '%s' is not used (%s); the new checkpoints record none and no "
-                    "samples are generated. Pass --tokenizer (train.tokenizer=...) to keep one.", source, e)
-        return None
-
-
-def _apply_optimizer_settings(optimizer: torch.optim.Optimizer, scheduler, cfg: TrainConfig, saved: dict) -> None:
-    """After a resume the optimiser state would bring back the old lr, weight decay and betas: the run's
-    config wins (the schedule keeps its position), and a change is said."""
-    changed = [f"{k}={getattr(cfg, k)} (checkpoint {saved[k]})" for k in ("lr", "weight_decay", "beta1", "beta2")
-               if k in saved and saved[k] != getattr(cfg, k)]
-    for group, decay in zip(optimizer.param_groups, (cfg.weight_decay, 0.0)):
-        group.update(weight_decay=decay, betas=(cfg.beta1, cfg.beta2), initial_lr=cfg.lr)
-    scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
-    lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
-    for group, lr in zip(optimizer.param_groups, lrs):
-        group["lr"] = lr
-    scheduler._last_lr = lrs  # what get_last_lr() reports until the next scheduler step
-    if changed:
-        log.warning("resuming with %s: the new values apply from the next step.", ", ".join(changed))
-
-
 def _step_loads(moes: list[MoE]) -> torch.Tensor | None:
     """Tokens routed to each expert during this step [n_moe, E], summed over DDP ranks (one all-reduce)."""
     if not moes:
@@ -327,70 +229,6 @@ def expert_usage_record(usage: torch.Tensor) -> dict:
     share = usage.double() / usage.sum(1, keepdim=True).clamp(min=1)
     return {"moe_max_load": float(share.max()) * usage.shape[1],
             "expert_usage": [[round(x, 4) for x in row] for row in share.tolist()]}
-
-
-def _shards_tokenizer(path: str, manifest, data_dir: str):
-    """The tokenizer for sample generations, refused unless it is the one the shards were packed with (another
-    one would decode the model's ids into other text, and be recorded with the checkpoints for export)."""
-    from koforge.tokenizers.io import load_tokenizer, tokenizer_fingerprint
-
-    tok = load_tokenizer(path)
-    if tokenizer_fingerprint(tok) != manifest.tokenizer_fingerprint:
-        raise ConfigError(f"tokenizer '{path}' is not the one the shards in '{data_dir}' were packed with (fingerprints "
-                          f"{tokenizer_fingerprint(tok)[:19]}... vs {manifest.tokenizer_fingerprint[:19]}...). Pass the "
-                          "tokenizer given to `koforge data pack` (--tokenizer / train.tokenizer), or re-pack the shards.")
-    return tok
-
-
-def _encode(tok, text: str) -> list[int]:
-    enc = tok.encode(text)
-    return list(getattr(enc, "ids", enc))
-
-
-@torch.no_grad()
-def evaluate(model: KoLM, batches: list, device: torch.device, amp: torch.dtype | None, tpb: float,
-             eos_id: int | None = None) -> dict:
-    """Mean validation loss over fixed batches, perplexity and bits per byte (under DDP: over every rank's
-    slices of the batches, so all ranks get the 1-process figure). Loss and perplexity count every target;
-    bits per byte only text targets: an EOS has no bytes, and its loss raised the figure by ~1% (`tpb`
-    counts text tokens per byte)."""
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64)  # loss sum, targets, text loss sum, text targets
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        is_text = y != eos_id if eos_id is not None else torch.ones_like(y, dtype=torch.bool)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            h = model.hidden_states(x)
-            for part in (is_text, ~is_text):
-                count = int(part.sum())
-                if count:
-                    part_sum = float(linear_cross_entropy(h[part], model.lm_head.weight, y[part])) * count
-                    sums += torch.tensor([part_sum, count] + ([part_sum, count] if part is is_text else [0, 0]))
-    model.train(was_training)
-    sums = sums.to(device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(sums)
-    loss, text_loss = float(sums[0] / sums[1]), float(sums[2] / sums[3].clamp(min=1))
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_bpb": text_loss / math.log(2) * tpb}
-
-
-def sample_generations(model: KoLM, tokenizer, prompts: list[str], n_tokens: int, eos_id: int | None,
-                       seed: int = 0) -> list[dict]:
-    """Sampled continuations (temperature 0.8, top-k 50, fixed seed) of fixed prompts."""
-    from koforge.lm.engine import GenerationConfig, GenerationEngine
-
-    was_training = model.training
-    engine = GenerationEngine(model, max_batch=1, decoding_kernels=False)  # the model goes on training
-    cfg = GenerationConfig(max_new_tokens=n_tokens, temperature=0.8, top_k=50, seed=seed,
-                           stop_tokens=[eos_id] if eos_id is not None else [], truncate="left")
-    rows = []
-    for prompt in prompts:
-        ids = _encode(tokenizer, prompt)
-        out = engine.generate([ids or [eos_id or 0]], cfg)[0]
-        rows.append({"prompt": prompt, "completion": tokenizer.decode(out.tokens)})
-    model.train(was_training)
-    return rows
 
 
 def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool = False,
@@ -422,7 +260,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         torch.cuda.set_device(device)
     amp = autocast_dtype(device, cfg.precision)
     warn_if_bf16_is_emulated(device, amp)
-    out, resume_ckpt, stale = _prepare_out_dir(cfg, resume)
+    out, resume_ckpt, stale = prepare_out_dir(cfg, resume)
     root = out / "checkpoints"
 
     train_data = TokenWindows(cfg.data_dir, "train", cfg.seq_len, cfg.seed)
@@ -442,19 +280,19 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     per = cfg.batch // world  # each rank evaluates its slice of the 1-process validation batches
     val_batches = [(x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per])
                    for x, y in val_data.fixed_batches(cfg.eval_batches, cfg.batch)]
-    tokenizer = _shards_tokenizer(cfg.tokenizer, manifest, cfg.data_dir) if cfg.tokenizer else None
+    tokenizer = shards_tokenizer(cfg.tokenizer, manifest, cfg.data_dir) if cfg.tokenizer else None
     tokenizer_ref = tokenizer_reference(cfg.tokenizer)
     meta = verify_checkpoint(resume_ckpt) if resume_ckpt is not None else None
     if meta is not None:
-        _check_resume(meta, model_config, cfg, resume_ckpt)
+        check_resume(meta, model_config, cfg, resume_ckpt)
 
     seed_everything(cfg.seed)
     model = KoLM(model_config)
     recorded = meta.get("tokenizer") if meta is not None else None
     if cfg.init_from and resume_ckpt is None:
-        recorded = _init_from(model, cfg.init_from)
+        recorded = init_weights_from(model, cfg.init_from)
     if tokenizer is None and recorded:
-        tokenizer = _inherited_tokenizer(recorded, str(resume_ckpt or cfg.init_from), manifest, cfg.data_dir)
+        tokenizer = inherited_tokenizer(recorded, str(resume_ckpt or cfg.init_from), manifest, cfg.data_dir)
         tokenizer_ref = recorded if tokenizer is not None else None
     model.gradient_checkpointing = cfg.gradient_checkpointing
     model.to(device).train()
@@ -473,10 +311,10 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         state = read_state(resume_ckpt)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _apply_optimizer_settings(optimizer, scheduler, cfg, meta["train_config"])
+        apply_optimizer_settings(optimizer, scheduler, cfg, meta["train_config"])
         scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
         train_data.load_state_dict(state["data"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         step, history = meta["step"], meta.get("history", [])
         best_val, bad_evals = meta.get("best_val", math.inf) or math.inf, meta.get("bad_evals", 0)
         trainer = state.get("trainer", {})
@@ -522,7 +360,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                                 f"The last good checkpoint is kept in '{root}'. Lower lr or use nan_policy=skip.")
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "data": train_data.state_dict(),
-                 "rng": _rng_state(),
+                 "rng": rng_state(),
                  "trainer": {"running": running, "consecutive_skips": consecutive_skips, "skipped_total": skipped_total,
                              "expert_usage": None if usage is None else usage.cpu()}}
         ckpt_meta = {"model_config": model_config.to_dict(), "train_config": config_to_dict(cfg), "val_loss": val_loss,
