@@ -212,3 +212,43 @@ def test_a_missing_local_path_is_not_taken_for_a_hub_name(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputPathError, match=r"embedding model './nomodel' not found: there is no file or folder"):
         build_embedding_model("./nomodel")
+
+
+def test_distill_teacher_embeds_the_text_the_student_sees(assets, tiny_bert, tiny_expanded, tmp_path, korean_texts,
+                                                          monkeypatch):
+    """A stage's max_length cuts the student's inputs; the teacher gets the same span of text (its tokenizer
+    splits Korean differently, so one token count would give it another span), read to its own limit."""
+    from koforge.embeddings import recipe as recipe_mod
+    from koforge.embeddings.model import build_embedding_model
+    from koforge.embeddings.teacher import student_visible_texts
+
+    long_text = " ".join(korean_texts[:6])
+    texts = [long_text, "비행기", "  한 남자  "]  # the last two fit in 12 tokens of jamo
+    student = build_embedding_model(tiny_expanded)
+    tok = student.tokenizer
+    visible = student_visible_texts(tok, texts, 12)
+    assert long_text.startswith(visible[0]) and len(visible[0]) < len(long_text)
+    # The cut text starts with every token the student trains on ([SEP] aside) and ends at the character the
+    # last one came from (this tokenizer splits a syllable into jamo); short texts (spaces and all) stay whole.
+    seen_ids = tok(long_text, truncation=True, max_length=12)["input_ids"][:-1]
+    assert tok(visible[0])["input_ids"][:11] == seen_ids
+    assert tok(visible[0][:-1])["input_ids"][:-1] != seen_ids and visible[1:] == texts[1:]
+
+    seen = {}
+
+    def spy(teacher, texts, cache_path, **kwargs):
+        seen.update(texts=list(texts), **kwargs)
+        return np.zeros((len(texts), student.get_embedding_dimension()), dtype=np.float32)
+
+    monkeypatch.setattr(recipe_mod, "teacher_embeddings", spy)
+    data = tmp_path / "long.txt"
+    data.write_text("\n".join([long_text, korean_texts[0]]) + "\n", encoding="utf-8")
+    recipe = recipe_mod.load_recipe({"name": "t", "data_root": str(assets), "device": "cpu", "evaluate_base": False,
+                                     "evaluation": {"korsts": None, "korquad": None, "separation": None,
+                                                    "bitext_ko": None, "bitext_en": None},
+                                     "stages": [{"name": "rows", "scope": "new_embeddings", "objective": "distill",
+                                                 "teacher": str(tiny_bert), "max_length": 12, "max_steps": 1,
+                                                 "batch_size": 2, "data": [{"kind": "text", "path": str(data)}]}]})
+    recipe_mod.run_recipe(recipe, tiny_expanded, tmp_path / "run")
+    assert sorted(seen["texts"]) == sorted(student_visible_texts(tok, [long_text, korean_texts[0]], 12))
+    assert seen.get("max_length") is None

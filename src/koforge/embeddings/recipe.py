@@ -35,7 +35,7 @@ from koforge.embeddings.model import (METADATA_FILE, EmbeddingModelConfig, build
 from koforge.embeddings.preflight import check_stages_fit_model
 from koforge.embeddings.report import write_comparison
 from koforge.embeddings.scopes import EXPANSION_REPORT, SCOPES, LoraSettings, apply_scope
-from koforge.embeddings.teacher import teacher_embeddings
+from koforge.embeddings.teacher import student_visible_texts, teacher_embeddings
 from koforge.embeddings.train import PRECISIONS, TrainSettings, train_stage, training_autocast
 
 log = get_logger(__name__)
@@ -60,7 +60,8 @@ class StageConfig:
     mini_batch_size: Optional[int] = None
     """GradCache mini-batch for simcse/infonce (effective batch = batch_size)."""
     max_length: Optional[int] = None
-    """Truncate this stage's training inputs (and the teacher's) to this many tokens; the saved model keeps
+    """Truncate this stage's training inputs to this many tokens (a distill teacher embeds the text the student
+    sees, read to the teacher's own limit); the saved model keeps
     the length it was loaded with (model.max_length), so a short training length never truncates later use."""
     warmup_ratio: float = 0.1
     schedule: str = "steps"
@@ -204,8 +205,9 @@ def _stage_dataset(stage: StageConfig, recipe: Recipe, model, cache_dir: Path):
             continue
         if objective == "distill":
             teacher = stage.teacher or recipe.teacher
-            labels = teacher_embeddings(teacher, columns["text"], cache_dir / f"{stage.name}_teacher.npy",
-                                        device=str(model.device), max_length=stage.max_length)
+            visible = student_visible_texts(model.tokenizer, columns["text"], model.max_seq_length)
+            labels = teacher_embeddings(teacher, visible, cache_dir / f"{stage.name}_teacher.npy",
+                                        device=str(model.device))
             if labels.shape[1] != model.get_embedding_dimension():
                 raise ConfigError(f"stage '{stage.name}': the teacher '{teacher}' embeds in {labels.shape[1]} dimensions, the "
                                   f"student in {model.get_embedding_dimension()}; distill needs the same width. Use the "

@@ -5,6 +5,12 @@ text under the teacher's own tokenizer (e.g. the model before vocabulary
 expansion teaching the expanded one's new rows). Caching matters on CPU: the
 teacher pass over 8k sentences costs minutes, far more than one epoch of the
 student's embedding-row updates.
+
+Both sides embed the same text: the teacher gets the part of each text the
+student sees within its training length (`student_visible_texts`), read to its
+own length limit. Cutting both at one token count would give them different
+spans, since the two tokenizers split Korean very differently (MiniLM's into
+jamo, ~3x the tokens of a Korean BPE).
 """
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from koforge._utils.io import atomic_file
+from koforge._utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def _weights_identity(teacher: str) -> str:
@@ -48,3 +57,20 @@ def teacher_embeddings(teacher: str, texts: Sequence[str], cache_path: str | Pat
         with open(tmp, "wb") as f:
             np.save(f, emb)
     return emb
+
+
+def student_visible_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[str]:
+    """Each text cut where the student's tokenizer truncates it at `max_length` tokens (special tokens
+    included, as sentence-transformers tokenizes); texts that fit are kept whole. A tokenizer without
+    offsets (a slow one) leaves the texts whole."""
+    if not getattr(tokenizer, "is_fast", False):
+        return list(texts)
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, return_offsets_mapping=True)
+    out = []
+    for text, offsets in zip(texts, enc["offset_mapping"]):
+        end = max((e for s, e in offsets if e > s), default=0)  # special tokens have empty spans
+        out.append(text if not text[end:].strip() else text[:end])
+    cut = sum(a != b for a, b in zip(out, texts))
+    if cut:
+        log.info("teacher texts: %d of %d cut to the part the student sees in %d tokens", cut, len(out), max_length)
+    return out
