@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import stat
 import zipfile
 
 import pytest
@@ -11,6 +13,12 @@ from typer.testing import CliRunner
 from koforge._utils.errors import ConfigError
 from koforge.compress.experiment import compose_experiment, expand_sweep, run
 from tokenizer_folders import assert_portable, assert_same_tokenizer
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 DAY = dt.date(2026, 11, 23)
 
@@ -72,7 +80,11 @@ def test_single_run_is_tracked_in_mlflow_and_packaged(tiny_models, heldout, tmp_
     with zipfile.ZipFile(tmp_path / "submit.zip") as zf:
         names = set(zf.namelist())
         config = json.loads(zf.read("model/config.json"))
+        modes = {i.filename: i.external_attr >> 16 & 0o777 for i in zf.infolist()}
         zf.extractall(tmp_path / "unzipped")
+    # Weights readable by whoever unpacks and grades it (safetensors 0.8 writes 0600), as the umask allows.
+    assert modes["model/model.safetensors"] & 0o444 == 0o444 & ~current_umask()
+    assert stat.S_IMODE((root / "model" / "model.safetensors").stat().st_mode) == 0o666 & ~current_umask()
     assert {"model/config.json", "model/model.safetensors", "model/tokenizer.json"} <= names
     assert not any("eval_result" in n or "koforge_compression" in n for n in names)
     assert config["transformers_version"] == "4.54.0" and config["torch_dtype"] == "bfloat16"

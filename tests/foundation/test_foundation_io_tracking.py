@@ -38,16 +38,26 @@ def test_atomic_dir_leaves_nothing_on_failure_and_keeps_the_old_output(tmp_path)
 
 
 def test_atomic_outputs_get_umask_modes_not_private_temp_modes(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
     mask = os.umask(0o022)
     try:
         with atomic_dir(tmp_path / "d") as tmp:
-            pass
+            save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))  # safetensors 0.8 writes it 0600
+            (tmp / "sub").mkdir(mode=0o700)
+            (tmp / "sub" / "run.sh").write_text("#!/bin/sh\n")
+            os.chmod(tmp / "sub" / "run.sh", 0o700)
         with atomic_file(tmp_path / "f.txt") as tmp:
             tmp.write_text("x")
     finally:
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    # Every file below a published folder is readable by others, as the umask allows; set bits are kept.
+    assert stat.S_IMODE((tmp_path / "d" / "model.safetensors").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d" / "sub").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "d" / "sub" / "run.sh").stat().st_mode) == 0o744
 
 
 def test_an_output_under_a_file_is_refused_before_any_work(tmp_path):

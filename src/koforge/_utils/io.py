@@ -29,6 +29,21 @@ def _publish_mode(path: Path, is_dir: bool) -> None:
     os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
 
 
+def publish_modes_below(folder: Path) -> None:
+    """Give every file and folder below `folder` at least the umask-based mode: safetensors >= 0.8 writes its
+    files 0600 (through a temp file of its own), which left the weights unreadable by other users (a grader,
+    a server) beside 0644 configs. Bits already set (e.g. executable) are kept."""
+    mask = _umask()
+    for root, dirs, files in os.walk(folder):
+        for name, wanted in [(d, 0o777 & ~mask) for d in dirs] + [(f, 0o666 & ~mask) for f in files]:
+            p = os.path.join(root, name)
+            if os.path.islink(p):
+                continue
+            mode = os.stat(p).st_mode & 0o7777
+            if mode | wanted != mode:
+                os.chmod(p, mode | wanted)
+
+
 def require_path(path: str | os.PathLike, what: str = "input") -> Path:
     """Return `path` as a Path, or raise naming it when it does not exist."""
     p = Path(path).expanduser()
@@ -125,6 +140,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_if_empty(created)
         raise
+    publish_modes_below(tmp)
     _publish_mode(tmp, is_dir=True)
     if final.exists():
         # Move the old output aside first so a failure here still leaves one of the two.

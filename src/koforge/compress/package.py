@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from koforge._utils.errors import DataError, ModelLoadError
-from koforge._utils.io import atomic_file, require_path
+from koforge._utils.io import atomic_file, publish_modes_below, require_path
 from koforge.compress.layout import load_model, save_model
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -81,6 +81,7 @@ def package_submission(model_dir: str | Path, output: str | Path = "submit.zip",
         config = json.loads((staged / "config.json").read_text(encoding="utf-8"))
         (staged / "config.json").write_text(json.dumps(_compat_config(config, transformers_version), indent=2,
                                                        ensure_ascii=False) + "\n", encoding="utf-8")
+        publish_modes_below(staged)  # the zip keeps each file's mode: weights readable by the grader's user
         names = sorted(p.name for p in staged.iterdir())
         missing = [n for n in ("config.json", "model.safetensors") if n not in names]
         if missing or not any(n in names for n in ("tokenizer.json", "tokenizer.model")):
