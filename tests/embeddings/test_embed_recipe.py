@@ -271,6 +271,19 @@ def test_cli_train_error_and_eval(assets, tiny_bert, tmp_path):
     assert res.exit_code == 1 and "nothing to evaluate" in res.output and not (tmp_path / "none.json").exists()
     res = runner.invoke(app, ["embed", "eval", str(tiny_bert), "korsts=no_such.tsv", "--data-root", str(assets)])
     assert res.exit_code == 1 and f"evaluation file not found: 'no_such.tsv' under data_root '{assets}'" in res.output
+    # A missing file of a later task is refused before the model loads, not after the tasks before it ran.
+    import koforge.embeddings.model as model_mod
+
+    def no_load(*a, **k):
+        raise AssertionError("the model loaded before the evaluation files were checked")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(model_mod, "build_embedding_model", no_load)
+        for missing in ("korquad=no_such.json", "bitext_en=no_such.en", "separation=no_such.jsonl", "korsts=dev"):
+            res = runner.invoke(app, ["embed", "eval", str(tiny_bert), "korsts=embed_sts.tsv", "korquad=embed_korquad.json",
+                                      "bitext_ko=embed_ko.txt", "bitext_en=embed_en.txt", missing, "--data-root", str(assets)])
+            assert res.exit_code == 1 and "not found" in res.output, res.output
+            assert ("no_such" if "no_such" in missing else "korsts/sts-dev.tsv") in res.output
     res = runner.invoke(app, ["embed", "train", "eeve-3stage", str(tiny_bert), str(tmp_path / "o"), "stages.0.bogus=1"])
     assert res.exit_code == 1 and "Key 'bogus' not in 'StageConfig'. Valid keys of StageConfig: name, scope" in res.output
 
@@ -404,6 +417,12 @@ def test_later_stages_data_and_teacher_fail_before_any_stage_trains(assets, tiny
         with pytest.raises(KoforgeError, match=message):
             run_recipe(_recipe(assets, [COSENT, late]), tiny_bert, tmp_path / "r")
         assert not (tmp_path / "r").exists()
+    # An evaluation file (read after every stage) that is not there.
+    recipe = _recipe(assets, [COSENT], evaluate_base=False)
+    recipe.evaluation.korquad = "no_such_korquad.json"
+    with pytest.raises(KoforgeError, match=r"evaluation file not found: 'no_such_korquad.json' under data_root"):
+        run_recipe(recipe, tiny_bert, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
 
 
 def test_scope_settings_are_checked_for_hub_names_too(assets, tiny_bert, tmp_path, fake_hub, monkeypatch):

@@ -71,7 +71,7 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
     """
     from koforge._utils.io import check_file_output, write_json
     from koforge.config import load_config
-    from koforge.embeddings.evaluate import EvalSuite, flatten, run_suite
+    from koforge.embeddings.evaluate import EvalSuite, check_suite_inputs, flatten, run_suite
     from koforge.embeddings.model import EmbeddingModelConfig, build_embedding_model
 
     suite = load_config(EvalSuite, None, list(overrides or []))
@@ -82,9 +82,10 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
                           "off. Leave one on, e.g. drop korsts=null.")
     if output:
         check_file_output(output, overwrite)  # before minutes of encoding, not after
+    root = Path(data_root or os.environ.get("KOFORGE_DATA") or Path.cwd().parent / "shared" / "data").expanduser()
+    check_suite_inputs(suite, root)  # every file, before the model loads and the first task runs
     encoder = build_embedding_model(model, EmbeddingModelConfig(pooling=pooling, trust_remote_code=trust_remote_code))
-    root = data_root or os.environ.get("KOFORGE_DATA") or Path.cwd().parent / "shared" / "data"
-    results = run_suite(encoder, suite, Path(root).expanduser())
+    results = run_suite(encoder, suite, root)
     flat = flatten(results)
     console.print(rows_table([{"metric": k, "value": v} for k, v in flat.items() if "/per_domain/" not in k], floatfmt=".4f"))
     if output:

@@ -60,6 +60,24 @@ def _resolve(path: str, data_root: str | os.PathLike | None) -> str:
     return str(p)
 
 
+def check_suite_inputs(suite: EvalSuite, data_root: str | os.PathLike | None = None) -> None:
+    """Every file the suite reads exists: refused before a model loads or a stage trains, not after the
+    tasks before it have run (MTEB hub tasks are left to their own loading)."""
+    from koforge._utils.io import require_path
+    from koforge.eval.korsts import SPLITS, resolve_korsts
+
+    if suite.korsts in SPLITS:
+        resolve_korsts(suite.korsts, Path(data_root) / "korsts" if data_root else None)
+    elif suite.korsts:
+        require_path(_resolve(suite.korsts, data_root), "evaluation file korsts")
+    named = {"korquad": suite.korquad, "separation": None if suite.separation == "default" else suite.separation}
+    if suite.bitext_ko and suite.bitext_en:
+        named.update(bitext_ko=suite.bitext_ko, bitext_en=suite.bitext_en)
+    for name, path in named.items():
+        if path:
+            require_path(_resolve(path, data_root), f"evaluation file {name}")
+
+
 def flatten(results: dict[str, dict]) -> dict[str, float]:
     """{task: {metric: v}} -> {'task/metric': v} keeping numbers only (per-domain scores get their own keys)."""
     flat: dict[str, float] = {}

@@ -27,7 +27,7 @@ from koforge.config import config_to_dict, load_config, save_config
 from koforge.embeddings.adapters import AdapterConfig, save_adapters
 from koforge.embeddings.data import (DataSource, build_examples, check_kind, check_layout, group_by_objective,
                                      infonce_parts, objective_of)
-from koforge.embeddings.evaluate import EvalSuite, flatten, model_query_prompt, run_suite
+from koforge.embeddings.evaluate import EvalSuite, check_suite_inputs, flatten, model_query_prompt, run_suite
 from koforge.embeddings.losses import OBJECTIVES, build_loss
 from koforge.embeddings.mlm import check_mlm_settings
 from koforge.embeddings.model import (METADATA_FILE, EmbeddingModelConfig, build_embedding_model, require_hub_model,
@@ -241,8 +241,9 @@ def _evaluate(model, recipe: Recipe, stage: str, extra: dict) -> dict:
 
 def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
     """Fail before anything is written or trained: the model, every stage's local data files, the
-    expansion that `new_embeddings` stages need, local teachers, and scope settings the model's structure
-    cannot take (`check_stages_fit_model`, hub names too). Other checks of hub names are left to load time."""
+    expansion that `new_embeddings` stages need, local teachers, scope settings the model's structure
+    cannot take (`check_stages_fit_model`, hub names too) and the evaluation files. Other checks of hub
+    names are left to load time."""
     from koforge.embeddings.scopes import read_expansion_report
 
     if is_local(source):
@@ -263,6 +264,7 @@ def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
             what = f"stage '{stage.name}' teacher (set teacher=PATH to use a local model)"
             require_path(teacher, what) if is_local(teacher) else require_hub_model(teacher, what)
     check_stages_fit_model(stages, source, trust_remote_code=recipe.model.trust_remote_code)
+    check_suite_inputs(recipe.evaluation, recipe.resolved_data_root())  # read after every stage
 
 
 OUTPUTS = ("checkpoints", ".scratch", "stages.json", "recipe.json", "comparison.md", "comparison.json", "metrics.png")
