@@ -122,6 +122,47 @@ def test_cli_baseline_is_logged_to_mlflow_beside_the_compressed_runs(tiny_models
     assert run.data.metrics["score"] == 0.5 and run.data.tags["model"] == saved["model"]
 
 
+def test_baseline_out_may_be_a_folder_and_an_existing_file_is_refused_before_measuring(tiny_models, heldout, tmp_path,
+                                                                                      monkeypatch):
+    from koforge._utils.errors import OutputExistsError
+    from koforge.compress import score
+    from koforge.compress.config import MeasureConfig
+
+    measure = MeasureConfig(texts=str(heldout), max_docs=2, context=32, stride=16, new_tokens=2, repeats=1, warmup=0)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    result = score.run_baseline(tiny_models["llama"], measure, output=folder)
+    assert result["path"] == str(folder / "baseline_result.json") and (folder / "baseline_result.json").exists()
+    monkeypatch.setattr(score, "held_out_texts", lambda *a: pytest.fail("measured before the output was checked"))
+    for out in (folder, folder / "baseline_result.json"):
+        with pytest.raises(OutputExistsError, match="--overwrite"):
+            score.run_baseline(tiny_models["llama"], measure, output=out)
+
+
+def test_cli_eval_keeps_an_earlier_result_unless_told(tiny_models, heldout, tmp_path):
+    """compress eval writes MODEL/eval_result.json once; a second run is refused before it measures."""
+    import shutil
+
+    from koforge.cli.main import app
+
+    model = tmp_path / "small"
+    shutil.copytree(tiny_models["llama"], model)
+    baseline = tmp_path / "baseline_result.json"
+    fast_measure = ["max_docs=2", "context=32", "stride=16", "new_tokens=2", "repeats=1", "warmup=0"]
+    assert CliRunner().invoke(app, ["compress", "baseline", str(tiny_models["llama"]), "--texts", str(heldout), "--out",
+                                    str(baseline), "--no-mlflow", *fast_measure]).exit_code == 0
+    args = ["compress", "eval", str(model), "--baseline", str(baseline), "--no-mlflow"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    written = (model / "eval_result.json").read_bytes()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "already exists" in again.output and "--overwrite" in again.output
+    assert (model / "eval_result.json").read_bytes() == written
+    elsewhere = CliRunner().invoke(app, args + ["--out", str(tmp_path)])
+    assert elsewhere.exit_code == 0 and json.loads((tmp_path / "eval_result.json").read_text())["model"] == str(model)
+    assert CliRunner().invoke(app, args + ["--overwrite"]).exit_code == 0
+
+
 def test_multirun_sweep_via_cli_then_report(tiny_models, heldout, tmp_path, monkeypatch):
     from koforge.cli.main import app
     from koforge.compress import experiment

@@ -51,7 +51,8 @@ def analyze(model: str = typer.Argument(..., help="Model folder or hub name."),
 @cli_errors
 def baseline(model: str = typer.Argument(..., help="Base model folder or hub name."),
              texts: Optional[str] = typer.Option(None, help="Held-out Korean text (.txt / .jsonl / KorQuAD .json)."),
-             out: Optional[Path] = typer.Option(None, help="Where to write baseline_result.json (default: model folder)."),
+             out: Optional[Path] = typer.Option(None, help="File (or folder) to write baseline_result.json to "
+                                                            "(default: the model folder)."),
              overwrite: bool = typer.Option(False, help="Replace an existing baseline file (evaluations against it "
                                                          "no longer match it)."),
              mlflow: bool = typer.Option(True, help="Log the result to MLflow (beside the compressed models' runs)."),
@@ -138,6 +139,9 @@ def run(experiment: str = typer.Argument(..., help="Experiment name (configs/exp
 @cli_errors
 def eval_(model: str = typer.Argument(..., help="Compressed model folder."),
           baseline_file: Path = typer.Option(..., "--baseline", help="baseline_result.json of its base model."),
+          out: Optional[Path] = typer.Option(None, help="File (or folder) to write eval_result.json to "
+                                                       "(default: the model folder)."),
+          overwrite: bool = typer.Option(False, help="Replace an existing eval_result.json (reports read it)."),
           mlflow: bool = typer.Option(True, help="Log the result to MLflow."),
           trust_remote_code: bool = RemoteCodeOpt) -> None:
     """Measure like the baseline; PerfNorm, SpeedNorm and Score -> MODEL/eval_result.json.
@@ -147,7 +151,8 @@ def eval_(model: str = typer.Argument(..., help="Compressed model folder."),
     from koforge.compress import evaluate_compressed
     from koforge.compress.score import log_to_mlflow
 
-    result = evaluate_compressed(model, baseline_file, trust_remote_code=trust_remote_code)
+    result = evaluate_compressed(model, baseline_file, output=out, overwrite=overwrite,
+                                 trust_remote_code=trust_remote_code)
     if mlflow:
         log_to_mlflow(result, run_name=Path(model).name)
     _metrics(result)

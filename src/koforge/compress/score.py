@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from koforge._utils.errors import ConfigError, DataError
-from koforge._utils.io import check_output, read_json, write_json
+from koforge._utils.io import check_file_output, read_json, write_json
 from koforge._utils.logging import get_logger
 from koforge.compress.analyze import analyze_model
 from koforge.compress.calibration import load_texts, texts_sha
@@ -103,8 +103,10 @@ def run_baseline(model_path: str | Path, measure: MeasureConfig, *, output: str 
 
     An existing file is replaced only with `overwrite` (evaluations made against it depend on it)."""
     local = Path(model_path).expanduser()
-    out = Path(output) if output else (local / "baseline_result.json" if local.is_dir() else Path("baseline_result.json"))
-    check_output(out, overwrite)
+    out = Path(output).expanduser() if output else (local if local.is_dir() else Path("."))
+    if out.is_dir():  # a folder given as --out: the file goes inside it, under its usual name
+        out = out / "baseline_result.json"
+    check_file_output(out, overwrite)
     texts = held_out_texts(measure)
     model, tokenizer, analysis = _load_for_measure(model_path, trust_remote_code)
     result = {"kind": BASELINE_KIND, "model": str(model_path), "fingerprint": model_fingerprint(model, tokenizer),
@@ -153,12 +155,20 @@ def check_same_base(baseline: dict, model_fp: dict, provenance: Optional[dict], 
 
 
 def evaluate_compressed(model_path: str | Path, baseline: str | Path | dict, *, output: str | Path | None = None,
-                        trust_remote_code: bool = False, base_speed: Optional[dict] = None) -> dict:
-    """Measure a (compressed) model like its baseline; add PerfNorm, SpeedNorm, Score; write eval_result.json.
+                        trust_remote_code: bool = False, base_speed: Optional[dict] = None,
+                        overwrite: bool = False) -> dict:
+    """Measure a (compressed) model like its baseline; add PerfNorm, SpeedNorm, Score; write eval_result.json
+    (default: in the model folder; a folder given as `output` gets it inside). An existing result is replaced
+    only with `overwrite`: reports and MLflow runs were made from it.
 
     `base_speed` replaces the baseline's speed figures (e.g. re-measured in the same session,
     since a shared CPU drifts).
     """
+    local = Path(model_path).expanduser()
+    out = Path(output).expanduser() if output else (local if local.is_dir() else Path("."))
+    if out.is_dir():
+        out = out / "eval_result.json"
+    check_file_output(out, overwrite)  # before minutes of measuring
     base = dict(baseline) if isinstance(baseline, dict) else read_baseline(baseline)
     if not isinstance(baseline, dict):
         base["path"] = str(baseline)
@@ -168,7 +178,6 @@ def evaluate_compressed(model_path: str | Path, baseline: str | Path | dict, *, 
         raise DataError(f"the held-out text '{measure.texts}' changed since the baseline was measured (hash "
                         f"{texts_sha(texts)} vs {base['texts_sha']}). Re-run the baseline.")
     model, tokenizer, analysis = _load_for_measure(model_path, trust_remote_code)
-    local = Path(model_path).expanduser()
     provenance = read_provenance(local) if local.is_dir() else None
     fingerprint = model_fingerprint(model, tokenizer)
     base_check = check_same_base(base, fingerprint, provenance, str(model_path))
@@ -181,7 +190,6 @@ def evaluate_compressed(model_path: str | Path, baseline: str | Path | dict, *, 
     result["base"] = {"perplexity": base["perplexity"]["perplexity"], "time_per_token_ms": base_speed["time_per_token_ms"]}
     result.update(compute_score(base["perplexity"]["perplexity"], result["perplexity"]["perplexity"],
                                 base_speed["time_per_token_ms"], result["speed"]["time_per_token_ms"]))
-    out = Path(output) if output else (local / "eval_result.json" if local.is_dir() else Path("eval_result.json"))
     write_json(out, result)
     result["path"] = str(out)
     return result

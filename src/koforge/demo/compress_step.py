@@ -56,7 +56,8 @@ def run(ctx: DemoContext) -> StepResult:
     base_speed = measure_speed(base_model, base_tok, measure.prompts, new_tokens=measure.new_tokens,
                                warmup=measure.warmup, repeats=measure.repeats)
     for name in built:
-        score.evaluate_compressed(runs / name, baseline, output=runs / name / "eval_result.json", base_speed=base_speed)
+        score.evaluate_compressed(runs / name, baseline, output=runs / name / "eval_result.json", base_speed=base_speed,
+                                  overwrite=True)
     table = report.compression_report(runs, output=folder)
     rows = table["rows"]
     best = rows[0]
