@@ -52,8 +52,13 @@ def test_several_embed_runs_get_one_table_of_their_last_stages(tmp_path):
     md = (build_report(runs, tmp_path / "out").parent / "report.md").read_text(encoding="utf-8")
     assert "| run | stage | korsts/spearman | train/steps |\n|---|---|---|---|\n| plain | infonce | 0.577 | 400 |\n" \
            "| expanded | infonce | 0.657 | 400 |" in md
+    # Each run is a row of the summary too, beside eval results (its last stage, primary metric first found).
+    assert ("| plain | embed train (last stage: infonce) | checkpoints/infonce/final | korsts/spearman | 0.577 | higher "
+            "| comparison.json |") in md
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rows"][1]["value"] == 0.657
     single = (build_report(runs[:1], tmp_path / "one").parent / "report.md").read_text(encoding="utf-8")
     assert "Last stage per run" not in single  # one run: its own comparison table says it
+    assert "## Summary" in single and "| embed train (last stage: infonce) | checkpoints/infonce/final | korsts/spearman | 0.577 |" in single
 
 
 def test_a_model_folders_copy_of_its_runs_result_is_shown_once(tmp_path):

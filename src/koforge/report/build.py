@@ -50,7 +50,7 @@ def build_report(run_dirs: Sequence[str | Path], output_dir: str | Path, *, titl
         images = tmp / "images"
         images.mkdir()
         summary = Section(title="Results", tables=[t for r in runs for t in r.summary])
-        if any(r.results for r in runs):
+        if any(r.results or r.last_stage for r in runs):
             summary.tables.append(summary_table(runs))
         staged = last_stage_table(runs)
         if staged is not None:

@@ -1,7 +1,7 @@
 """Cross-run views: the summary table and, for several runs, one comparison per task.
 
 The summary has one row per evaluation result (run, task, model, primary
-metric and its value). With two or more runs, each task evaluated in more
+metric and its value), and one per `embed train` run: its last stage. With two or more runs, each task evaluated in more
 than one run gets a table (one row per run, one column per metric) and a bar
 chart of its primary metric, so that "before / after" reads at a glance.
 Runs with a staged history (`embed train`: comparison.json) get one table
@@ -16,15 +16,33 @@ from koforge.report.collect import RunContents
 from koforge.report.tables import Table, model_label
 
 
+# What an `embed train` run is summed up by: the first of these its last stage has a value for.
+STAGE_PRIMARY = ("korsts/spearman", "korquad/ndcg@10", "separation/separation", "bitext/ko2en")
+
+
+def _stage_primary(stage: dict) -> tuple[str, float] | None:
+    for key in STAGE_PRIMARY + tuple(k for k in stage if "/" in k and not k.startswith("train/")):
+        if isinstance(stage.get(key), (int, float)):
+            return key, stage[key]
+    return None
+
+
 def summary_table(runs: Sequence[RunContents]) -> Table:
-    """One row per evaluation result in every run."""
+    """One row per evaluation result in every run, and one per `embed train` run (its last stage)."""
     rows = []
     for run in runs:
+        named = {"run": run.name} if len(runs) > 1 else {}
         for rel, r in run.results:
-            rows.append({**({"run": run.name} if len(runs) > 1 else {}), "task": r.task,
+            rows.append({**named, "task": r.task,
                          "model": model_label(r.model), "primary metric": r.primary_metric,
                          "value": r.primary_value, "better": "higher" if r.higher_is_better else "lower",
                          "file": rel})
+        primary = _stage_primary(run.last_stage) if run.last_stage else None
+        if primary is not None:
+            rows.append({**named, "task": f"embed train (last stage: {run.last_stage.get('stage')})",
+                         "model": f"checkpoints/{run.last_stage.get('stage')}/final", "primary metric": primary[0],
+                         "value": primary[1],
+                         "better": "higher", "file": "comparison.json"})
     return Table(title="Summary", rows=rows)
 
 
