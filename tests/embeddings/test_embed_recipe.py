@@ -84,6 +84,21 @@ def test_resume_from_stage_reuses_earlier_checkpoints(tiny_run, tiny_expanded):
         run_recipe(recipe, tiny_expanded, result.output_dir, from_stage="nope")
 
 
+def test_a_resumed_run_records_the_settings_each_stage_ran_with(tiny_run, tiny_expanded, tmp_path):
+    """recipe.json keeps the earlier stages as they ran (their checkpoints are reused), the rest as they run now."""
+    import dataclasses
+    import shutil
+
+    recipe, result = tiny_run
+    out = tmp_path / "copy"
+    shutil.copytree(result.output_dir, out)
+    changed = dataclasses.replace(recipe, stages=[dataclasses.replace(recipe.stages[0], max_steps=7),
+                                                  dataclasses.replace(recipe.stages[1], batch_size=4)])
+    run_recipe(changed, tiny_expanded, out, from_stage="sts")
+    stages = json.loads((out / "recipe.json").read_text())["stages"]
+    assert [s["max_steps"] for s in stages] == [2, 2] and [s["batch_size"] for s in stages] == [8, 4]
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(assets, tiny_bert, tmp_path, monkeypatch):
     import koforge.embeddings.recipe as rec
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from koforge._utils.distributed import launch_rank
-from koforge._utils.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError, TrainingError
+from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError, OutputPathError, TrainingError
 from koforge._utils.hub import is_local
 from koforge._utils.io import atomic_dir, check_not_an_input, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
-from koforge.config import config_to_dict, load_config, save_config
+from koforge.config import config_to_dict, load_config
 from koforge.embeddings.adapters import AdapterConfig, save_adapters
 from koforge.embeddings.data import (DataSource, build_examples, check_kind, check_layout, group_by_objective,
                                      infonce_parts, objective_of)
@@ -324,6 +324,20 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
             shutil.rmtree(out / ".scratch", ignore_errors=True)
 
 
+def _record_recipe(recipe: Recipe, path: Path, start: int) -> None:
+    """recipe.json says what trained each checkpoint: a run resumed at stage `start` keeps the earlier stages
+    as recorded when they ran (their checkpoints are reused) and records the rest as they run now."""
+    settings = config_to_dict(recipe)
+    if start > 0 and path.exists():
+        try:
+            earlier = read_json(path, "recipe.json")["stages"][:start]
+        except (KoforgeError, KeyError, TypeError):
+            earlier = []
+        if [s.get("name") for s in earlier if isinstance(s, dict)] == [s["name"] for s in settings["stages"][:start]]:
+            settings["stages"][:start] = earlier
+    write_json(path, settings)
+
+
 def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source: str, start: int) -> RecipeResult:
     from koforge._utils.device import resolve_device
     from koforge._utils.seed import seed_everything
@@ -335,7 +349,7 @@ def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source
     main = launch_rank() == 0
     out.mkdir(parents=True, exist_ok=True)
     if main:
-        save_config(recipe, out / "recipe.json")
+        _record_recipe(recipe, out / "recipe.json", start)
     history_path = out / "stages.json"
     history: list[dict] = []
     if start > 0 and history_path.exists():  # resuming: keep the evaluations of the stages reused
