@@ -1,6 +1,7 @@
 """Ranking metrics by hand, and the evaluators on a deterministic fake encoder."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -47,6 +48,16 @@ def test_korsts_missing_column(tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("sentence1\tsentence2\n가\t나\n", encoding="utf-8")
     with pytest.raises(DataError, match="score"):
+        evaluate_korsts(CharEncoder(), bad)
+    # A JSONL file given as the TSV: named as such, not printed whole.
+    petition = json.dumps({"category": "정치개혁", "content": "청원 내용입니다. " * 500}, ensure_ascii=False)
+    bad.write_text(petition + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        evaluate_korsts(CharEncoder(), bad)
+    assert "(found: a JSON line, not a tab-separated header: this looks like a .jsonl file)" in str(err.value)
+    assert len(str(err.value)) < 400
+    bad.write_text("\t".join(["x" * 100] + [f"c{i}" for i in range(20)]) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"found: x{37}\.\.\., c0, .*c8, \.\.\. \(21 columns\)"):
         evaluate_korsts(CharEncoder(), bad)
 
 

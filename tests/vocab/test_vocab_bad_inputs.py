@@ -1,6 +1,8 @@
 """Bad inputs: one clear KoforgeError, nothing written, no existing output touched."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -117,9 +119,17 @@ def test_apply_takes_an_edited_token_list(model_dirs, tok_dirs, tmp_path):
     result = expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(mode="added-tokens"),
                                tmp_path / "out", tokens=tmp_path / "d.json")
     assert result.report["added_tokens"] == [t["text"] for t in data["tokens"]]
-    (tmp_path / "bad.json").write_text('{"tokens": [{"text": "x"}]}', encoding="utf-8")
+    (tmp_path / "bad.json").write_text('{"tokens": {"text": "x"}}', encoding="utf-8")
     with pytest.raises(DataError, match="not a token list of `koforge expand diff`"):
         expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], None, tmp_path / "out2", tokens=tmp_path / "bad.json")
+    # A hand-edited entry is named by its index and what it lacks; so is a repeated token.
+    for edit, message in (({"text": "새토큰"}, r"tokens\[10\] \(\{\"text\": \"새토큰\"\}\) lacks donor_token, donor_id"),
+                          ({**data["tokens"][0], "donor_id": "7"}, r"tokens\[10\] .* has donor_id '7', not an integer"),
+                          (data["tokens"][0], re.escape(f"the token text {data['tokens'][0]['text']!r} more than once"))):
+        (tmp_path / "bad.json").write_text(json.dumps({"tokens": data["tokens"] + [edit]}, ensure_ascii=False),
+                                           encoding="utf-8")
+        with pytest.raises(DataError, match=message):
+            expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], None, tmp_path / "out2", tokens=tmp_path / "bad.json")
     assert not (tmp_path / "out2").exists()
     r = CliRunner().invoke(app, ["expand", "apply", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), str(tmp_path / "out3"),
                                  "--tokens", str(tmp_path / "d.json")])

@@ -34,6 +34,7 @@ from koforge._utils.errors import ConfigError, DataError, InputPathError
 from koforge._utils.io import require_path
 from koforge._utils.logging import get_logger
 from koforge.embeddings.losses import OBJECTIVES
+from koforge.eval._read import found_columns
 
 log = get_logger(__name__)
 
@@ -88,7 +89,7 @@ def _tsv(path: Path, required: tuple[str, ...]) -> list[dict]:
     header = [h.strip() for h in rows[0]] if rows else []
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(f"data file '{path}' lacks column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'}). "
+        raise DataError(f"data file '{path}' lacks column(s) {', '.join(missing)} (found: {found_columns(header)}). "
                         f"A source of this kind needs a header with {', '.join(required)}.")
     return [dict(zip(header, r)) for r in rows[1:] if len(r) >= len(header)]
 
@@ -224,7 +225,7 @@ def check_layout(src: DataSource, data_root: str | os.PathLike | None) -> None:
             missing = [c for c in COLUMNS[src.kind] if c not in header]
             if missing:
                 raise DataError(f"data file '{path}' lacks column(s) {', '.join(missing)} (found: "
-                                f"{', '.join(h for h in header if h) or 'nothing'}). A '{src.kind}' source needs a header "
+                                f"{found_columns(header)}). A '{src.kind}' source needs a header "
                                 f"with {', '.join(COLUMNS[src.kind])}.")
         elif src.kind in ("pairs", "text") and path.suffix == ".jsonl" and line.strip():
             try:

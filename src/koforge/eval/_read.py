@@ -26,3 +26,14 @@ def read_text_file(path: str | os.PathLike, what: str) -> str:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise DataError(f"{what} '{p}' is not UTF-8 (line {line}: byte {raw[e.start]:#04x}). {utf8_hint(p)}") from None
+
+
+def found_columns(header: list[str]) -> str:
+    """What a TSV's first line holds, short enough for one message: a JSON line or a long header would
+    otherwise be printed whole (a petition line is kilobytes)."""
+    first = "\t".join(header).lstrip()
+    if first.startswith(("{", "[")):
+        return "a JSON line, not a tab-separated header: this looks like a .jsonl file"
+    cells = [h if len(h) <= 40 else h[:37] + "..." for h in header if h]
+    shown = ", ".join(cells[:10]) + (f", ... ({len(cells)} columns)" if len(cells) > 10 else "")
+    return shown or "nothing"

@@ -17,7 +17,7 @@ from koforge._utils.errors import DataError, InputPathError
 from koforge._utils.io import require_path
 from koforge._utils.logging import get_logger
 from koforge.eval._encode import encode
-from koforge.eval._read import read_text_file
+from koforge.eval._read import found_columns, read_text_file
 from koforge.eval.metrics import paired_cosine, spearman
 
 log = get_logger(__name__)
@@ -54,7 +54,7 @@ def read_sts_pairs(path: str | os.PathLike) -> tuple[list[str], list[str], list[
     header = [h.strip() for h in rows[0]]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise DataError(f"'{p}' lacks column(s) {', '.join(missing)} (found: {', '.join(header)}). "
+        raise DataError(f"'{p}' lacks column(s) {', '.join(missing)} (found: {found_columns(header)}). "
                         f"Expected a header with {', '.join(REQUIRED)}.")
     idx = {c: header.index(c) for c in REQUIRED}
     s1, s2, scores, skipped = [], [], [], []

@@ -12,6 +12,8 @@ pre-tokenizer removes spaces, and an added token matches anywhere), so
 """
 from __future__ import annotations
 
+import json
+
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,15 +59,25 @@ def read_diff(path: str | Path) -> VocabDiff:
     data = read_json(path, "token list (diff JSON)")
     rows = data.get("tokens") if isinstance(data, dict) else None
     fields = ("text", "donor_token", "donor_id")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and all(f in r for f in fields) for r in rows):
+    if not isinstance(rows, list):
         raise DataError(f"'{path}' is not a token list of `koforge expand diff` (a 'tokens' list of objects with "
                         f"{', '.join(fields)}). Write one with `koforge expand diff BASE DONOR -o FILE`.")
-    tokens = [NewToken(text=str(r["text"]), donor_token=str(r["donor_token"]), donor_id=int(r["donor_id"]),
+    for i, r in enumerate(rows):  # an entry edited by hand: say which one and what it lacks
+        missing = [f for f in fields if f not in r] if isinstance(r, dict) else list(fields)
+        bad_id = not missing and not (isinstance(r["donor_id"], int) and not isinstance(r["donor_id"], bool))
+        if missing or bad_id:
+            what = f"lacks {', '.join(missing)}" if missing else f"has donor_id {r['donor_id']!r}, not an integer"
+            raise DataError(f"'{path}': tokens[{i}] ({json.dumps(r, ensure_ascii=False)[:120]}) {what}. Each entry "
+                            "needs the donor's token and its id in the donor vocabulary (see the other entries); "
+                            "remove entries to drop tokens, or re-run `koforge expand diff` to get new ones.")
+    tokens = [NewToken(text=str(r["text"]), donor_token=str(r["donor_token"]), donor_id=r["donor_id"],
                        frequency=r.get("frequency")) for r in rows]
     texts = [t.text for t in tokens]
-    if not tokens or not all(texts) or len(set(texts)) != len(texts):
-        raise DataError(f"'{path}' holds {'no token' if not tokens else 'an empty or repeated token text'}; "
-                        "keep each token once, with its text.")
+    repeated = sorted(t for t, n in Counter(texts).items() if n > 1)
+    if not tokens or not all(texts) or repeated:
+        what = "no token" if not tokens else (f"the token text {repeated[0]!r} more than once" if repeated
+                                              else f"an empty token text (tokens[{texts.index('')}])")
+        raise DataError(f"'{path}' holds {what}; keep each token once, with its text.")
     stats = dict(data.get("stats") or {}, new_tokens=len(tokens), source=str(path))
     return VocabDiff(tokens=tokens, stats=stats)
 
