@@ -71,6 +71,34 @@ def test_train_generate_export_import(tmp_path, tokenizer_dir):
     assert r.exit_code == 1 and "another model config" in r.output and "Traceback" not in r.output
 
 
+def test_resume_takes_the_architecture_and_data_stream_from_the_checkpoint(tmp_path, tokenizer_dir):
+    """--resume alone continues with the model and train settings recorded in the checkpoint (a new step count
+    given): it ends with the uninterrupted run's weights. A setting given again wins (a clash is refused)."""
+    import dataclasses
+
+    from koforge.lm.resume import RESUMED_TRAIN_FIELDS
+    from koforge.lm.train import TrainConfig
+
+    own = {"data_dir", "out_dir", "overwrite", "resume_from", "init_from", "tokenizer", "device"}  # the new command's
+    assert {f.name for f in dataclasses.fields(TrainConfig)} == set(RESUMED_TRAIN_FIELDS) | own
+    from safetensors.torch import load_file
+
+    shards = shards_of(tmp_path / "shards", tokenizer_dir)
+    flat_lr = ["train.warmup=0", "train.min_lr_ratio=1.0"]  # 4 + 2 steps then follow the schedule of 6
+    steps6 = [o if not o.startswith("train.steps=") else "train.steps=6" for o in SHORT_RUN]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    for out, steps in ((whole, steps6), (part, SHORT_RUN)):
+        r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(out), *TINY, *steps, *flat_lr])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(part), "--resume", "train.steps=6"])
+    assert r.exit_code == 0, r.output
+    a, b = (load_file(str(run / "checkpoints" / "step_0000006" / "model.safetensors")) for run in (whole, part))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(part), "--resume", "train.steps=8",
+                            "train.batch=8"])
+    assert r.exit_code == 1 and "the data stream differs (batch: checkpoint 4 vs now 8)" in r.output
+
+
 def test_resume_and_init_from_keep_the_recorded_tokenizer_and_take_the_new_optimizer_settings(tmp_path, tokenizer_dir):
     """A run resumed (or started from a checkpoint) without --tokenizer keeps the one recorded there, so it can
     still generate and export; train.resume_from may name the run folder (its latest checkpoint); a changed

@@ -111,6 +111,18 @@ def test_resume_on_another_world_size_warns_and_continues(shards, tmp_path, capl
     assert "process(es)" not in caplog.text  # the same world size: silent
 
 
+def test_a_model_vocabulary_far_above_the_shards_is_warned_of(shards, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        train_lm(tiny_config(vocab_size=128), cfg(shards, tmp_path / "padded", steps=1))
+    assert "never see a token" not in caplog.text  # the 64 ids rounded up to a multiple of 128: fine
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        train_lm(tiny_config(vocab_size=1000), cfg(shards, tmp_path / "wide", steps=1))
+    assert "model.vocab_size=1000 but the shards use 64 ids: 936 embedding and output rows will never see a token" \
+           in caplog.text and "Set model.vocab_size=64 (or up to 128" in caplog.text
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "no_meta"])
 def test_corrupted_checkpoint_is_refused_and_good_ones_kept(shards, tmp_path, damage):
     run = tmp_path / "run"

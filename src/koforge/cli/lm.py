@@ -1,6 +1,7 @@
 """`koforge lm`: pretrain, generate with, export and import small Korean LMs."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import List, Optional
@@ -18,11 +19,13 @@ app = typer.Typer(help="Small Korean LLMs: train, generate, export, import.\n\nE
 def train(
     data: Path = typer.Option(..., "--data", help="Shard folder of `koforge data pack`."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, history)."),
-    model: Optional[str] = typer.Option(None, help="Model preset (tiny-10m, 50m, 125m, 150m) or YAML; "
-                                        "default tiny-10m, or with --init-from that model's own architecture."),
+    model: Optional[str] = typer.Option(None, help="Model preset (tiny-10m, 50m, 125m, 150m) or YAML; default "
+                                        "tiny-10m, with --init-from that model's own architecture, with --resume "
+                                        "the checkpoint's."),
     train_preset: str = typer.Option("train-cpu", "--train", help="Train preset (train-cpu, train-gpu) or YAML."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out "
-                                "(or from train.resume_from=CKPT, which implies it)."),
+                                "(or from train.resume_from=CKPT, which implies it), with the model and train settings "
+                                "recorded there; model.* / train.* overrides change them."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete existing checkpoints in --out and start afresh "
                                    "(once data and configs are checked)."),
     init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from the weights of a koforge "
@@ -37,6 +40,7 @@ def train(
     from koforge.config import load_config
     from koforge.lm.config import LMConfig
     from koforge.lm.load import read_model_config
+    from koforge.lm.resume import RESUMED_TRAIN_FIELDS, recorded_settings
     from koforge.lm.train import TrainConfig, train_lm
 
     overrides = overrides or []
@@ -47,8 +51,17 @@ def train(
         raise ConfigError(f"override '{bad[0]}' must be model.KEY=VALUE or train.KEY=VALUE (e.g. train.steps=500).")
     extra = [f"data_dir={data}", f"out_dir={out}", f"overwrite={overwrite}"] + ([f"tokenizer={tokenizer}"] if tokenizer else []) \
         + ([f"init_from={init_from}"] if init_from else [])
-    train_cfg = load_config(TrainConfig, train_preset, extra + [o[6:] for o in overrides if o.startswith("train.")], group="lm")
-    base = model or (read_model_config(train_cfg.init_from).to_dict() if train_cfg.init_from else "tiny-10m")
+    train_overrides = [o[6:] for o in overrides if o.startswith("train.")]
+    train_cfg = load_config(TrainConfig, train_preset, extra + train_overrides, group="lm")
+    recorded_model: dict = {}
+    if resume or train_cfg.resume_from:  # continue as recorded: nothing but what changes needs repeating
+        recorded_model, recorded_train = recorded_settings(train_cfg.resume_from or out)
+        given = {o.split("=", 1)[0] for o in train_overrides}
+        inherited = [f"{k}={json.dumps(v)}" for k, v in recorded_train.items()
+                     if k in RESUMED_TRAIN_FIELDS and k not in given]
+        train_cfg = load_config(TrainConfig, train_preset, extra + inherited + train_overrides, group="lm")
+    base = model or recorded_model or (read_model_config(train_cfg.init_from).to_dict() if train_cfg.init_from
+                                       else "tiny-10m")
     model_cfg = load_config(LMConfig, base, [o[6:] for o in overrides if o.startswith("model.")], group="lm")
     try:
         result = train_lm(model_cfg, train_cfg, resume=resume)

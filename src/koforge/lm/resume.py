@@ -11,6 +11,7 @@ import torch
 
 from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError
 from koforge._utils.logging import get_logger
+from koforge._utils.io import read_json
 from koforge.lm.checkpoint import list_checkpoints, resolve_checkpoint
 from koforge.lm.config import LMConfig
 from koforge.lm.model import KoLM
@@ -22,6 +23,13 @@ log = get_logger(__name__)
 
 # Train-config fields a resumed run must share with the checkpoint (others, e.g. steps or eval_every, may change).
 RESUME_FIELDS = ("batch", "seq_len", "grad_accum", "seed")
+# Train-config fields a resume takes from the checkpoint unless given again (paths, the device and the
+# run's own flags are the new command's).
+RESUMED_TRAIN_FIELDS = ("steps", "batch", "seq_len", "lr", "min_lr_ratio", "warmup", "weight_decay", "grad_accum",
+                        "clip", "eval_every", "eval_batches", "ckpt_every", "keep_last", "early_stop_patience",
+                        "precision", "compile", "gradient_checkpointing", "seed", "nan_policy", "max_skips",
+                        "spike_factor", "sample_tokens", "max_minutes", "eval_every_minutes", "log_every", "experiment",
+                        "beta1", "beta2")
 # Model-config fields that only shape training, so init_from weights may meet other values (extra MTP heads start fresh).
 INIT_FREE_FIELDS = ("init_std", "moe_aux_weight", "moe_bias_rate", "mtp_heads", "mtp_weight")
 
@@ -133,3 +141,14 @@ def shards_tokenizer(path: str, manifest, data_dir: str):
                           f"{tokenizer_fingerprint(tok)[:19]}... vs {manifest.tokenizer_fingerprint[:19]}...). Pass the "
                           "tokenizer given to `koforge data pack` (--tokenizer / train.tokenizer), or re-pack the shards.")
     return tok
+
+
+def recorded_settings(run: str | Path) -> tuple[dict, dict]:
+    """(model config, train config) recorded with the checkpoint a resume of `run` continues from ({} for what
+    it does not record, or when there is no checkpoint: the resume itself then says so)."""
+    try:
+        ckpt = resolve_checkpoint(run, latest=True)
+        meta = read_json(ckpt / "meta.json", "checkpoint meta.json")
+    except KoforgeError:
+        return {}, {}
+    return dict(meta.get("model_config") or {}), dict(meta.get("train_config") or {})

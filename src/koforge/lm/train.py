@@ -276,6 +276,12 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     if manifest.vocab_size > model_config.vocab_size:
         raise ConfigError(f"the shards use a vocabulary of {manifest.vocab_size} ids but LMConfig.vocab_size="
                           f"{model_config.vocab_size}. Set model.vocab_size={manifest.vocab_size}.")
+    padded = -(-manifest.vocab_size // 128) * 128  # rounding up for fast matmuls is common and fine
+    if model_config.vocab_size > padded and resume_ckpt is None and not cfg.init_from:
+        log.warning("model.vocab_size=%d but the shards use %d ids: %d embedding and output rows will never see a "
+                    "token (memory and softmax time for nothing). Set model.vocab_size=%d (or up to %d, a multiple "
+                    "of 128).", model_config.vocab_size, manifest.vocab_size,
+                    model_config.vocab_size - manifest.vocab_size, manifest.vocab_size, padded)
     tpb = tokens_per_byte(val_data.manifest, val_split)
     per = cfg.batch // world  # each rank evaluates its slice of the 1-process validation batches
     val_batches = [(x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per])
