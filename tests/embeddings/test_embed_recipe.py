@@ -301,6 +301,9 @@ def test_cli_train_error_and_eval(assets, tiny_bert, tmp_path):
             assert ("no_such" if "no_such" in missing else "korsts/sts-dev.tsv") in res.output
     res = runner.invoke(app, ["embed", "train", "eeve-3stage", str(tiny_bert), str(tmp_path / "o"), "stages.0.bogus=1"])
     assert res.exit_code == 1 and "Key 'bogus' not in 'StageConfig'. Valid keys of StageConfig: name, scope" in res.output
+    res = runner.invoke(app, ["embed", "train", "eeve-3stage", str(tiny_bert), str(tmp_path / "o"), "stages.5.max_steps=3"])
+    assert res.exit_code == 1 and "the recipe has no stage 5 (its stages are 0: embeddings_simcse, 1: adapters_nli, " \
+        "2: top_blocks_sts)" in res.output
 
 
 def test_cli_eval_runs_mteb_tasks(assets, tiny_bert, tmp_path):
@@ -616,3 +619,13 @@ def test_a_run_onto_its_own_base_model_is_refused(assets, tiny_bert, tmp_path):
     with pytest.raises(OutputPathError, match="is the input"):  # --overwrite would have deleted the base model
         run_recipe(_recipe(assets, [COSENT], evaluate_base=False), base, base, overwrite=True)
     assert sorted(p.name for p in base.iterdir()) == before
+
+
+def test_the_stage_plot_shows_quality_and_training_not_counts_or_timings():
+    from koforge.embeddings.report import is_plotted
+
+    keys = ["korsts/spearman", "korsts/n_pairs", "korsts/seconds", "korquad/ndcg@10", "korquad/n_docs",
+            "korquad/n_queries", "separation/per_domain/food", "separation/separation", "bitext/n_pairs",
+            "train/steps", "train/last_loss", "train/seconds", "train/examples"]
+    assert [k for k in keys if is_plotted(k)] == ["korsts/spearman", "korquad/ndcg@10", "separation/separation",
+                                                  "train/steps", "train/last_loss"]

@@ -30,7 +30,8 @@ def analyze(base: str = typer.Argument(..., help="Base model/tokenizer folder, t
             english: Optional[Path] = typer.Option(None, "--english", help="English text file for the 'unchanged' share."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the analysis as JSON here."),
             overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
-            trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+            trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                                       help="Allow the model's own code (only if you trust it)."),
             config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = overrides_arg("max_new_tokens=20000")) -> None:
     """Vocab sizes, overlap, tokens per line, syllable coverage and unknown rate of base, donor and both modes.
 
@@ -67,7 +68,8 @@ def diff(base: str = typer.Argument(..., help="Base model/tokenizer folder, toke
          donor: str = typer.Argument(..., help="Donor tokenizer folder, tokenizer.json or hub name."),
          output: Path = typer.Option(..., "--output", "-o", help="JSON file for the new tokens and statistics."),
          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-         trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+         trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                                       help="Allow the model's own code (only if you trust it)."),
          config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = overrides_arg("max_new_tokens=20000")) -> None:
     """Write the donor-minus-base tokens (as text, filtered, ranked) to JSON.
 
@@ -93,7 +95,8 @@ def apply(base: str = typer.Argument(..., help="Base Hugging Face model folder o
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
           tokens: Optional[Path] = typer.Option(None, "--tokens", help="Token list written by `koforge expand diff` "
                                                 "(edit it to choose the tokens); default: diff again."),
-          trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+          trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                                       help="Allow the model's own code (only if you trust it)."),
           config: Optional[str] = ConfigOpt, overrides: Optional[List[str]] = overrides_arg("init=mean")) -> None:
     """Add the donor's new tokens to the model (old ids kept), initialise their rows and save the result.
 

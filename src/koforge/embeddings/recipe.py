@@ -172,12 +172,19 @@ def load_recipe(path_or_preset: str | os.PathLike | dict, overrides: Sequence[st
     raw = path_or_preset if isinstance(path_or_preset, dict) else \
         yaml.safe_load(preset_path("embed", str(path_or_preset)).read_text(encoding="utf-8"))
     layer = OmegaConf.create(raw)
+    stages = layer.get("stages") or []
     for item in indexed:
         key, value = item.split("=", 1)
+        index = key.split(".")[1]
+        if not index.isdigit() or int(index) >= len(stages):
+            names = ", ".join(f"{i}: {s.get('name')}" for i, s in enumerate(stages))
+            raise ConfigError(f"override '{item}': the recipe has no stage {index} (its stages are {names}). "
+                              "Stage indexes start at 0.")
         try:
             OmegaConf.update(layer, key, yaml.safe_load(value), merge=True)
         except Exception as e:  # omegaconf raises several types for a bad index/key
-            raise ConfigError(f"override '{item}' does not fit the recipe ({e}). Stage indexes start at 0.") from None
+            why = " ".join(str(e).split())  # its message spans lines (full_key, object_type)
+            raise ConfigError(f"override '{item}' does not fit the recipe ({why}). Stage indexes start at 0.") from None
     rest = [o for o in overrides if o not in indexed]
     return load_config(Recipe, OmegaConf.to_container(layer), rest, group="embed")
 

@@ -27,15 +27,24 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Bookkeeping, not quality: counts of the evaluation data and timings stay in the tables.
+NOT_PLOTTED = ("n_pairs", "n_docs", "n_queries", "seconds", "examples")
+
+
+def is_plotted(key: str) -> bool:
+    return "/per_domain/" not in key and key.rsplit("/", 1)[-1] not in NOT_PLOTTED
+
+
 def plot_metrics(stages: Sequence[dict], path: str | os.PathLike) -> Path:
-    """One small panel per metric (every numeric metric of any stage), stages on the x axis."""
+    """One small panel per metric of any stage (quality and training loss/steps; counts and timings are
+    left to the tables), stages on the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [s["stage"] for s in stages]
-    keys = sorted({k for s in stages for k in s["metrics"] if "/per_domain/" not in k})
+    keys = sorted({k for s in stages for k in s["metrics"] if is_plotted(k)})
     cols = 4
     rows = max(1, -(-len(keys) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
