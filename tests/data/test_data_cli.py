@@ -77,9 +77,11 @@ def test_pack_a_bare_tokenizer_json(assets, tmp_path):
     shutil.copy(tmp_path / "tok" / "tokenizer.json", tmp_path / "bare" / "tokenizer.json")
     bare = str(tmp_path / "bare" / "tokenizer.json")
     r = runner.invoke(app, ["data", "pack", text, "-t", bare, "-o", str(tmp_path / "sh")])
-    assert r.exit_code == 1 and "tokenizer 'bare' names no EOS token" in r.output and "--eos-token" in r.output, r.output
+    assert r.exit_code == 1 and "tokenizer 'bare' names no EOS token" in r.output, r.output
+    assert "Pass --eos-token '</s>'" in " ".join(r.output.split())  # a token this vocabulary holds
     r = runner.invoke(app, ["data", "pack", text, "-t", bare, "-o", str(tmp_path / "sh"), "--eos-token", "<nope>"])
     assert r.exit_code == 1 and "'<nope>' is not in the vocabulary of tokenizer 'bare'" in r.output
+    assert "Pass a token it holds (</s>)" in " ".join(r.output.split())
     assert not (tmp_path / "sh").exists()
     r = runner.invoke(app, ["data", "pack", text, "-t", bare, "-o", str(tmp_path / "sh"), "--eos-token", "<pad>"])
     assert r.exit_code == 0, r.output

@@ -40,3 +40,7 @@ def test_split_corpus_rerun_is_identical(assets, tmp_path):
 def test_fractions_must_sum_to_one():
     with pytest.raises(ConfigError, match="sum to 1"):
         SplitConfig(train=0.9, validation=0.2, test=0.0)
+    # train=0.9 alone keeps the default 0.01 / 0.01: the message says to set the other two
+    with pytest.raises(ConfigError, match=r"train=0.9 validation=0.01 test=0.01 sum to 0.92. Set all three, e.g. "
+                                          r"train=0.9 validation=0.05 test=0.05"):
+        SplitConfig(train=0.9)

@@ -172,18 +172,25 @@ def _documents(texts: Iterable[str], tokenizer_json: str, config: PackConfig, po
     bar.close()
 
 
+def _separator_candidates(tok: Any) -> list[str]:
+    """Tokens of this vocabulary that could stand between documents, its own separator first."""
+    names = [getattr(tok, "sep_token", None), "</s>", "<|endoftext|>", "<eos>", "<|im_end|>", "[SEP]"]
+    return list(dict.fromkeys(t for t in names if t and tok.backend_tokenizer.token_to_id(t) is not None))
+
+
 def _eos_id(tok: Any, name: str, eos_token: str | None) -> int:
     """The id placed between documents: `eos_token`'s if given, else the tokenizer's EOS."""
+    held = _separator_candidates(tok)
+    example = f"--eos-token '{held[0]}'" if held else "--eos-token TOKEN"
     if eos_token is not None:
         eos_id = tok.backend_tokenizer.token_to_id(eos_token)
         if eos_id is None:
             raise TokenizerError(f"--eos-token {eos_token!r} is not in the vocabulary of tokenizer '{name}'. "
-                                 "Pass a token it holds (e.g. </s>, <|endoftext|>).")
+                                 f"Pass a token it holds ({', '.join(held) or 'none of </s>, <|endoftext|>, [SEP]'}).")
         return eos_id
     if tok.eos_token_id is None:
         raise TokenizerError(f"tokenizer '{name}' names no EOS token; packing needs one between documents. "
-                             "Pass --eos-token TOKEN (PackConfig.eos_token), e.g. --eos-token '</s>', "
-                             "or train the tokenizer with eos_token set.")
+                             f"Pass {example} (PackConfig.eos_token), or train the tokenizer with eos_token set.")
     return int(tok.eos_token_id)
 
 

@@ -35,7 +35,10 @@ class SplitConfig:
                 raise ConfigError(f"split fraction {name}={v} must be between 0 and 1.")
         total = self.train + self.validation + self.test
         if abs(total - 1.0) > 1e-6:
-            raise ConfigError(f"split fractions must sum to 1 (train+validation+test = {total:g}).")
+            rest = (1.0 - self.train) / 2
+            raise ConfigError(f"split fractions must sum to 1: train={self.train:g} validation={self.validation:g} "
+                              f"test={self.test:g} sum to {total:g}. Set all three, e.g. train={self.train:g} "
+                              f"validation={rest:g} test={rest:g}.")
 
     @property
     def fractions(self) -> dict[str, float]:
