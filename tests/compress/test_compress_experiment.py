@@ -202,3 +202,11 @@ def test_multirun_sweep_via_cli_then_report(tiny_models, heldout, tmp_path, monk
     assert [r["layers"] for r in rows] and rows == sorted(rows, key=lambda r: -r["Score"])
     png = (tmp_path / "o" / "compression_scores.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # -m with one value: the run is named by its recipe overrides (it used to be called "job").
+    one = ["compress", "run", "11-23_drop_layers", "-m", "compression.keep_layers=1", "compression.heal_steps=2",
+           "compression.heal_batch_size=2"] + fast(tiny_models["exaone4"], heldout, tmp_path / "one")
+    assert CliRunner().invoke(app, one).exit_code == 0
+    [root] = (tmp_path / "one").iterdir()
+    [run_dir] = [p.name for p in root.iterdir() if p.is_dir()]
+    assert run_dir.startswith("keep_layers=1,heal_steps=2,heal_batch_size=2,")  # then fast()'s calibration_*

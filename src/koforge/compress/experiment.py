@@ -115,10 +115,10 @@ def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*axes)]
 
 
-def job_name(job: Sequence[str], fixed: Sequence[str]) -> str:
+def job_name(job: Sequence[str], fixed: Sequence[str], default: str = "job") -> str:
     """A folder name from the overrides that vary across the sweep (`keep_layers=22`)."""
     parts = [o.split(".")[-1] for o in job if o not in fixed]
-    return ",".join(parts).replace("/", "_")[:120] or "job"
+    return ",".join(parts).replace("/", "_")[:120] or default
 
 
 def _unique(path: Path) -> Path:
@@ -207,6 +207,8 @@ def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = Fals
         return {"root": str(root), "runs": [result], "failed": [],
                 "report": str(root / f"{today:%Y-%m-%d}_report.md")}
     fixed = [o for o in jobs[0] if all(o in j for j in jobs)]
+    if len(jobs) == 1:  # -m with one value: named by its recipe overrides, not "job"
+        fixed = [o for o in jobs[0] if not o.startswith("compression.")]
     created_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -222,7 +224,8 @@ def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = Fals
     runs, failed = [], []
     for job, cfg in zip(jobs, configs):
         try:
-            runs.append(run_experiment(cfg, root / job_name(job, fixed), overrides=job, baseline=baseline, today=today))
+            runs.append(run_experiment(cfg, root / job_name(job, fixed, default=cfg.name), overrides=job,
+                                       baseline=baseline, today=today))
         except Exception as e:  # noqa: BLE001 - one job out of memory must not lose the other jobs' results
             error = str(e) if isinstance(e, KoforgeError) else f"{type(e).__name__}: {e}"
             log.warning("job %s failed: %s", job, error)
