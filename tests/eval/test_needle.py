@@ -91,7 +91,7 @@ def test_needle_task_writes_a_result_and_a_heatmap(tmp_path):
     assert json.loads(path.read_text())["task"] == "needle"
 
 
-def test_needle_bad_inputs_are_clear_errors(tmp_path, haystack):
+def test_needle_bad_inputs_are_clear_errors(tmp_path, haystack, assets):
     tok = haystack.tokenizer
     with pytest.raises(ConfigError, match=r"needle length 150 leaves -17 haystack tokens .* use lengths >= 183"):
         haystack.prompt(150, 0.5, "1234567", 0)
@@ -103,6 +103,14 @@ def test_needle_bad_inputs_are_clear_errors(tmp_path, haystack):
     with pytest.raises(ConfigError, match=r"needle length 1024 plus 12 answer tokens exceeds the model's context of 512 "
                                           r"tokens; use lengths <= 500"):
         run_eval(EvalConfig(task="needle", model=str(folder), lengths=[1024], device="cpu"))
+    # A length too short for the prompt's fixed parts: refused before the grid's first cell is generated.
+    from koforge.eval.needle import evaluate_needle
+
+    calls = []
+    with pytest.raises(ConfigError, match=r"needle length 150 is too short for this tokenizer: .* use lengths >= 183"):
+        evaluate_needle(None, tok, (assets / "compress_ko.txt").read_text(encoding="utf-8").splitlines(),
+                        lengths=[150, 400], generate=lambda p: calls.append(p) or "")
+    assert calls == []
 
 
 def test_needle_cli(tmp_path):

@@ -138,6 +138,11 @@ def evaluate_needle(model: Any, tokenizer: Any, texts: Sequence[str], *, lengths
         raise ConfigError(f"needle length {lengths[-1]} plus {new_tokens} answer tokens exceeds the model's context of "
                           f"{context} tokens; use lengths <= {context - new_tokens}.")
     haystack = Haystack(tokenizer, texts)
+    shortest = haystack.overhead("1234567") + MIN_HAYSTACK  # answers are 7-digit numbers
+    if lengths[0] < shortest:  # refused before the grid starts, not at its first cell
+        raise ConfigError(f"needle length {lengths[0]} is too short for this tokenizer: instruction, needle and "
+                          f"question take {shortest - MIN_HAYSTACK} tokens and the haystack needs {MIN_HAYSTACK}; "
+                          f"use lengths >= {shortest}.")
     generate = generate or (lambda p: _greedy_text(model, tokenizer, p, new_tokens))
     rng = random.Random(seed)
     cells = []
