@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -45,7 +46,8 @@ _PUA_MAX = 2 * 65534
 
 
 def _show_progress() -> bool:
-    return os.environ.get("KOFORGE_PROGRESS", "1") != "0"
+    # The Rust trainer's bars print bare newlines to stdout when it is not a terminal (a pipe, a log file).
+    return os.environ.get("KOFORGE_PROGRESS", "1") != "0" and sys.stdout.isatty()
 
 
 def _normalizer(config: TokenizerTrainConfig):
