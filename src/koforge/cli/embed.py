@@ -26,6 +26,9 @@ def train(recipe: str = typer.Argument(..., help="Recipe YAML path or shipped pr
 
     Example: koforge embed train thunder-6stage ./expanded ./runs/thunder data_root=../shared/data --from-stage lora64
     """
+    from koforge.config import preset_path
+
+    preset_path("embed", recipe)  # a mistyped preset or path: said before the training libraries load (~6 s)
     from koforge.embeddings.recipe import load_recipe, run_recipe
     from koforge.embeddings.report import comparison_rows
 
