@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError
-from koforge._utils.logging import get_logger
 from koforge._utils.io import read_json
+from koforge._utils.logging import get_logger
 from koforge.lm.checkpoint import list_checkpoints, resolve_checkpoint
 from koforge.lm.config import LMConfig
 from koforge.lm.model import KoLM
