@@ -226,6 +226,26 @@ def test_a_model_folder_without_tokenizer_uses_the_tokenizer_option(tiny_llama, 
         EvalConfig(task="korsts", model="m", tokenizer=str(tiny_llama))
 
 
+def test_a_tokenizer_with_ids_past_the_embedding_table_is_one_message(tiny_llama, tmp_path):
+    """Another model's tokenizer (here a 2,000-token one for a ~300-row model): named, not torch's IndexError."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    big = Tokenizer(models.BPE(unk_token="<unk>"))
+    big.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    big.train_from_iterator(["영화가 정말 재미있었어요 배우들의 연기가 훌륭했다"] * 50,
+                            trainers.BpeTrainer(vocab_size=2000, special_tokens=[f"<s{i}>" for i in range(1500)] + ["<unk>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    big.save(str(tmp_path / "big.json"))
+    data = tmp_path / "heldout.txt"
+    data.write_text("영화가 정말 재미있었어요\n" * 4, encoding="utf-8")
+    for task in ("perplexity", "speed"):
+        with pytest.raises(DataError, match=r"encodes to token id \d{4}, but the model has \d+ embedding rows .* the "
+                                            r"tokenizer is not the model's"):
+            run_eval(EvalConfig(task=task, model=str(tiny_llama), tokenizer=str(tmp_path / "big.json"), data=[str(data)],
+                                context=32, stride=16, device="cpu", new_tokens=2, repeats=1), tmp_path / "ev")
+    assert not (tmp_path / "ev").exists()
+
+
 def test_cli_checkpoint_without_tokenizer_is_one_red_line(koforge_run, tiny_llama, tmp_path):
     from koforge.cli.main import app
 

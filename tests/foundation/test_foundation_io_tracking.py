@@ -93,6 +93,13 @@ def test_an_output_that_is_or_holds_an_input_is_refused_even_with_overwrite(tmp_
     with pytest.raises(OutputPathError, match="'.*runs' holds the input '.*a'"):
         check_output(tmp_path / "runs", overwrite=True, inputs=[run])
     assert check_output(run / "report", overwrite=True, inputs=[run, "org/hub-name"]) == run / "report"
+    # A file inside an input folder: a new one may be written, an existing one (what is read) not replaced;
+    # a folder inside (a report beside the run's results) may be replaced.
+    assert check_output(run / "new.json", overwrite=True, inputs=[run]) == run / "new.json"
+    with pytest.raises(OutputPathError, match="'.*eval_korsts.json' is inside the input '.*a'"):
+        check_output(run / "eval_korsts.json", overwrite=True, inputs=[run])
+    (run / "report").mkdir()
+    assert check_output(run / "report", overwrite=True, inputs=[run]) == run / "report"
 
 
 def test_cli_report_onto_its_run_and_file_outputs_onto_folders_are_refused_before_any_work(tmp_path):

@@ -193,12 +193,16 @@ def test_export_writes_the_source_tokenizer_in_the_form_transformers_4_and_5_loa
 
     texts = (assets / "tok_nsmc_400.txt").read_text(encoding="utf-8").splitlines()
     source = train_tokenizer(texts, TokenizerTrainConfig(vocab_size=300, chat_roles=["user", "assistant"]), tmp_path / "tok").path
-    export_model(KoLM(tiny_config()), tmp_path / "hf", tokenizer=source, eos_id=2)
+    # A tokenizer larger than the model's embedding table belongs to another model: refused, nothing written.
+    with pytest.raises(ConfigError, match=r"has 300 tokens but the model only 64 embedding rows"):
+        export_model(KoLM(tiny_config()), tmp_path / "hf", tokenizer=source, eos_id=2)
+    assert not (tmp_path / "hf").exists()
+    export_model(KoLM(tiny_config(vocab_size=320)), tmp_path / "hf", tokenizer=source, eos_id=2)
     assert_portable(tmp_path / "hf")
     assert_same_tokenizer(source, tmp_path / "hf")
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
-    export_model(KoLM(tiny_config()), tmp_path / "hf2", tokenizer=tmp_path / "bare" / "tokenizer.json", eos_id=2)
+    export_model(KoLM(tiny_config(vocab_size=320)), tmp_path / "hf2", tokenizer=tmp_path / "bare" / "tokenizer.json", eos_id=2)
     assert_portable(tmp_path / "hf2")
     from transformers import AutoTokenizer
 

@@ -78,12 +78,17 @@ def check_output(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str 
 
 
 def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
-    """Refuse an output that is, or is a folder holding, one of the existing `inputs`."""
+    """Refuse an output that is, or is a folder holding, one of the existing `inputs`, or that would replace a
+    file inside an input folder (a tokenizer's own tokenizer.json, a model's weights). A new file, or a folder
+    (a report inside the run it reports on), may be written into an input folder."""
     p = Path(output).expanduser().resolve()
     for source in inputs:
         s = Path(source).expanduser()
-        if s.exists() and (p == s.resolve() or p in s.resolve().parents):
-            where = "is" if p == s.resolve() else "holds"
+        if not s.exists():
+            continue
+        where = "is" if p == s.resolve() else "holds" if p in s.resolve().parents else \
+            "is inside" if p.is_file() and s.resolve() in p.parents else None
+        if where:
             raise OutputPathError(f"output '{output}' {where} the input '{source}': writing it would replace what is "
                                   "being read. Choose another output path.")
 
@@ -128,9 +133,10 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder that replaces `path` only if the block succeeds."""
-    final = check_output(path, overwrite)
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False,
+               inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Yield a temporary folder that replaces `path` only if the block succeeds (never one of `inputs`)."""
+    final = check_output(path, overwrite, inputs)
     with _output_errors(final):
         created = _make_parents(final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
@@ -153,9 +159,10 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary file path that is renamed onto `path` on success."""
-    final = check_file_output(path, overwrite)
+def atomic_file(path: str | os.PathLike, overwrite: bool = True,
+                inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Yield a temporary file path that is renamed onto `path` on success (never one of `inputs`)."""
+    final = check_file_output(path, overwrite, inputs)
     with _output_errors(final):
         created = _make_parents(final)
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)

@@ -43,7 +43,7 @@ def analyze(base: str = typer.Argument(..., help="Base model/tokenizer folder, t
 
     cfg = _config(config, overrides)
     if output:
-        check_file_output(output, overwrite)  # before the analysis, not after
+        check_file_output(output, overwrite, [base, donor, *text] + ([english] if english else []))  # before the analysis
     en = read_lines(english, cfg.eval_max_lines, "English text file") if english else ()
     result = analyze_expansion(base, donor, list(text), cfg, english=en, trust_remote_code=trust_remote_code)
     console.print(rows_table(result.rows, title="tokenizers on the Korean text"))
@@ -78,7 +78,7 @@ def diff(base: str = typer.Argument(..., help="Base model/tokenizer folder, toke
     from koforge._utils.io import check_file_output
     from koforge.vocab.diff import diff_vocabularies
 
-    check_file_output(output, overwrite)
+    check_file_output(output, overwrite, [base, donor])
     result = diff_vocabularies(base, donor, _config(config, overrides), output=output, trust_remote_code=trust_remote_code)
     s = result.stats
     console.print(f"{s['new_tokens']:,} new tokens (donor {s['donor_vocab_size']:,}, base {s['base_vocab_size']:,}, "

@@ -237,7 +237,7 @@ def export_cmd(
     if onnx is not None:  # checked before the Hugging Face folder is written
         if onnx.is_dir():
             raise OutputPathError(f"--onnx takes a file path such as {onnx / 'model.onnx'}; '{onnx}' is a folder.")
-        check_output(onnx, overwrite)
+        check_output(onnx, overwrite, [checkpoint])
     new_folder = not output.exists()
     path = export_to_hf(checkpoint, output, tokenizer=tokenizer, overwrite=overwrite)
     console.print(f"wrote {path}")
@@ -281,10 +281,10 @@ def import_cmd(
     from koforge.lm.checkpoint import save_checkpoint, tokenizer_reference
     from koforge.lm.load import open_model
 
-    check_output(output, overwrite)
+    check_output(output, overwrite, [folder])
     model, config, info = open_model(folder)
     meta = {"model_config": config.to_dict(), "eos_id": info.get("eos_id"), "val_loss": None,
             "tokenizer": tokenizer_reference(info.get("tokenizer")), "imported_from": str(Path(folder).resolve())}
-    with atomic_dir(output, overwrite=overwrite) as tmp:  # --overwrite replaces the whole folder, old checkpoints too
+    with atomic_dir(output, overwrite=overwrite, inputs=[folder]) as tmp:  # --overwrite replaces the whole folder
         name = save_checkpoint(tmp, 0, model, {}, meta).name
     console.print(f"wrote {output / name} ({model.num_parameters():,} parameters)")

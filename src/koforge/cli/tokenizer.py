@@ -42,7 +42,8 @@ def train(inputs: List[str] = typer.Option(..., "--input", "-i", help="Training 
 
     config = load_config(TokenizerTrainConfig, preset, overrides or [], group="tokenizer")
     stats = ReadStats()
-    result = train_tokenizer(read_texts(inputs, field=field, strict=strict, stats=stats), config, output, overwrite=overwrite)
+    result = train_tokenizer(read_texts(inputs, field=field, strict=strict, stats=stats), config, output, overwrite=overwrite,
+                             inputs=inputs)
     console.print(rows_table([result.as_row()], title=f"koforge tokenizer train ({config.kind})"))
     report_skips(stats.skipped_lines, next(iter(stats.skipped_where), None))
     if result.vocab_size < config.vocab_size:  # the trainers stop, without a word, when no pair is left to merge
@@ -95,8 +96,9 @@ def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, refere
     from koforge._utils.io import atomic_dir, check_output, write_text
     from koforge.tokenizers.evaluate import default_names, evaluate_tokenizers
 
+    read = [*tokenizers, *_text_set_names(texts).values()]  # what --overwrite must never replace
     if output is not None:
-        check_output(output, overwrite)  # refuse before measuring, not after
+        check_output(output, overwrite, read)  # refuse before measuring, not after
     names = default_names(tokenizers)
     if reference is not None and reference not in names:
         matches = [n for n, spec in names.items() if str(spec) == reference]
@@ -104,7 +106,7 @@ def _run(tokenizers: List[str], texts: List[str], field: str, limit: int, refere
     result = evaluate_tokenizers(names, _text_sets(texts, field, limit, strict), reference=reference)
     typer.echo(result.to_markdown())
     if output:
-        with atomic_dir(output, overwrite=overwrite) as tmp:
+        with atomic_dir(output, overwrite=overwrite, inputs=read) as tmp:
             write_text(tmp / "comparison.md", result.to_markdown())
             result.to_json(tmp / "comparison.json")
             result.plot(tmp / "comparison.png")

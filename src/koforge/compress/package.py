@@ -64,10 +64,10 @@ def _check_loads(folder: Path) -> dict:
 def package_submission(model_dir: str | Path, output: str | Path = "submit.zip", *,
                        transformers_version: str = "4.54.0", overwrite: bool = False) -> dict:
     """Write `output` (a zip with `model/`) from a HF model folder; returns what it holds."""
-    from koforge._utils.io import check_output
+    from koforge._utils.io import check_file_output
 
     src = require_path(model_dir, "model folder")
-    check_output(output, overwrite)
+    check_file_output(output, overwrite, [src])  # a folder, or a file of the model, refused before loading it
     if not re.fullmatch(r"\d+\.\d+(\.\d+)?", transformers_version):
         raise DataError(f"transformers_version '{transformers_version}' is not a version like 4.54.0.")
     with tempfile.TemporaryDirectory(prefix="koforge-package-") as tmp:

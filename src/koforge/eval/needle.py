@@ -25,6 +25,7 @@ import torch
 from koforge._utils.errors import ConfigError, DataError
 from koforge._utils.io import atomic_file
 from koforge._utils.progress import progress
+from koforge.eval._ids import check_ids_fit
 
 INSTRUCTION = "다음 글 어딘가에 특별한 마법의 숫자가 숨어 있습니다. 글을 읽고 마지막 질문에 답하세요.\n\n"
 NEEDLE = "\n특별한 마법의 숫자는 {number}입니다.\n"
@@ -138,6 +139,8 @@ def evaluate_needle(model: Any, tokenizer: Any, texts: Sequence[str], *, lengths
         raise ConfigError(f"needle length {lengths[-1]} plus {new_tokens} answer tokens exceeds the model's context of "
                           f"{context} tokens; use lengths <= {context - new_tokens}.")
     haystack = Haystack(tokenizer, texts)
+    if model is not None:
+        check_ids_fit(model, [i for s in haystack.sentences + [haystack.head, haystack.question] for i in s], "the haystack")
     shortest = haystack.overhead("1234567") + MIN_HAYSTACK  # answers are 7-digit numbers
     if lengths[0] < shortest:  # refused before the grid starts, not at its first cell
         raise ConfigError(f"needle length {lengths[0]} is too short for this tokenizer: instruction, needle and "

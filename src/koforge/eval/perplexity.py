@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from koforge._utils.errors import DataError
 from koforge._utils.progress import progress
+from koforge.eval._ids import check_ids_fit
 
 JOINER = "\n\n"
 
@@ -56,6 +57,7 @@ def evaluate_perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, con
         ids = [bos] + ids
     if len(ids) < 2:
         raise DataError(f"the text gives {len(ids)} token(s); perplexity needs at least 2.")
+    check_ids_fit(model, ids, "the held-out text")
     device = next(model.parameters()).device
     stream = torch.tensor(ids, dtype=torch.long)
     spans = window_spans(len(ids), context, stride)

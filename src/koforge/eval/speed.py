@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from koforge._utils.errors import DataError
+from koforge.eval._ids import check_ids_fit
 
 
 @contextlib.contextmanager
@@ -82,6 +83,7 @@ def measure_speed(model: Any, tokenizer: Any, prompts: Sequence[str], *, new_tok
         ids = tokenizer(p, add_special_tokens=True, return_tensors="pt")["input_ids"]
         if ids.shape[1] == 0:
             raise DataError(f"prompt {p!r} encodes to no tokens.")
+        check_ids_fit(model, ids.flatten().tolist(), f"prompt {p[:40]!r}")
         encoded.append(ids.to(device))
     passes = []
     with torch_threads(threads):

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from koforge._utils.errors import ConfigError, ModelLoadError
-from koforge._utils.io import atomic_dir, read_json, require_path, write_json
+from koforge._utils.io import atomic_dir, check_output, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.lm.config import LMConfig
 from koforge.lm.model import KoLM, fuse_llama_tensors, split_fused_tensors
@@ -143,14 +144,23 @@ def save_tokenizer_files(tokenizer: str | Path, output_dir: Path, eos_id: int | 
 
 
 def export_model(model: KoLM, output_dir: str | Path, *, tokenizer: str | Path | None = None,
-                 eos_id: int | None = None, overwrite: bool = False) -> Path:
-    """Write `model` as a LlamaForCausalLM folder."""
+                 eos_id: int | None = None, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """Write `model` as a LlamaForCausalLM folder (never onto `inputs`, e.g. the run it comes from)."""
     config = to_llama_config_dict(model.config, eos_id=eos_id)
     if model.config.mtp_heads:
         log.warning("'%s' gets the next-token model only: LlamaForCausalLM has no place for the %d multi-token-"
                     "prediction head(s), so they are dropped (keep the koforge checkpoint for --speculative).",
                     output_dir, model.config.mtp_heads)
-    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+    if tokenizer is not None:  # a tokenizer of another model would give ids past the embedding table
+        from koforge.tokenizers.io import load_tokenizer
+
+        n_tokens = len(load_tokenizer(tokenizer))
+        if n_tokens > model.config.vocab_size:
+            raise ConfigError(f"tokenizer '{tokenizer}' has {n_tokens:,} tokens but the model only "
+                              f"{model.config.vocab_size:,} embedding rows: it is not the tokenizer the model was trained "
+                              "with. Pass that one (the one `koforge data pack` used), or leave --tokenizer out to ship "
+                              "the one recorded in the run.")
+    with atomic_dir(output_dir, overwrite=overwrite, inputs=[*inputs] + ([tokenizer] if tokenizer else [])) as tmp:
         save_file(dense_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         write_json(tmp / "config.json", config)
         write_json(tmp / "generation_config.json", {"eos_token_id": eos_id, "do_sample": False})
@@ -164,6 +174,7 @@ def export_to_hf(checkpoint_dir: str | Path, output_dir: str | Path, *, tokenize
     """Export a koforge checkpoint folder to a folder `AutoModelForCausalLM.from_pretrained` loads."""
     from koforge.lm.checkpoint import load_model
 
+    check_output(output_dir, overwrite, [checkpoint_dir] + ([tokenizer] if tokenizer else []))  # before loading
     model, _, meta = load_model(checkpoint_dir)
     recorded = meta.get("tokenizer")
     if tokenizer is None and recorded:
@@ -173,7 +184,8 @@ def export_to_hf(checkpoint_dir: str | Path, output_dir: str | Path, *, tokenize
             log.warning("the tokenizer recorded with '%s' ('%s') is not a local file or folder (moved, deleted, or a "
                         "hub name): '%s' gets the model without tokenizer files. Pass tokenizer=PATH (--tokenizer) "
                         "to ship one.", checkpoint_dir, recorded, output_dir)
-    return export_model(model, output_dir, tokenizer=tokenizer, eos_id=meta.get("eos_id"), overwrite=overwrite)
+    return export_model(model, output_dir, tokenizer=tokenizer, eos_id=meta.get("eos_id"), overwrite=overwrite,
+                        inputs=[checkpoint_dir])
 
 
 def import_from_hf(folder: str | Path) -> tuple[KoLM, LMConfig]:

@@ -29,7 +29,7 @@ import dataclasses
 import itertools
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, List, Optional
+from typing import Any, Iterable, Iterator, List, Optional, Sequence
 
 from koforge._utils.errors import ConfigError, DataError
 from koforge._utils.io import atomic_dir, check_output, write_json
@@ -227,15 +227,16 @@ def train_backend(counted: _Counted, config: TokenizerTrainConfig) -> tuple[Any,
 
 
 def train_tokenizer(texts: Iterable[str], config: TokenizerTrainConfig, output_dir: str | Path, *,
-                    overwrite: bool = False) -> TrainResult:
-    """Train a tokenizer on `texts` and write a Hugging Face tokenizer folder to `output_dir`."""
-    output_dir = check_output(output_dir, overwrite)  # refuse before hours of training, not after
+                    overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> TrainResult:
+    """Train a tokenizer on `texts` and write a Hugging Face tokenizer folder to `output_dir`, which may not be
+    (or hold) one of the corpus files or folders `inputs`."""
+    output_dir = check_output(output_dir, overwrite, inputs)  # refuse before hours of training, not after
     counted = _Counted(texts)
     start = time.perf_counter()
     tokenizer, stats = train_backend(counted, config)
     seconds = time.perf_counter() - start
     fast = wrap_fast(tokenizer, config)
-    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(output_dir, overwrite=overwrite, inputs=inputs) as tmp:
         save_tokenizer(fast, tmp)
         save_config(config, tmp / "koforge_tokenizer_config.json")
         result = TrainResult(path=Path(output_dir), kind=config.kind, vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),

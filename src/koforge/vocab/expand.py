@@ -237,10 +237,10 @@ def expand_vocabulary(base: str | Path, donor: str | Path, config: ExpansionConf
     """
     t0 = time.perf_counter()
     config = config or ExpansionConfig()
-    out = check_output(output_dir, overwrite)
     base_path = Path(base).expanduser()
-    if base_path.exists() and out.resolve() == base_path.resolve():
-        raise ConfigError(f"output '{out}' is the base model folder itself; choose another output folder.")
+    if base_path.exists() and Path(output_dir).expanduser().resolve() == base_path.resolve():
+        raise ConfigError(f"output '{output_dir}' is the base model folder itself; choose another output folder.")
+    out = check_output(output_dir, overwrite, [base, donor] + ([tokens] if tokens else []))
     base_tok = load_tokenizer(base, trust_remote_code=trust_remote_code, what="base tokenizer")
     donor_tok = load_tokenizer(donor, trust_remote_code=trust_remote_code, what="donor tokenizer")
     plan = _plan(base_tok, donor_tok, config, str(base), str(donor), tokens)
