@@ -190,6 +190,9 @@ def test_bad_recipes_and_data_are_clear_errors(assets, tiny_bert, tmp_path):
         _recipe(assets, [{**COSENT, "scope": "everything"}])
     with pytest.raises(ConfigError, match="objective 'triplet'"):
         _recipe(assets, [{**COSENT, "objective": "triplet"}])
+    for key in ("max_steps", "max_minutes", "max_length"):
+        with pytest.raises(ConfigError, match=rf"stage 'sts': {key}=-1(\.0)? must be positive, or null for no limit"):
+            _recipe(assets, [{**COSENT, key: -1}])
     with pytest.raises(ConfigError, match="teacher"):
         _recipe(assets, [{**COSENT, "objective": "distill"}])
     with pytest.raises(ConfigError, match="koforge expand"):  # found before the base model is evaluated

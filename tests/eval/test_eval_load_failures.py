@@ -59,6 +59,22 @@ def test_garbage_safetensors_of_an_embedding_model_is_one_message(tmp_path):
     assert not out.exists()
 
 
+def test_a_folder_without_weights_or_with_a_broken_config_says_what_to_restore(tiny_llama, tmp_path):
+    from koforge.cli.main import app
+
+    no_weights = _copy(tiny_llama, tmp_path / "no_weights", keep=lambda n: n != "model.safetensors")
+    broken = _copy(tiny_llama, tmp_path / "broken")
+    (broken / "config.json").write_text((tiny_llama / "config.json").read_text()[:40])
+    for folder, message in ((no_weights, "the folder holds no weights (no model.safetensors or pytorch_model.bin beside "
+                                         "config.json). Copy or re-download them"),
+                            (broken, "its config.json is not valid JSON (truncated or edited by hand). Restore it")):
+        for args in (["eval", "perplexity", str(folder), "--context", "64", "--stride", "32"],
+                     ["compress", "analyze", str(folder)]):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+            assert ".." not in result.output
+
+
 # --- 2. data files that are not UTF-8 ------------------------------------------------------------------------
 
 def test_cp949_data_files_name_the_file_and_iconv(tmp_path, monkeypatch):

@@ -109,7 +109,7 @@ def test_apply_takes_an_edited_token_list(model_dirs, tok_dirs, tmp_path):
     """diff -> edit the JSON -> apply --tokens: exactly the kept tokens are added, in the file's order."""
     import json
 
-    from koforge._utils.errors import DataError
+    from koforge._utils.errors import DataError, InputPathError
     from koforge.cli.main import app
 
     diff_vocabularies(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(), output=tmp_path / "d.json")
@@ -119,6 +119,8 @@ def test_apply_takes_an_edited_token_list(model_dirs, tok_dirs, tmp_path):
     result = expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(mode="added-tokens"),
                                tmp_path / "out", tokens=tmp_path / "d.json")
     assert result.report["added_tokens"] == [t["text"] for t in data["tokens"]]
+    with pytest.raises(InputPathError, match=r"token list \(diff JSON\) '.*' is a folder; pass the JSON file itself"):
+        expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], None, tmp_path / "out2", tokens=tmp_path)
     (tmp_path / "bad.json").write_text('{"tokens": {"text": "x"}}', encoding="utf-8")
     with pytest.raises(DataError, match="not a token list of `koforge expand diff`"):
         expand_vocabulary(model_dirs["qwen3"], tok_dirs["donor"], None, tmp_path / "out2", tokens=tmp_path / "bad.json")

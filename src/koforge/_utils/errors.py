@@ -54,10 +54,16 @@ def load_failure(name: object, error: Exception) -> str:
         return ("it ships its own modelling code (auto_map in its config), which koforge runs only when asked. If you "
                 "trust that code, pass --trust-remote-code (trust_remote_code=true in a config, "
                 "model.trust_remote_code=true in an embedding recipe)")
+    if "no file named" in text and ("safetensors" in text or ".bin" in text):
+        return ("the folder holds no weights (no model.safetensors or pytorch_model.bin beside config.json). Copy or "
+                "re-download them, or re-save the model with save_pretrained")
+    if "not a valid JSON file" in text:
+        return ("its config.json is not valid JSON (truncated or edited by hand). Restore it from the original model "
+                "or re-save the model")
     if "ignore_mismatched_sizes" in text:
         return ("they do not fit its config.json (tensor shapes differ from what the config implies: an edited "
                 "config, or one from another model). Restore the model's own config.json or re-save the model")
-    return text.splitlines()[0] if text else type(error).__name__
+    return text.splitlines()[0].rstrip(". ") if text else type(error).__name__  # callers end the sentence
 
 
 class CheckpointError(KoforgeError):

@@ -202,6 +202,8 @@ def utf8_hint(path: Path) -> str:
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     """Read JSON, naming the file on a missing path or a parse error."""
     p = require_path(path, what)
+    if p.is_dir():
+        raise InputPathError(f"{what} '{p}' is a folder; pass the JSON file itself.")
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:

@@ -94,6 +94,10 @@ class StageConfig:
             raise ConfigError(f"stage '{self.name}': schedule '{self.schedule}' is unknown; use steps or time.")
         if self.learning_rate <= 0 or self.batch_size < 1 or self.epochs <= 0:
             raise ConfigError(f"stage '{self.name}': learning_rate, batch_size and epochs must be positive.")
+        for key in ("max_steps", "max_minutes", "mini_batch_size", "max_length"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:  # -1 meant "no limit" to the trainer below, without a word
+                raise ConfigError(f"stage '{self.name}': {key}={value} must be positive, or null for no limit.")
         try:
             check_mlm_settings(self.mask_rate, self.mlm_negatives)
         except ConfigError as e:

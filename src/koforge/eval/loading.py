@@ -100,7 +100,7 @@ def _read_causal_config(name: str, *, trust_remote_code: bool, task: str, contex
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"cannot read the config of '{name}': {load_failure(name, e)}") from None
+        raise ModelLoadError(f"cannot read the config of '{name}': {load_failure(name, e)}.") from None
     kind = non_causal_architecture(config)
     if kind is not None:
         raise ModelLoadError(f"'{name}' is {kind}; {task} needs a causal LM (a ...ForCausalLM checkpoint, e.g. a "
@@ -125,7 +125,7 @@ def _load_causal_weights(name: str, *, dtype: str, trust_remote_code: bool) -> A
     except SafetensorError as e:
         raise corrupted_weights(name, e) from None
     except _LOAD_ERRORS as e:
-        raise ModelLoadError(f"cannot load the weights of '{name}' as a causal LM: {load_failure(name, e)}") from None
+        raise ModelLoadError(f"cannot load the weights of '{name}' as a causal LM: {load_failure(name, e)}.") from None
     missing = sorted(info.get("missing_keys") or [])
     if missing:  # transformers fills them with random values and only logs it
         raise ModelLoadError(f"'{name}' lacks {len(missing)} weights of {type(model).__name__} (e.g. {missing[0]}): "

@@ -110,6 +110,19 @@ def _read_json(p: Path):
         return None
 
 
+def _unreadable(p: Path) -> str:
+    """Why a result file does not parse, in words (a truncated write is the usual cause)."""
+    try:
+        json.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as e:
+        return f"not valid JSON ({e.msg} at line {e.lineno}): truncated or edited; re-run the evaluation"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    return "not valid JSON"
+
+
 def _eval_tables(rel: str, r: EvalResult) -> list[Table]:
     title = f"{r.task} — {model_label(r.model)}"
     tables = [Table(title=title, source=rel,
@@ -148,7 +161,7 @@ def collect_run(path: str | Path, name: str | None = None) -> RunContents:
                 data = _read_json(p)
                 digest = hashlib.sha1(p.read_bytes()).hexdigest()
                 if data is None and low.startswith("eval"):
-                    _skip(run, rel, "not valid UTF-8 JSON")
+                    _skip(run, rel, _unreadable(p))
                 if data is None or digest in seen:
                     continue
                 seen.add(digest)
