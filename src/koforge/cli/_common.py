@@ -3,7 +3,7 @@
 A command is a thin adapter: read options, build the config, call one library
 function, render the result. `cli_errors` turns a `KoforgeError`, or an
 `OSError` from the file system (permission denied, disk full), into one red
-line on stderr and exit code 1 (no traceback); Ctrl-C exits 130.
+line on stderr and exit code 1 (no traceback); Ctrl-C exits 130, SIGTERM 143.
 """
 from __future__ import annotations
 
@@ -42,9 +42,13 @@ def cli_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt as e:
             kept = e.message if isinstance(e, Interrupted) else "nothing was written under the final output name."
             err_console.print(f"[yellow]interrupted[/]: {escape(kept)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(INTERRUPT_EXIT["code"]) from None
 
     return wrapper
+
+
+INTERRUPT_EXIT = {"code": 130}
+"""The exit code of an interrupted command: 128 + the signal (130 for Ctrl-C; main() sets 143 on SIGTERM)."""
 
 
 def report_skips(skipped: int, first: Optional[str] = None) -> None:

@@ -47,7 +47,11 @@ def version() -> None:
 
 
 def _terminate(signum: int, frame: object) -> None:
-    # `timeout`, `kill` and `docker stop` send SIGTERM: take Ctrl-C's path, which removes temporary outputs.
+    # `timeout`, `kill` and `docker stop` send SIGTERM: take Ctrl-C's path, which removes temporary outputs,
+    # and exit 128 + 15 as a process killed by it would.
+    from koforge.cli._common import INTERRUPT_EXIT
+
+    INTERRUPT_EXIT["code"] = 128 + signum
     raise KeyboardInterrupt
 
 
