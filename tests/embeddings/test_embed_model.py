@@ -41,6 +41,9 @@ def test_fast_encoder_matches_sentence_transformer(tiny_bert):
     got = FastEncoder(model, batch_size=4).encode(TEXTS * 3)
     np.testing.assert_allclose(got, ref, atol=1e-5)
     assert got.dtype == np.float32
+    one = FastEncoder(model).encode(TEXTS[0])  # one sentence, one vector, as SentenceTransformer.encode
+    assert one.shape == model.encode(TEXTS[0]).shape == (model.get_embedding_dimension(),)
+    np.testing.assert_allclose(one, ref[0], atol=1e-5)
 
 
 def test_decoder_with_chat_template_reads_plain_text_everywhere(tiny_decoder, tmp_path):

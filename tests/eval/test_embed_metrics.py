@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 
 from char_encoder import CharEncoder
 
-from koforge._utils.errors import DataError
+from koforge._utils.errors import ConfigError, DataError
 from koforge.eval import metrics as M
 from koforge.eval.bitext import evaluate_bitext
 from koforge.eval.korsts import evaluate_korsts, read_sts_pairs
@@ -44,6 +44,33 @@ def test_korsts_matches_scipy(assets):
     assert got["n_pairs"] == 40
 
 
+def test_evaluators_refuse_a_model_path_and_one_string(assets):
+    with pytest.raises(ConfigError, match="is a name or path, not a loaded model. Load it first"):
+        evaluate_korsts(str(assets), assets / "embed_sts.tsv")
+    from koforge.eval._encode import encode
+
+    with pytest.raises(ConfigError, match="not one string"):
+        encode(CharEncoder(), "한 문장")
+
+
+def test_korsts_max_pairs_is_a_seeded_sample_not_the_first_rows(assets):
+    from koforge.eval.korsts import read_sts_pairs
+
+    s1, _, _ = read_sts_pairs(assets / "embed_sts.tsv")
+    seen = []
+
+    class Recorder(CharEncoder):
+        def encode(self, texts, **kw):
+            seen.append(list(texts))
+            return super().encode(texts, **kw)
+
+    evaluate_korsts(Recorder(), assets / "embed_sts.tsv", max_pairs=10)
+    evaluate_korsts(Recorder(), assets / "embed_sts.tsv", max_pairs=10)
+    first = seen[0][:10]
+    assert seen[0] == seen[1] and first != s1[:10] and all(t in s1 for t in first)
+    assert [s1.index(t) for t in first] == sorted(s1.index(t) for t in first)  # file order kept
+
+
 def test_korsts_missing_column(tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("sentence1\tsentence2\n가\t나\n", encoding="utf-8")
@@ -73,7 +100,7 @@ def test_korsts_needs_two_scored_pairs_and_says_what_it_skipped(assets, tmp_path
     same.write_text("sentence1\tsentence2\tscore\n가\t나\t3\n다\t라\t3\n", encoding="utf-8")
     with pytest.raises(DataError, match="all scored alike"):
         evaluate_korsts(CharEncoder(), same)
-    with pytest.raises(DataError, match=r"the first 1 pair\(s\) \(max_pairs / --max-items\) hold 1 usable"):
+    with pytest.raises(DataError, match=r"a sample of 1 pair\(s\) \(max_pairs / --max-items\) holds 1 usable"):
         evaluate_korsts(CharEncoder(), assets / "embed_sts.tsv", max_pairs=1)
 
 

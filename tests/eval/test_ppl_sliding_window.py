@@ -90,3 +90,15 @@ def test_empty_text_is_a_clear_error(model_and_texts):
     model, tok, _ = model_and_texts
     with pytest.raises(DataError, match="no non-empty text"):
         evaluate_perplexity(model, tok, ["", "  "], context=8, stride=4)
+
+
+def test_one_string_and_windows_past_the_positions_are_refused(model_and_texts):
+    model, tok, texts = model_and_texts
+    with pytest.raises(DataError, match="a list of texts"):
+        evaluate_perplexity(model, tok, texts[0], context=8, stride=4)
+    with pytest.raises(DataError, match="a loaded model and tokenizer"):
+        evaluate_perplexity(model, "path/to/tokenizer", texts, context=8, stride=4)
+    long = [" ".join(texts)] * 4  # more tokens than the 512 positions
+    with pytest.raises(DataError, match=r"context 1024 is longer than the model can attend to "
+                                        r"\(max_position_embeddings=512\)"):
+        evaluate_perplexity(model, tok, long, context=1024, stride=512)

@@ -86,6 +86,22 @@ def test_stop_tokens_sequences_and_callback(model, prompts):
     assert cb.tokens == free[:2]
 
 
+def test_settings_as_keywords_and_prompts_of_the_wrong_shape(model, prompts):
+    """generate(max_new_tokens=...) as in HF; a tensor of ids is taken; text, one flat list or strings are one
+    message each (they used to be torch/int() errors, or a misleading max_batch one)."""
+    engine = GenerationEngine(model, max_batch=2)
+    by_config = engine.generate([prompts[0]], GenerationConfig(max_new_tokens=4))[0].tokens
+    assert engine.generate([prompts[0]], max_new_tokens=4)[0].tokens == by_config
+    assert engine.generate(torch.tensor([prompts[0]]), max_new_tokens=4)[0].tokens == by_config
+    with pytest.raises(ConfigError, match="'max_tokens' is not a generation setting; use one of .*max_new_tokens"):
+        engine.generate([prompts[0]], max_tokens=4)
+    for bad in ("안녕", prompts[0], [prompts[0], 5]):
+        with pytest.raises(ConfigError, match=r"a list of token-id lists, one per prompt \(e.g. \[\[5, 6, 7\]\]\)"):
+            engine.generate(bad)
+    with pytest.raises(ConfigError, match="prompt 0 holds strs, not token ids"):
+        engine.generate([["안", "녕"]])
+
+
 def test_same_seed_same_output_other_seed_differs(model, prompts):
     engine = GenerationEngine(model, max_batch=1)
     run = lambda seed: engine.generate([prompts[1]], GenerationConfig(max_new_tokens=24, temperature=1.5, seed=seed))[0].tokens

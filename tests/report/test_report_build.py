@@ -58,6 +58,7 @@ def test_several_embed_runs_get_one_table_of_their_last_stages(tmp_path):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["rows"][1]["value"] == 0.657
     single = (build_report(runs[:1], tmp_path / "one").parent / "report.md").read_text(encoding="utf-8")
     assert "Last stage per run" not in single  # one run: its own comparison table says it
+    assert build_report(str(runs[0]), tmp_path / "one-path").exists()  # one folder, not a list: not read letter by letter
     assert "## Summary" in single and "| embed train (last stage: infonce) | checkpoints/infonce/final | korsts/spearman | 0.577 |" in single
 
 

@@ -134,3 +134,17 @@ def test_bad_inputs(corpus, tmp_path):
     assert (tmp_path / "exists" / "keep.txt").read_text() == "good"
     train_tokenizer(corpus[:20], TokenizerTrainConfig(vocab_size=300), tmp_path / "exists", overwrite=True)
     assert not (tmp_path / "exists" / "keep.txt").exists()
+
+
+def test_one_string_is_refused_where_texts_or_named_sets_are_expected(corpus, tmp_path):
+    """A string iterates as one-character texts: a file name given as the corpus trained on its letters."""
+    from koforge.tokenizers.evaluate import evaluate_tokenizers
+
+    with pytest.raises(ConfigError, match="texts must be an iterable of texts, got one str .*read_texts"):
+        train_tokenizer("corpus.txt", TokenizerTrainConfig(vocab_size=300), tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+    tok = train_tokenizer(corpus, TokenizerTrainConfig(vocab_size=300), tmp_path / "ok").path
+    with pytest.raises(ConfigError, match="text set 'x' must be a list of texts, got str"):
+        evaluate_tokenizers({"a": tok}, {"x": "안녕하세요 반갑습니다"})
+    with pytest.raises(ConfigError, match="tokenizers and texts are mappings"):
+        evaluate_tokenizers([tok], {"x": ["안녕하세요"]})

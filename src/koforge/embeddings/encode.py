@@ -30,6 +30,9 @@ class FastEncoder:
     def encode(self, texts: Sequence[str], batch_size: int | None = None, prompt: str | None = None,
                prompt_name: str | None = None, normalize_embeddings: bool = False,
                show_progress_bar: bool | None = None, convert_to_numpy: bool = True, **kwargs: Any) -> np.ndarray:
+        if isinstance(texts, str):  # one sentence -> one (D,) vector, as SentenceTransformer.encode returns
+            return self.encode([texts], batch_size, prompt, prompt_name, normalize_embeddings, show_progress_bar,
+                               convert_to_numpy, **kwargs)[0]
         prompt = self._prompt(prompt, prompt_name)
         bs = batch_size or self.batch_size
         if kwargs or not convert_to_numpy or self._needs_sentence_transformer(prompt):

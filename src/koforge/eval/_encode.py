@@ -14,6 +14,11 @@ def encode(model: Any, texts: Sequence[str], batch_size: int = 64, prompt: str |
     Passes `batch_size`/`convert_to_numpy` when the encoder accepts them
     (SentenceTransformer does); a plain `encode(texts)` works too.
     """
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):  # str.encode exists, and means something else
+        raise ConfigError(f"model '{model}' is a name or path, not a loaded model. Load it first: "
+                          "koforge.embeddings.model.build_embedding_model(path) or SentenceTransformer(path).")
+    if isinstance(texts, str):
+        raise ConfigError("texts must be a list of strings, not one string: wrap it in a list.")
     if not hasattr(model, "encode"):
         raise ConfigError(f"model of type {type(model).__name__} has no .encode(list[str]) method. "
                           "Pass a SentenceTransformer or any object with encode().")

@@ -85,11 +85,17 @@ def _check_correlatable(scores: list[float], what: str) -> None:
 
 def evaluate_korsts(model: Any, path_or_split: str | os.PathLike = "test", *, data_dir: str | os.PathLike | None = None,
                     batch_size: int = 64, max_pairs: int | None = None) -> dict[str, Any]:
-    """Spearman (primary) and Pearson of cosine similarity against the gold scores."""
+    """Spearman (primary) and Pearson of cosine similarity against the gold scores.
+
+    `max_pairs` takes a seeded sample in file order (KorSTS files are sorted by genre: their first rows are
+    all image captions), like the retrieval and separation samples."""
     s1, s2, scores = read_sts_pairs(resolve_korsts(path_or_split, data_dir))
-    if max_pairs:
-        s1, s2, scores = s1[:max_pairs], s2[:max_pairs], scores[:max_pairs]
-        _check_correlatable(scores, f"the first {max_pairs} pair(s) (max_pairs / --max-items) hold")
+    if max_pairs and max_pairs < len(scores):
+        import random
+
+        keep = sorted(random.Random(0).sample(range(len(scores)), max_pairs))
+        s1, s2, scores = [s1[i] for i in keep], [s2[i] for i in keep], [scores[i] for i in keep]
+        _check_correlatable(scores, f"a sample of {max_pairs} pair(s) (max_pairs / --max-items) holds")
     emb = encode(model, s1 + s2, batch_size=batch_size)
     cos = paired_cosine(emb[: len(s1)], emb[len(s1):])
     import numpy as np

@@ -48,6 +48,9 @@ def evaluate_perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, con
     """
     if context < 2 or not 1 <= stride <= context:
         raise DataError(f"perplexity needs context >= 2 and 1 <= stride <= context; got context={context}, stride={stride}.")
+    if isinstance(texts, str) or not callable(tokenizer):
+        raise DataError("evaluate_perplexity takes a loaded model and tokenizer and a list of texts (wrap one text in a "
+                        "list; load a tokenizer with AutoTokenizer.from_pretrained).")
     text = JOINER.join(t for t in texts if t and t.strip())
     if not text:
         raise DataError("perplexity got no non-empty text. Check the held-out text file.")
@@ -58,6 +61,10 @@ def evaluate_perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, con
     if len(ids) < 2:
         raise DataError(f"the text gives {len(ids)} token(s); perplexity needs at least 2.")
     check_ids_fit(model, ids, "the held-out text")
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and min(context, len(ids)) > positions:  # windows past the position table
+        raise DataError(f"context {context} is longer than the model can attend to (max_position_embeddings="
+                        f"{positions}). Pass context <= {positions}, with stride at most that.")
     device = next(model.parameters()).device
     stream = torch.tensor(ids, dtype=torch.long)
     spans = window_spans(len(ids), context, stride)

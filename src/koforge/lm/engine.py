@@ -73,6 +73,17 @@ class Generation:
     finish_reason: str  # "stop", "length" or "context"
 
 
+def _with_settings(config: GenerationConfig, settings: dict) -> GenerationConfig:
+    """`config` with the given fields replaced; an unknown name is refused with the valid ones."""
+    if not settings:
+        return config
+    names = [f.name for f in dataclasses.fields(GenerationConfig)]
+    unknown = [k for k in settings if k not in names]
+    if unknown:
+        raise ConfigError(f"'{unknown[0]}' is not a generation setting; use one of {', '.join(names)}.")
+    return dataclasses.replace(config, **settings)
+
+
 class GenerationEngine:
     """Prefill + decode with a pre-allocated KV cache, reused across calls.
 
@@ -103,6 +114,12 @@ class GenerationEngine:
         self._compiled_step = torch.compile(decode_step, dynamic=False, fullgraph=True) if compile else None
 
     def _prepare(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
+        if hasattr(prompts, "tolist"):  # a (B, T) tensor or array of ids
+            prompts = prompts.tolist()
+        if isinstance(prompts, (str, bytes)) or (isinstance(prompts, (list, tuple)) and prompts
+                                                 and not all(isinstance(p, (list, tuple)) for p in prompts)):
+            raise ConfigError("prompts are a list of token-id lists, one per prompt (e.g. [[5, 6, 7]]), not text or "
+                              "one flat list: encode text with the model's tokenizer first, and wrap one prompt in a list.")
         if not prompts:
             raise ConfigError("no prompts given; pass at least one prompt of token ids.")
         if len(prompts) > self.cache.max_batch:
@@ -110,6 +127,9 @@ class GenerationEngine:
                               "create the engine with a larger max_batch or split the prompts.")
         out = []
         for i, p in enumerate(prompts):
+            if not all(isinstance(t, int) or hasattr(t, "__index__") for t in p):
+                raise ConfigError(f"prompt {i} holds {next(type(t).__name__ for t in p if not isinstance(t, int))}s, "
+                                  "not token ids: encode text with the model's tokenizer first.")
             p = [int(t) for t in p]
             if not p:
                 raise ConfigError(f"prompt {i} is empty; a prompt needs at least one token (e.g. BOS/EOS).")
@@ -119,14 +139,16 @@ class GenerationEngine:
         return out
 
     def stream(self, prompts: list[list[int]], config: GenerationConfig | None = None,
-               should_stop: Callable[[int, list[int]], bool] | None = None) -> Iterator[list[Optional[int]]]:
+               should_stop: Callable[[int, list[int]], bool] | None = None,
+               **settings: object) -> Iterator[list[Optional[int]]]:
         """An iterator yielding, per decoding step, the new id of each row (None for rows already finished).
 
         The prompts are checked (and truncated by `config.truncate`) by this call, before any step: errors
         come here, and `self.prompts` holds the prompts as they are used. `should_stop(row, generated_ids)`
         is asked after each new id (stop strings). Finished rows' outputs are in `self.results` at the end.
+        `settings` (max_new_tokens=..., temperature=...) replace fields of `config`, as in HF's generate.
         """
-        config = config or GenerationConfig()
+        config = _with_settings(config or GenerationConfig(), settings)
         self.prompts = self._prepare(prompts, config)
         return self._decode(self.prompts, config, should_stop)
 
@@ -223,8 +245,8 @@ class GenerationEngine:
         slot.sub_(n)
 
     def generate(self, prompts: list[list[int]], config: GenerationConfig | None = None,
-                 should_stop: Callable[[int, list[int]], bool] | None = None) -> list[Generation]:
-        """Generate for every prompt; returns one `Generation` per prompt."""
-        for _ in self.stream(prompts, config, should_stop):
+                 should_stop: Callable[[int, list[int]], bool] | None = None, **settings: object) -> list[Generation]:
+        """Generate for every prompt; returns one `Generation` per prompt (`settings`: fields of GenerationConfig)."""
+        for _ in self.stream(prompts, config, should_stop, **settings):
             pass
         return self.results

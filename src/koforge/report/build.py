@@ -32,7 +32,9 @@ def _run_names(paths: Sequence[Path]) -> list[str]:
 
 def build_report(run_dirs: Sequence[str | Path], output_dir: str | Path, *, title: Optional[str] = None,
                  overwrite: bool = False) -> Path:
-    """Write the report of `run_dirs` into `output_dir`; returns the path of `report.html`."""
+    """Write the report of `run_dirs` (one folder or a list) into `output_dir`; returns the path of `report.html`."""
+    if isinstance(run_dirs, (str, Path)):
+        run_dirs = [run_dirs]
     if not run_dirs:
         raise InputPathError("no run folder given. Pass one or more folders written by koforge (e.g. a demo output).")
     paths = [Path(p) for p in run_dirs]

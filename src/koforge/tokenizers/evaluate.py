@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from koforge._utils.errors import DataError, TokenizerError
+from koforge._utils.errors import ConfigError, DataError, TokenizerError
 from koforge._utils.io import atomic_file, write_json
 from koforge.data.clean import is_hangul_syllable
 from koforge.tokenizers.bytelevel import bytes_to_unicode
@@ -222,7 +222,17 @@ def measure(tokenizer: Any, texts: Sequence[str], classes: TokenClasses | None =
 
 def evaluate_tokenizers(tokenizers: Mapping[str, Any], texts: Mapping[str, Sequence[str]], *,
                         reference: str | None = None) -> TokenizerComparison:
-    """Measure every tokenizer (path, hub name or loaded) on every named text set."""
+    """Measure every tokenizer (path, hub name or loaded) on every named text set.
+
+    Both are mappings: {"name": tokenizer} and {"set name": [text, ...]} (a list of specs or one string per set
+    would otherwise be read as something else: a string is a sequence of one-character texts)."""
+    if not isinstance(tokenizers, Mapping) or not isinstance(texts, Mapping):
+        raise ConfigError("tokenizers and texts are mappings: {'name': path or tokenizer} and {'set': [text, ...]} "
+                          "(default_names(paths) names a list of tokenizer paths).")
+    for name, items in texts.items():
+        if isinstance(items, str) or not hasattr(items, "__len__"):
+            raise ConfigError(f"text set '{name}' must be a list of texts, got {type(items).__name__}: wrap one text "
+                              "in a list; read files with koforge.data.read.read_texts([path]) and list() it.")
     if not tokenizers:
         raise TokenizerError("no tokenizers to evaluate: pass at least one folder, tokenizer.json or hub name.")
     if not texts:

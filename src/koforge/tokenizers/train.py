@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Optional, Sequence
@@ -230,6 +231,9 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerTrainConfig, output_d
                     overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> TrainResult:
     """Train a tokenizer on `texts` and write a Hugging Face tokenizer folder to `output_dir`, which may not be
     (or hold) one of the corpus files or folders `inputs`."""
+    if isinstance(texts, (str, bytes, os.PathLike)):  # a string iterates as one-character texts
+        raise ConfigError(f"texts must be an iterable of texts, got one {type(texts).__name__} ({str(texts)[:40]!r}). "
+                          "To train on files: train_tokenizer(read_texts([path]), ...) (koforge.data.read).")
     output_dir = check_output(output_dir, overwrite, inputs)  # refuse before hours of training, not after
     counted = _Counted(texts)
     start = time.perf_counter()
