@@ -10,22 +10,9 @@ until used).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from koforge._utils.lazy import lazy_exports
 
-_EXPORTS = {
-    "Recipe": "koforge.embeddings.recipe", "StageConfig": "koforge.embeddings.recipe",
-    "RecipeResult": "koforge.embeddings.recipe", "load_recipe": "koforge.embeddings.recipe",
-    "run_recipe": "koforge.embeddings.recipe", "EmbeddingModelConfig": "koforge.embeddings.model",
-    "build_embedding_model": "koforge.embeddings.model", "load_embedder": "koforge.embeddings.model",
-    "apply_scope": "koforge.embeddings.scopes", "AdapterConfig": "koforge.embeddings.adapters",
-    "EvalSuite": "koforge.embeddings.evaluate", "run_suite": "koforge.embeddings.evaluate",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'koforge.embeddings' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports("koforge.embeddings", (
+    "recipe:Recipe,StageConfig,RecipeResult,load_recipe,run_recipe "
+    "model:EmbeddingModelConfig,build_embedding_model,load_embedder scopes:apply_scope adapters:AdapterConfig "
+    "evaluate:EvalSuite,run_suite"))

@@ -6,21 +6,7 @@ Public API: `ExpansionConfig`, `expand_vocabulary` -> `ExpansionResult`, `analyz
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from koforge._utils.lazy import lazy_exports
 
-_EXPORTS = {
-    "ExpansionConfig": "koforge.vocab.config",
-    "ExpansionResult": "koforge.vocab.expand",
-    "expand_vocabulary": "koforge.vocab.expand",
-    "analyze_expansion": "koforge.vocab.analyze",
-    "diff_vocabularies": "koforge.vocab.diff",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'koforge.vocab' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports("koforge.vocab", (
+    "config:ExpansionConfig expand:ExpansionResult,expand_vocabulary analyze:analyze_expansion diff:diff_vocabularies"))
