@@ -255,3 +255,24 @@ def test_distill_teacher_embeds_the_text_the_student_sees(assets, tiny_bert, tin
     recipe_mod.run_recipe(recipe, tiny_expanded, tmp_path / "run")
     assert sorted(seen["texts"]) == sorted(student_visible_texts(tok, [long_text, korean_texts[0]], 12))
     assert seen.get("max_length") is None
+
+
+def test_pooling_and_normalize_given_replace_a_sentence_transformer_folders_own(tiny_bert, tmp_path):
+    """They used to be ignored for a sentence-transformers folder; None keeps the folder's own."""
+    from sentence_transformers.base.modules import Normalize
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from koforge.embeddings.model import EmbeddingModelConfig
+
+    build_embedding_model(tiny_bert).save(str(tmp_path / "st"))  # mean pooling + Normalize
+    kept = build_embedding_model(tmp_path / "st")
+    assert [type(m).__name__ for m in kept] == ["Transformer", "Pooling", "Normalize"] and kept[1].pooling_mode == "mean"
+    cls = build_embedding_model(tmp_path / "st", EmbeddingModelConfig(pooling="cls", normalize=False))
+    assert [type(m).__name__ for m in cls] == ["Transformer", "Pooling"] and cls[1].pooling_mode == "cls"
+    with torch.no_grad():
+        features = cls[0](cls.preprocess(TEXTS[:2]))
+    np.testing.assert_allclose(cls.encode(TEXTS[:2]), features["token_embeddings"][:, 0].numpy(), atol=1e-5)
+    again = build_embedding_model(tmp_path / "st", EmbeddingModelConfig(normalize=True))
+    assert sum(isinstance(m, Normalize) for m in again) == 1 and isinstance(again[1], Pooling)
+    cls.save(str(tmp_path / "cls"))  # the replaced head is what gets saved
+    assert build_embedding_model(tmp_path / "cls")[1].pooling_mode == "cls"

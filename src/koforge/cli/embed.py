@@ -61,7 +61,8 @@ def evaluate(model: str = typer.Argument(..., help="Model folder (sentence-trans
                                                        "(default: $KOFORGE_DATA, else ../shared/data, as for recipes)."),
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
              overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
-             pooling: str = typer.Option("mean", help="Pooling for a plain HF backbone: mean, cls or lasttoken."),
+             pooling: Optional[str] = typer.Option(None, help="Pooling: mean, cls or lasttoken (default: a "
+                                                    "sentence-transformers model's own, mean for a bare backbone)."),
              trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code.")) -> None:
     """Evaluate a model: KorSTS Spearman, KorQuAD NDCG/MAP/Recall/P@10, separation, bitext, MTEB tasks.
 

@@ -32,10 +32,12 @@ METADATA_FILE = "koforge_embedding.json"
 class EmbeddingModelConfig:
     """How a backbone becomes a sentence encoder."""
 
-    pooling: str = "mean"
-    """Token pooling: mean, cls or lasttoken (decoder embedding models such as Qwen3-Embedding)."""
-    normalize: bool = True
-    """L2-normalise sentence embeddings (cosine = dot product)."""
+    pooling: Optional[str] = None
+    """Token pooling: mean, cls or lasttoken (decoder embedding models such as Qwen3-Embedding). None: a
+    sentence-transformers model keeps its own, a bare backbone gets mean; a value replaces either."""
+    normalize: Optional[bool] = None
+    """L2-normalise sentence embeddings (cosine = dot product). None: a sentence-transformers model keeps
+    its own choice, a bare backbone is normalised."""
     max_length: Optional[int] = None
     """Truncate inputs to this many tokens (None: keep the model's own limit)."""
     query_prompt: Optional[str] = None
@@ -44,7 +46,7 @@ class EmbeddingModelConfig:
     """Allow custom modelling code from the model folder/hub (only if you trust it)."""
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
+        if self.pooling is not None and self.pooling not in POOLINGS:
             raise ConfigError(f"model.pooling '{self.pooling}' is unknown; use one of {', '.join(POOLINGS)}.")
         if self.max_length is not None and self.max_length < 2:
             raise ConfigError(f"model.max_length must be >= 2 or null, got {self.max_length}.")
@@ -124,8 +126,8 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
             # through a decoder's chat template, so an embedding would pool template tokens too.
             word = Transformer(base, model_kwargs=kwargs, config_kwargs=kwargs, processor_kwargs=kwargs,
                                max_seq_length=cfg.max_length, modality_config=TEXT_ONLY, module_output_name="token_embeddings")
-            modules = [word, Pooling(word.get_embedding_dimension(), pooling_mode=cfg.pooling)]
-            if cfg.normalize:
+            modules = [word, Pooling(word.get_embedding_dimension(), pooling_mode=cfg.pooling or "mean")]
+            if cfg.normalize is not False:
                 modules.append(Normalize())
             model = SentenceTransformer(modules=modules, device=str(device))
     except (OSError, ValueError) as e:
@@ -134,6 +136,7 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
             raise ModelLoadError(f"cannot load '{base}' as an embedding backbone: {why}.") from None
         raise ModelLoadError(f"cannot load '{base}' as an embedding backbone ({why}). "
                              "Pass a local model folder or a hub name reachable from here.") from None
+    _apply_head_settings(model, cfg)
     tok = model.tokenizer
     if tok is not None and getattr(tok, "pad_token", None) is None and getattr(tok, "eos_token", None) is not None:
         tok.pad_token = tok.eos_token
@@ -142,6 +145,29 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
     if cfg.query_prompt:
         model.prompts = {**(model.prompts or {}), "query": cfg.query_prompt}
     return model
+
+
+def _apply_head_settings(model, cfg: EmbeddingModelConfig) -> None:
+    """Pooling and normalisation given in `cfg` replace a loaded sentence-transformers model's own (they used to
+    be ignored for such a folder without a word)."""
+    from sentence_transformers.base.modules import Normalize
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    modules = model._modules  # SentenceTransformer is an nn.Sequential: "0", "1", ... in order
+    if cfg.pooling is not None:
+        for key, module in modules.items():
+            if isinstance(module, Pooling) and module.pooling_mode != cfg.pooling:
+                modules[key] = Pooling(module.embedding_dimension, pooling_mode=cfg.pooling,
+                                       include_prompt=module.include_prompt)
+    if cfg.normalize is not None:
+        normalized = [key for key, module in modules.items() if isinstance(module, Normalize)]
+        if cfg.normalize and not normalized:
+            model.append(Normalize())
+        elif not cfg.normalize and normalized:
+            kept = [module for key, module in modules.items() if key not in normalized]
+            modules.clear()
+            for i, module in enumerate(kept):
+                modules[str(i)] = module
 
 
 def transformer_module(model):
