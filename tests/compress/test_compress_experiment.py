@@ -144,6 +144,7 @@ def test_cli_eval_keeps_an_earlier_result_unless_told(tiny_models, heldout, tmp_
     import shutil
 
     from koforge.cli.main import app
+    from koforge.compress import score
 
     model = tmp_path / "small"
     shutil.copytree(tiny_models["llama"], model)
@@ -158,6 +159,8 @@ def test_cli_eval_keeps_an_earlier_result_unless_told(tiny_models, heldout, tmp_
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "already exists" in again.output and "--overwrite" in again.output
     assert (model / "eval_result.json").read_bytes() == written
+    by_folder = score.evaluate_compressed(model, tmp_path, output=tmp_path / "by_folder.json")  # the folder holding it
+    assert by_folder["baseline"] == str(baseline)
     elsewhere = CliRunner().invoke(app, args + ["--out", str(tmp_path)])
     assert elsewhere.exit_code == 0 and json.loads((tmp_path / "eval_result.json").read_text())["model"] == str(model)
     assert CliRunner().invoke(app, args + ["--overwrite"]).exit_code == 0

@@ -119,12 +119,14 @@ def run_baseline(model_path: str | Path, measure: MeasureConfig, *, output: str 
 
 
 def read_baseline(path: str | Path) -> dict:
-    """A baseline_result.json, checked for its kind."""
+    """A baseline_result.json (or the folder holding one, e.g. the base model's), checked for its kind."""
+    if Path(path).expanduser().is_dir() and (Path(path).expanduser() / "baseline_result.json").is_file():
+        path = Path(path).expanduser() / "baseline_result.json"
     data = read_json(path, "baseline file")
     if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
         raise DataError(f"'{path}' is not a koforge baseline file (kind {data.get('kind') if isinstance(data, dict) else None!r}). "
                         "Create one with `koforge compress baseline MODEL`.")
-    return data
+    return {**data, "path": str(path)}
 
 
 def check_same_base(baseline: dict, model_fp: dict, provenance: Optional[dict], model_path: str) -> str:
@@ -170,8 +172,6 @@ def evaluate_compressed(model_path: str | Path, baseline: str | Path | dict, *, 
         out = out / "eval_result.json"
     check_file_output(out, overwrite)  # before minutes of measuring
     base = dict(baseline) if isinstance(baseline, dict) else read_baseline(baseline)
-    if not isinstance(baseline, dict):
-        base["path"] = str(baseline)
     measure = load_config(MeasureConfig, base["measure"])
     texts = held_out_texts(measure)
     if texts_sha(texts) != base["texts_sha"]:
