@@ -134,7 +134,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[
     """One run: baseline (unless given), compress, evaluate, report, MLflow; all atomic under `run_dir`."""
     today = today or dt.date.today()
     if baseline is None and cfg.baseline:
-        baseline = dict(read_baseline(cfg.baseline), path=cfg.baseline)
+        baseline = read_baseline(cfg.baseline)
     if baseline is not None:
         model, tokenizer = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, apply_runtime=False)
         fp = model_fingerprint(model, tokenizer)
@@ -213,7 +213,7 @@ def run(experiment: str, overrides: Sequence[str] = (), *, multirun: bool = Fals
     root.mkdir(parents=True, exist_ok=True)
     try:
         if first.baseline:
-            baseline = dict(read_baseline(first.baseline), path=first.baseline)
+            baseline = read_baseline(first.baseline)
         else:
             baseline = run_baseline(first.model, first.measure, output=root / "baseline_result.json",
                                     trust_remote_code=first.trust_remote_code)
