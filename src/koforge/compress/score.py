@@ -102,11 +102,7 @@ def run_baseline(model_path: str | Path, measure: MeasureConfig, *, output: str 
     """Measure the base model and write `baseline_result.json` (default: in the model folder, else ./).
 
     An existing file is replaced only with `overwrite` (evaluations made against it depend on it)."""
-    local = Path(model_path).expanduser()
-    out = Path(output).expanduser() if output else (local if local.is_dir() else Path("."))
-    if out.is_dir():  # a folder given as --out: the file goes inside it, under its usual name
-        out = out / "baseline_result.json"
-    check_file_output(out, overwrite)
+    out = check_file_output(_result_path(model_path, output, "baseline_result.json"), overwrite)
     texts = held_out_texts(measure)
     model, tokenizer, analysis = _load_for_measure(model_path, trust_remote_code)
     result = {"kind": BASELINE_KIND, "model": str(model_path), "fingerprint": model_fingerprint(model, tokenizer),
@@ -116,6 +112,14 @@ def run_baseline(model_path: str | Path, measure: MeasureConfig, *, output: str 
     write_json(out, result)
     result["path"] = str(out)
     return result
+
+
+def _result_path(model_path: str | Path, output: str | Path | None, name: str) -> Path:
+    """Where a result file goes: `output` (a file, or a folder that gets `name`), else the model folder
+    (the current folder for a hub name)."""
+    local = Path(model_path).expanduser()
+    out = Path(output).expanduser() if output else (local if local.is_dir() else Path("."))
+    return out / name if out.is_dir() else out
 
 
 def read_baseline(path: str | Path) -> dict:
@@ -167,10 +171,7 @@ def evaluate_compressed(model_path: str | Path, baseline: str | Path | dict, *, 
     since a shared CPU drifts).
     """
     local = Path(model_path).expanduser()
-    out = Path(output).expanduser() if output else (local if local.is_dir() else Path("."))
-    if out.is_dir():
-        out = out / "eval_result.json"
-    check_file_output(out, overwrite)  # before minutes of measuring
+    out = check_file_output(_result_path(model_path, output, "eval_result.json"), overwrite)  # before measuring
     base = dict(baseline) if isinstance(baseline, dict) else read_baseline(baseline)
     measure = load_config(MeasureConfig, base["measure"])
     texts = held_out_texts(measure)

@@ -163,11 +163,9 @@ def _apply_head_settings(model, cfg: EmbeddingModelConfig) -> None:
         normalized = [key for key, module in modules.items() if isinstance(module, Normalize)]
         if cfg.normalize and not normalized:
             model.append(Normalize())
-        elif not cfg.normalize and normalized:
-            kept = [module for key, module in modules.items() if key not in normalized]
-            modules.clear()
-            for i, module in enumerate(kept):
-                modules[str(i)] = module
+        elif not cfg.normalize:
+            for key in reversed(normalized):  # Sequential renumbers the modules after each deletion
+                del model[int(key)]
 
 
 def transformer_module(model):

@@ -93,15 +93,7 @@ def build_report(run_dirs: Sequence[str | Path], output_dir: str | Path, *, titl
         write_json(tmp / "summary.json", {"title": title, "runs": [str(p) for p in paths],
                                           "rows": summary_table(runs).rows})
         (tmp / REPORT_MARKER).write_text("koforge report folder\n", encoding="utf-8")
-        _share(tmp)
     return out / "report.html"
-
-
-def _share(folder: Path) -> None:
-    """Temp files are created private (0600); a report is meant to be read by others."""
-    folder.chmod(0o755)
-    for p in folder.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
 
 
 def collect_runs(run_dirs: Sequence[str | Path]) -> list[RunContents]:
