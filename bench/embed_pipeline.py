@@ -50,6 +50,13 @@ Unlabelled text, tried as an extra stage of run B (bf16, same 30 min; experiment
   (some tests ran beside its first stage). Against the bf16 run above without it (0.6787 / 0.6527 /
   0.4622): no gain past run-to-run noise, so the bench keeps its stages. Averaging the weights of the
   first run's CoSENT and final checkpoints lands in between (0.6625, NDCG@10 0.3198).
+Parallel text, tried as multilingual distillation (a `parallel` source: the student reads the Korean line, the
+teacher, this English-only base, embeds its English translation; the 1,000 pairs of korean-english-park.dev,
+jhe-koen-dev left to the bitext evaluation; fp32, KorSTS test after each stage, 2026-12-07; experiments, not in
+this bench): new rows 4.5 min on this bench's texts alone 0.4018, with the 1,000 pairs added 0.3497; a 4-minute
+full-scope stage on the pairs alone after it (lr 5e-5, batch 32, ~260 steps, ~8 epochs) 0.2845 after the first,
+0.4478 after the second. A thousand news sentences are too few to move an encoder this way (Reimers & Gurevych
+used millions), and nothing here beat the new rows' 0.42 before CoSENT, so the bench keeps its stages.
 """
 from __future__ import annotations
 

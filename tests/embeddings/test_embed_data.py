@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from koforge._utils.errors import DataError
+from koforge._utils.errors import ConfigError, DataError, InputPathError
 from koforge.embeddings.data import HARD_NEGATIVES, DataSource, build_examples, infonce_parts, objective_of
 
 
@@ -90,3 +90,33 @@ def test_infonce_pairs_with_and_without_hard_negatives_train_as_two_parts(tmp_pa
     assert pooled == {"infonce": {"anchor": ["질문 하나", "질문 둘", "제목"], "positive": ["답 하나", "답 둘", "본문"]}}
     assert "1 of 3 examples have no hard negative, and one of the two parts is smaller than one batch (2)" in caplog.text
     assert infonce_parts({"anchor": ["a"], "positive": ["b"], "negative": [None]}, 1) == {"infonce": {"anchor": ["a"], "positive": ["b"]}}
+
+
+def test_parallel_source_pairs_each_line_with_its_translation_for_distill(tmp_path):
+    from koforge.embeddings.data import check_layout
+
+    (tmp_path / "p.ko").write_text("고양이가 잔다\n\n개가 뛴다\n고양이가 잔다\n", encoding="utf-8")
+    (tmp_path / "p.en").write_text("The cat sleeps\nan empty Korean side\nA dog runs\nThe cat sleeps\n", encoding="utf-8")
+    (tmp_path / "t.txt").write_text("혼자 있는 문장\n", encoding="utf-8")
+    par = DataSource(kind="parallel", path="p.ko", teacher_path="p.en")
+    cols = build_examples([DataSource(kind="text", path="t.txt"), par], "distill", data_root=tmp_path)
+    # a pair with an empty side is dropped, a repeated pair kept once; a text source's teacher reads the text itself
+    assert cols == {"text": ["혼자 있는 문장", "고양이가 잔다", "개가 뛴다"], "teacher_text": [None, "The cat sleeps", "A dog runs"]}
+    assert build_examples([DataSource(kind="text", path="t.txt")], "distill", data_root=tmp_path) == {"text": ["혼자 있는 문장"]}
+    assert build_examples([par], "simcse", data_root=tmp_path)["anchor"] == ["고양이가 잔다", "개가 뛴다"]
+    with pytest.raises(ConfigError, match="objective 'infonce' needs pairs"):
+        build_examples([par], "infonce", data_root=tmp_path)
+    (tmp_path / "short.en").write_text("The cat sleeps\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"'.*p.ko' \(4 lines\) and '.*short.en' \(1 lines\) do not pair up"):
+        build_examples([DataSource(kind="parallel", path="p.ko", teacher_path="short.en")], "distill", data_root=tmp_path)
+    with pytest.raises(InputPathError, match="missing.en"):  # the recipe's up-front check reads both sides
+        check_layout(DataSource(kind="parallel", path="p.ko", teacher_path="missing.en"), tmp_path)
+
+
+def test_parallel_source_settings_are_checked_when_the_recipe_loads():
+    with pytest.raises(ConfigError, match="a parallel source needs teacher_path"):
+        DataSource(kind="parallel", path="p.ko")
+    with pytest.raises(ConfigError, match="teacher_path is for parallel sources only"):
+        DataSource(kind="text", path="p.ko", teacher_path="p.en")
+    with pytest.raises(ConfigError, match="one file per side, not a pattern"):
+        DataSource(kind="parallel", path="*.ko", teacher_path="p.en")

@@ -632,3 +632,32 @@ def test_the_stage_plot_shows_quality_and_training_not_counts_or_timings():
             "train/steps", "train/last_loss", "train/seconds", "train/examples"]
     assert [k for k in keys if is_plotted(k)] == ["korsts/spearman", "korquad/ndcg@10", "separation/separation",
                                                   "train/steps", "train/last_loss"]
+
+
+def test_distill_teacher_embeds_the_translation_of_a_parallel_source(assets, tiny_bert, tiny_expanded, tmp_path,
+                                                                   monkeypatch):
+    """Multilingual distillation: the student reads embed_ko.txt, its labels are the teacher's embeddings of
+    embed_en.txt line by line; a text source in the same stage keeps the teacher on its own text."""
+    import koforge.embeddings.recipe as rec
+    from koforge.embeddings.model import build_embedding_model
+
+    seen = {}
+    real = rec.teacher_embeddings
+
+    def spy(teacher, texts, *args, **kwargs):
+        seen["texts"] = list(texts)
+        return real(teacher, texts, *args, **kwargs)
+    monkeypatch.setattr(rec, "teacher_embeddings", spy)
+    stage = {**_distill(tiny_bert, "embed_texts.txt"), "max_steps": 1, "data": [
+        {"kind": "text", "path": "embed_texts.txt", "samples": 2},
+        {"kind": "parallel", "path": "embed_ko.txt", "teacher_path": "embed_en.txt"}]}
+    recipe = _recipe(assets, [stage], evaluate_base=False)
+    dataset = rec._stage_dataset(recipe.stages[0], recipe, build_embedding_model(tiny_expanded), tmp_path)
+    english = [line.strip() for line in (assets / "embed_en.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    korean = [line.strip() for line in (assets / "embed_ko.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert dataset.column_names == ["text", "label"]  # the translations went to the teacher, not to the loss
+    assert dataset["text"][2:] == korean and seen["texts"][2:] == english
+    assert seen["texts"][:2] == dataset["text"][:2]
+    teacher = build_embedding_model(tiny_bert)
+    expected = teacher.encode(english, convert_to_numpy=True, normalize_embeddings=False)
+    np.testing.assert_allclose(np.array(dataset["label"][2:]), expected, atol=1e-5)

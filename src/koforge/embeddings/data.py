@@ -12,7 +12,14 @@ position:
 - `text`: plain text (one per line) or JSONL (`field`);
 - `korquad`: SQuAD JSON -> (question, paragraph) pairs, or its texts;
 - `hub`: a hub dataset name (`path`) with `field`/`split` (e.g.
-  HAERAE-HUB/KOREAN-WEBTEXT), for machines that reach the hub.
+  HAERAE-HUB/KOREAN-WEBTEXT), for machines that reach the hub;
+- `parallel`: two line-aligned text files, `path` in the student's language
+  and `teacher_path` its translations (Moses/OPUS layout, e.g. the shared
+  `korean-english-park.dev.ko` / `.en`). Under `distill` the teacher embeds
+  the translation and the student the original: multilingual knowledge
+  distillation (Reimers & Gurevych, 2020), which teaches Korean from an
+  English-only teacher's English embeddings. Other text objectives take the
+  `path` side.
 Text objectives (simcse, distill, mlm) take the sentences of any source. A local
 `path` may be a glob (`corpora/petitions_*.jsonl`): its files are read in
 sorted order as one source. A source may name its own `objective`: the stage
@@ -38,7 +45,7 @@ from koforge.eval._read import found_columns
 
 log = get_logger(__name__)
 
-KINDS = ("sts", "nli", "pairs", "text", "korquad", "hub")
+KINDS = ("sts", "nli", "pairs", "text", "korquad", "hub", "parallel")
 COLUMNS = {"sts": ("sentence1", "sentence2", "score"), "nli": ("sentence1", "sentence2", "gold_label")}
 """The header columns a TSV source of each kind needs."""
 
@@ -48,7 +55,7 @@ class DataSource:
     """One training data source of a stage."""
 
     kind: str
-    """sts, nli, pairs, text, korquad or hub."""
+    """sts, nli, pairs, text, korquad, hub or parallel."""
     path: str
     """File path (relative paths resolve against the recipe's data_root) or hub dataset name."""
     samples: Optional[int] = None
@@ -67,6 +74,8 @@ class DataSource:
     """Field names of a `pairs` source (a missing negative field means no hard negative)."""
     objective: Optional[str] = None
     """Train this source with another objective than its stage's (a multi-task stage); None: the stage's."""
+    teacher_path: Optional[str] = None
+    """parallel: the file of translations, line by line with `path`, that a distill teacher embeds."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -75,6 +84,13 @@ class DataSource:
             raise ConfigError(f"data source {self.path}: objective '{self.objective}' is unknown; use one of {', '.join(OBJECTIVES)}.")
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"data source samples must be >= 1 or null, got {self.samples}.")
+        if (self.kind == "parallel") != (self.teacher_path is not None):
+            raise ConfigError(f"data source {self.path}: " + (
+                "a parallel source needs teacher_path, the file of its translations line by line."
+                if self.kind == "parallel" else f"teacher_path is for parallel sources only (this one is '{self.kind}')."))
+        if self.kind == "parallel" and any(ch in self.path + self.teacher_path for ch in "*?["):
+            raise ConfigError(f"parallel source {self.path}: give one file per side, not a pattern (the lines of the "
+                              "two files must pair up).")
 
 
 def _read(path: Path) -> str:
@@ -142,13 +158,13 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
                             "your network, or use a local file source (kind: text/pairs/sts) instead.") from None
         if src.field not in ds.column_names:
             raise DataError(f"hub dataset '{src.path}' has no column '{src.field}' (columns: {', '.join(ds.column_names)}).")
-        return {"texts": [t for t in ds[src.field] if _ok(t, src)], "pairs": [], "sts": []}
+        return {"texts": [t for t in ds[src.field] if _ok(t, src)], "pairs": [], "sts": [], "parallel": []}
     paths = local_paths(src, data_root)
     if len(paths) > 1:
         parts = [read_source(replace(src, path=str(p), samples=None), None) for p in paths]
-        return {key: [x for part in parts for x in part[key]] for key in ("texts", "pairs", "sts")}
+        return {key: [x for part in parts for x in part[key]] for key in ("texts", "pairs", "sts", "parallel")}
     path = paths[0]
-    out: dict[str, list] = {"texts": [], "pairs": [], "sts": []}
+    out: dict[str, list] = {"texts": [], "pairs": [], "sts": [], "parallel": []}
     if src.kind == "sts":
         for r in _tsv(path, COLUMNS["sts"]):
             try:
@@ -183,6 +199,9 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
         paragraphs, questions, gold = read_korquad(path)
         out["pairs"] = [(q, paragraphs[g], None) for q, g in zip(questions, gold) if _ok(q, src) and _ok(paragraphs[g], src)]
         out["texts"] = [t.strip() for t in (*questions, *paragraphs) if _ok(t, src)]
+    elif src.kind == "parallel":
+        out["parallel"] = _parallel_lines(path, local_paths(replace(src, path=src.teacher_path), data_root)[0], src)
+        out["texts"] = [s for s, _ in out["parallel"]]
     else:  # text
         if path.suffix == ".jsonl":
             rows = _jsonl(path)
@@ -193,6 +212,15 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
             texts = _read(path).splitlines()
         out["texts"] = [t.strip() for t in texts if _ok(t, src)]
     return out
+
+
+def _parallel_lines(path: Path, teacher_path: Path, src: DataSource) -> list[tuple[str, str]]:
+    """(original, translation) line pairs of two aligned files; pairs with an empty or filtered side are dropped."""
+    originals, translations = _read(path).splitlines(), _read(teacher_path).splitlines()
+    if len(originals) != len(translations):
+        raise DataError(f"parallel files '{path}' ({len(originals)} lines) and '{teacher_path}' ({len(translations)} "
+                        "lines) do not pair up; line i of one must be the translation of line i of the other.")
+    return [(s.strip(), t.strip()) for s, t in zip(originals, translations) if _ok(s, src) and _ok(t, src)]
 
 
 def check_kind(src: DataSource, objective: str) -> None:
@@ -216,7 +244,10 @@ def _first_line(path: Path) -> str:
 def check_layout(src: DataSource, data_root: str | os.PathLike | None) -> None:
     """The columns or fields a local source's kind needs, from each file's first line only (cheap enough to
     run for every stage before the first one trains): what `read_source` would refuse stages later."""
-    for path in local_paths(src, data_root):
+    paths = local_paths(src, data_root)
+    if src.kind == "parallel":
+        paths += local_paths(replace(src, path=src.teacher_path), data_root)
+    for path in paths:
         if path.is_dir():
             _read(path)  # the folder message
         line = _first_line(path)
@@ -273,6 +304,8 @@ def build_examples(sources: list[DataSource], objective: str, *, data_root: str 
             rows = read["sts"]
         elif objective == "infonce":
             rows = read["pairs"]
+        elif objective == "distill":  # (student text, teacher text or None for the same text)
+            rows = list(dict.fromkeys(read["parallel"] or [(t, None) for t in read["texts"]]))
         else:
             rows = list(dict.fromkeys(read["texts"]))  # unique, order kept
         # One scale per source: KorSTS' 0-5 scores include many <= 1 (a 0.8 is 0.16), and CoSENT/AnglE learn
@@ -290,6 +323,9 @@ def build_examples(sources: list[DataSource], objective: str, *, data_root: str 
                 columns.setdefault("anchor", []).append(a)
                 columns.setdefault("positive", []).append(p)
                 columns.setdefault("negative", []).append(n)
+        elif objective == "distill":
+            columns.setdefault("text", []).extend(text for text, _ in rows)
+            columns.setdefault("teacher_text", []).extend(teacher for _, teacher in rows)
         else:
             columns.setdefault("text", []).extend(rows)
     n = len(next(iter(columns.values()), []))
@@ -298,6 +334,8 @@ def build_examples(sources: list[DataSource], objective: str, *, data_root: str 
                         "Check the files, the min_chars/max_chars filters and the objective/source kinds.")
     if objective == "infonce" and all(x is None for x in columns["negative"]):
         columns.pop("negative")
+    if objective == "distill" and all(x is None for x in columns["teacher_text"]):
+        columns.pop("teacher_text")
     if objective == "simcse":
         columns = {"anchor": columns["text"], "positive": list(columns["text"])}
     return columns

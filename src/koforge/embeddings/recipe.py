@@ -217,7 +217,10 @@ def _stage_dataset(stage: StageConfig, recipe: Recipe, model, cache_dir: Path):
         if objective == "distill":
             teacher = stage.teacher or recipe.teacher
             visible = student_visible_texts(model.tokenizer, columns["text"], model.max_seq_length)
-            labels = teacher_embeddings(teacher, visible, cache_dir / f"{stage.name}_teacher.npy",
+            # A parallel source's teacher reads the translation (whole: it has no counterpart of the cut).
+            translations = columns.pop("teacher_text", [None] * len(visible))
+            teacher_texts = [own if other is None else other for own, other in zip(visible, translations)]
+            labels = teacher_embeddings(teacher, teacher_texts, cache_dir / f"{stage.name}_teacher.npy",
                                         device=str(model.device))
             if labels.shape[1] != model.get_embedding_dimension():
                 raise ConfigError(f"stage '{stage.name}': the teacher '{teacher}' embeds in {labels.shape[1]} dimensions, the "
