@@ -52,6 +52,16 @@ def test_training_lowers_validation_loss_and_reports_bpb(shards, tmp_path):
     assert [p.name for p in list_checkpoints(res.out_dir / "checkpoints")] == ["step_0000020", "step_0000030"]
     assert res.checkpoint_dir.name == "step_0000030"
     assert json.loads((res.out_dir / "history.json").read_text())[-1]["step"] == 30
+    assert (res.out_dir / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the loss curve to look at
+
+
+def test_training_curve_plots_what_the_history_has(tmp_path):
+    from koforge.lm.curve import plot_training_curve
+
+    assert plot_training_curve([{"step": 1, "lr": 0.1}], tmp_path / "none.png") is None  # nothing to plot: no file
+    assert not (tmp_path / "none.png").exists()
+    history = [{"step": 1, "train_loss": 3.0}, {"step": 2, "train_loss": 2.5, "val_loss": 2.7}]
+    assert plot_training_curve(history, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # spike_factor 0.98 skips steps whose loss is not 2% under the running mean (it lags a falling loss): the mean and

@@ -82,6 +82,9 @@ def train(
     rows = [{k: h[k] for k in ("step", "train_loss", "val_loss", "val_ppl", "val_bpb")} for h in result.history if "val_loss" in h]
     console.print(rows_table(rows, title="validation"))
     console.print(f"best checkpoint: {result.checkpoint_dir}")
+    curve = result.out_dir / "training_curve.png"
+    if curve.exists():
+        console.print(f"loss curve: {curve}")
 
 
 def _utf8(prompt: str, index: int) -> str:

@@ -43,37 +43,14 @@ def pretrain_and_export(ctx: DemoContext):
     return result, packed, model_cfg
 
 
-def _plot_history(history: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from koforge._utils.io import atomic_file
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    steps = [h["step"] for h in history if "train_loss" in h]
-    ax.plot(steps, [h["train_loss"] for h in history if "train_loss" in h], label="train loss")
-    val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
-    if val:
-        ax.plot(*zip(*val), "o-", label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title("LM pretraining on the bundled reviews")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
-
-
 def run(ctx: DemoContext) -> StepResult:
     perplexity = require_area("koforge.eval.perplexity")
     checkpoint = require_area("koforge.lm.checkpoint")
     result, packed, model_cfg = pretrain_and_export(ctx)
     folder = ctx.folder("lm")
-    png = _plot_history(result.history, folder / "training_curve.png")
+    from koforge.lm.curve import plot_training_curve
+
+    png = plot_training_curve(result.history, folder / "training_curve.png", title="LM pretraining on the bundled reviews")
 
     from koforge.lm.validation import sample_generations
     from koforge.tokenizers.io import load_tokenizer

@@ -45,6 +45,7 @@ from koforge.config import config_to_dict
 from koforge.lm.checkpoint import (best_checkpoint, list_checkpoints, load_weights, prune_checkpoints, read_state,
                                    save_checkpoint, tokenizer_reference, verify_checkpoint)
 from koforge.lm.config import LMConfig
+from koforge.lm.curve import CURVE_FILE, plot_training_curve
 from koforge.lm.data import TokenWindows, tokens_per_byte, validation_split
 from koforge.lm.model import KoLM
 from koforge.lm.moe import MoE
@@ -66,7 +67,7 @@ class TrainConfig:
     data_dir: str = ""
     """Shard folder written by `koforge data pack` (splits train and val)."""
     out_dir: str = "runs/lm"
-    """Run folder: checkpoints/, history.json, samples.jsonl (when a tokenizer is known), config.json."""
+    """Run folder: checkpoints/, history.json, training_curve.png, samples.jsonl (when a tokenizer is known), config.json."""
     steps: int = 1000
     """Optimiser steps."""
     batch: int = 16
@@ -294,6 +295,8 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
 
     seed_everything(cfg.seed)
     model = KoLM(model_config)
+    n_params = model.num_parameters()
+    curve_title = f"{out.name}: {n_params / 1e6:.1f}M parameters" if n_params >= 1e5 else f"{out.name}: {n_params:,} parameters"
     recorded = meta.get("tokenizer") if meta is not None else None
     if cfg.init_from and resume_ckpt is None:
         recorded = init_weights_from(model, cfg.init_from)
@@ -478,6 +481,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
             bar.close()
         if rank == 0:
             write_json(out / "history.json", history)
+            plot_training_curve(history, out / CURVE_FILE, title=curve_title)
             samples = [{"step": r["step"], **sample} for r in history for sample in r.get("samples", [])]
             if samples:
                 write_text(out / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in samples))
