@@ -7,7 +7,6 @@ perplexity is measured on that export, which is what step 4 compresses.
 """
 from __future__ import annotations
 
-
 from koforge.demo.pipeline import DemoContext, StepResult, require_area
 from koforge.eval.runner import result_from_raw
 from koforge.eval.schema import write_result
