@@ -118,7 +118,7 @@ def attach_adapters(transformer: nn.Module, config: AdapterConfig) -> nn.ModuleL
     transformer.koforge_adapters = adapters
     transformer.koforge_adapter_config = config
     transformer._koforge_adapter_handles = handles
-    transformer.__class__ = AdaptedTransformer
+    transformer.__class__ = adapted_transformer_class()
     return adapters
 
 
@@ -148,25 +148,35 @@ def load_adapters(transformer: nn.Module, folder: str | Path) -> None:
         raise ModelLoadError(f"adapters in '{folder}' do not fit this backbone (missing {missing[:3]}, unexpected {unexpected[:3]}).")
 
 
-def _transformer_base():
+def adapted_transformer_class() -> type:
+    """`AdaptedTransformer`, built on first use: its base class is sentence-transformers' `Transformer`, and
+    importing sentence-transformers costs ~5 s, which a recipe that fails its checks should not pay."""
+    cls = globals().get("AdaptedTransformer")
+    if cls is not None:
+        return cls
     from sentence_transformers.base.modules import Transformer
 
-    return Transformer
+    class AdaptedTransformer(Transformer):
+        """A sentence-transformers `Transformer` whose blocks carry koforge adapters (saved beside the weights)."""
+
+        def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
+            super().save(output_path, *args, **kwargs)
+            save_adapters(self, output_path)
+
+        @classmethod
+        def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any):
+            module = Transformer.load(model_name_or_path, subfolder=subfolder, **kwargs)
+            folder = Path(model_name_or_path) / subfolder
+            if (folder / ADAPTER_CONFIG).exists():
+                load_adapters(module, folder)
+            return module
+
+    AdaptedTransformer.__module__, AdaptedTransformer.__qualname__ = __name__, "AdaptedTransformer"
+    globals()["AdaptedTransformer"] = AdaptedTransformer  # the name saved model folders give in modules.json
+    return AdaptedTransformer
 
 
-class AdaptedTransformer(_transformer_base()):
-    """A sentence-transformers `Transformer` whose blocks carry koforge adapters (saved beside the weights)."""
-
-    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
-        super().save(output_path, *args, **kwargs)
-        save_adapters(self, output_path)
-
-    @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any):
-        from sentence_transformers.base.modules import Transformer
-
-        module = Transformer.load(model_name_or_path, subfolder=subfolder, **kwargs)
-        folder = Path(model_name_or_path) / subfolder
-        if (folder / ADAPTER_CONFIG).exists():
-            load_adapters(module, folder)
-        return module
+def __getattr__(name: str) -> Any:
+    if name == "AdaptedTransformer":  # `koforge.embeddings.adapters.AdaptedTransformer`, as modules.json names it
+        return adapted_transformer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
