@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tiny_bert, assets, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KOFORGE_MLFLOW": "off", "KOFORGE_PROGRESS": "0"}

@@ -35,7 +35,7 @@ def test_a_file_system_error_names_the_path_whole():
 
 
 def test_every_help_example_prints_as_written():
-    """Rich markup would eat an unescaped [..] in an example ("methods=[drop_layers,heal]" printed as "methods=")."""
+    """Every command's --help has an example, printed as written. Rich markup would eat an unescaped [..] in an example ("methods=[drop_layers,heal]" printed as "methods=")."""
     import re
 
     import typer
@@ -52,8 +52,9 @@ def test_every_help_example_prints_as_written():
     checked = 0
     for path, cmd in commands(root, []):
         examples = [line.strip() for line in (cmd.help or "").splitlines() if line.strip().startswith("Example")]
-        if not examples:
+        if getattr(cmd, "commands", None):  # a group: its commands carry the examples
             continue
+        assert examples, f"'koforge {' '.join(path)} --help' shows no example"
         shown = " ".join(CliRunner().invoke(app, [*path, "--help"], terminal_width=400).output.split())
         shown = re.sub(r"[│╭╮╰╯─]", " ", shown)
         shown = " ".join(shown.split())

@@ -388,7 +388,6 @@ def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path, model_kw, se
     assert_same_run(single, two, tmp_path, steps)
 
 
-@pytest.mark.slow
 def _skewed_clock_child(rank: int, port: int, shards, out, queue) -> None:
     import time as time_mod
 

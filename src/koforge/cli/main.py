@@ -40,7 +40,10 @@ def _root() -> None:
 
 @app.command()
 def version() -> None:
-    """Print the koforge version."""
+    """Print the koforge version.
+
+    Example: koforge version
+    """
     from koforge import __version__
 
     typer.echo(__version__)

@@ -201,13 +201,35 @@ def superword_words(token: str) -> int:
     return len(token_text(token).split())
 
 
-def _train_stage2(sequences: list[str], alphabet: set[str], budget: int, config: TokenizerTrainConfig) -> list[tuple[str, str]]:
+def _spool_sequences(batches: Iterable[list[str]], path: Path) -> int:
+    """Write stage-2 sequences one per line (private-use characters hold no newline); returns how many."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for batch in batches:
+            f.writelines(s + "\n" for s in batch)
+            n += len(batch)
+    return n
+
+
+def _read_sequences(path: Path, size: int = 2000) -> Iterator[list[str]]:
+    with open(path, encoding="utf-8") as f:
+        batch = []
+        for line in f:
+            batch.append(line[:-1])
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _train_stage2(sequences: Path, alphabet: set[str], budget: int, config: TokenizerTrainConfig) -> list[tuple[str, str]]:
     from tokenizers import Tokenizer, models, trainers
 
     stage2 = Tokenizer(models.BPE())
     trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + budget, min_frequency=config.min_frequency,
                                   show_progress=_show_progress(), max_token_length=config.max_token_length)
-    stage2.train_from_iterator((sequences[i:i + 2000] for i in range(0, len(sequences), 2000)), trainer=trainer)
+    stage2.train_from_iterator(_read_sequences(sequences), trainer=trainer)
     return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(stage2.to_str())["model"]["merges"]]
 
 
@@ -240,34 +262,35 @@ def train_superbpe(texts: Iterable[str], config: TokenizerTrainConfig) -> tuple[
     t = config.transition_size
     if t - _ws_budget(config) > _PUA_MAX:
         raise TokenizerError(f"superbpe_transition={t} is above the {_PUA_MAX} tokens SuperBPE stage 2 can map; lower it.")
+    # The corpus and its stage-2 sequences are spooled to disk and streamed to each trainer pass, so only the
+    # trainers' own counts of distinct words and chunks are held in memory.
     with tempfile.TemporaryDirectory(prefix="koforge-superbpe-") as tmp:
         spool, first_pass = _spool(texts, Path(tmp))
         stage1 = train_byte_bpe(first_pass, config, vocab_size=t)
         s1 = json.loads(stage1.to_str())["model"]
         alphabet: set[str] = set()
-        sequences = [s for batch in _stage2_sequences(spool, stage1, config, alphabet) for s in batch]
-    if not sequences:
-        raise DataError(f"SuperBPE stage 2 has no text: no document of at least superbpe_stage2_min_chars="
-                        f"{config.superbpe_stage2_min_chars} characters holds two stage-1 tokens. Lower it or add longer documents.")
-    n_new = config.vocab_size - stage1.get_vocab_size(with_added_tokens=True)
-    inverse = {i: tok for tok, i in s1["vocab"].items()}
+        sequences = Path(tmp) / "stage2.txt"
+        if not _spool_sequences(_stage2_sequences(spool, stage1, config, alphabet), sequences):
+            raise DataError(f"SuperBPE stage 2 has no text: no document of at least superbpe_stage2_min_chars="
+                            f"{config.superbpe_stage2_min_chars} characters holds two stage-1 tokens. Lower it or add longer documents.")
+        n_new = config.vocab_size - stage1.get_vocab_size(with_added_tokens=True)
+        inverse = {i: tok for tok, i in s1["vocab"].items()}
 
-    def translate(s: str) -> str:
-        return "".join(inverse[_unmap(c)] for c in s)
+        def translate(s: str) -> str:
+            return "".join(inverse[_unmap(c)] for c in s)
 
-    # The word limit drops a few stage-2 merges (and those built on them): ask the trainer for some spare
-    # merges and, in the rare case they do not suffice, train again with more.
-    spare = 1.0 if config.superbpe_max_words is None else 1.1
-    while True:
-        vocab = dict(s1["vocab"])
-        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in s1["merges"]]
-        budget = int(n_new * spare) + 16
-        stage2 = _train_stage2(sequences, alphabet, budget, config)
-        added, dropped = _keep_merges(stage2, translate, vocab, merges, n_new, config.superbpe_max_words)
-        if added >= n_new or len(stage2) < budget or spare >= 4:  # done, or the corpus has no more pairs to merge
-            break
-        spare *= 2
-    del sequences
+        # The word limit drops a few stage-2 merges (and those built on them): ask the trainer for some spare
+        # merges and, in the rare case they do not suffice, train again with more.
+        spare = 1.0 if config.superbpe_max_words is None else 1.1
+        while True:
+            vocab = dict(s1["vocab"])
+            merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in s1["merges"]]
+            budget = int(n_new * spare) + 16
+            stage2 = _train_stage2(sequences, alphabet, budget, config)
+            added, dropped = _keep_merges(stage2, translate, vocab, merges, n_new, config.superbpe_max_words)
+            if added >= n_new or len(stage2) < budget or spare >= 4:  # done, or the corpus has no more pairs to merge
+                break
+            spare *= 2
     tok = _assemble(models.BPE(vocab=vocab, merges=merges), config, superwords=True)
     superwords = sum(map(is_superword, vocab))
     return tok, {"transition_vocab_size": t, "stage2_tokens": added, "stage2_dropped_merges": dropped,
