@@ -95,3 +95,16 @@ def test_word_limit_drops_long_merges_and_those_built_on_them():
     # "a b c" has 3 words: dropped, and "a b c d" (built on it) with it; the budget is filled from later merges
     assert merges == [("a", "Ġb"), ("b", "c"), ("Ġb", "Ġc")] and (added, dropped) == (3, 2)
     assert list(vocab)[-3:] == ["aĠb", "bc", "ĠbĠc"]
+
+
+def test_eval_reports_the_share_of_superword_tokens_in_the_text(corpus, tmp_path):
+    from koforge.tokenizers.evaluate import evaluate_tokenizers
+
+    sbpe = train_tokenizer(corpus, TokenizerTrainConfig(kind="superbpe", vocab_size=900, superbpe_transition=450), tmp_path / "s")
+    bpe = train_tokenizer(corpus, TokenizerTrainConfig(kind="bpe", vocab_size=900), tmp_path / "b")
+    texts = corpus[-40:]
+    rows = {r["tokenizer"]: r for r in evaluate_tokenizers({"super": sbpe.path, "plain": bpe.path}, {"t": texts}).rows}
+    tok = load_tokenizer(sbpe.path)
+    pieces = [tok.convert_ids_to_tokens(i) for t in texts for i in tok(t, add_special_tokens=False)["input_ids"]]
+    assert rows["super"]["superword_rate"] == sum(map(is_superword, pieces)) / len(pieces) > 0
+    assert rows["plain"]["superword_rate"] == 0  # whitespace pre-tokenisation: no token spans two words

@@ -15,7 +15,10 @@ The two rates (shares of all tokens):
   UTF-8 characters, i.e. fragments of a character (a Hangul syllable is 3
   bytes): byte-level BPE pieces such as `ì` or `ìķ`, and byte-fallback pieces
   of multi-byte characters (those count in both rates). This is the figure
-  that shows how often a byte-level tokenizer falls back to bytes.
+  that shows how often a byte-level tokenizer falls back to bytes;
+- `superword_rate` ("superword %"): tokens whose text spans a word boundary
+  (whitespace inside it, a leading space aside), as SuperBPE learns them
+  ("수 있는"); ordinary BPE and SentencePiece tokenizers read about 0.
 
 Tokens are counted with the Rust pipeline directly (`backend_tokenizer`), so
 figures do not depend on transformers' post-processing or on BOS/EOS
@@ -43,7 +46,7 @@ COLUMNS = {
     "tokenizer": "tokenizer", "text_set": "text set", "vocab_size": "vocab", "tokens": "tokens",
     "bytes_per_token": "bytes/token", "chars_per_token": "chars/token", "tokens_per_text": "tokens/document", "tokens_per_sentence": "tokens/sentence",
     "tokens_per_1k_syllables": "tokens/1k syllables", "unk_rate": "unk+byte-fallback %", "partial_char_rate": "partial-char %",
-    "round_trip_rate": "round-trip %",
+    "round_trip_rate": "round-trip %", "superword_rate": "superword %",
     "hangul_vocab_share": "Hangul vocab %", "encode_mb_per_s": "encode MB/s", "tokens_vs_reference": "tokens vs ref",
 }
 
@@ -96,7 +99,7 @@ class TokenizerComparison:
 def _fmt(key: str, value: Any) -> str:
     if value is None:
         return ""
-    if key in ("unk_rate", "partial_char_rate", "round_trip_rate", "hangul_vocab_share"):
+    if key in ("unk_rate", "partial_char_rate", "round_trip_rate", "superword_rate", "hangul_vocab_share"):
         return f"{100 * value:.2f}"
     if key == "tokens_vs_reference":
         return f"{100 * value:+.1f}%"
@@ -123,6 +126,8 @@ class TokenClasses:
     """The unknown token and `<0xNN>` byte-fallback pieces."""
     partial_char: frozenset[int]
     """Tokens whose bytes are not whole UTF-8 characters."""
+    superword: frozenset[int] = frozenset()
+    """Tokens whose text spans a word boundary (SuperBPE's superwords)."""
 
 
 def _is_byte_level(backend: Any) -> bool:
@@ -142,8 +147,14 @@ def _model_unk_id(backend: Any) -> int | None:
     return None
 
 
+def spans_words(text: str) -> bool:
+    """Whether a token's text holds whitespace between two of its characters (a leading space aside)."""
+    inner = text.strip()
+    return any(ch.isspace() for ch in inner)
+
+
 def token_classes(tokenizer: Any) -> TokenClasses:
-    """Classify the vocabulary once: unknown/byte-fallback ids and partial-character ids."""
+    """Classify the vocabulary once: unknown/byte-fallback ids, partial-character ids and superword ids."""
     backend = tokenizer.backend_tokenizer
     byte_level = _is_byte_level(backend)
     to_byte = {c: b for b, c in bytes_to_unicode().items()}
@@ -164,7 +175,10 @@ def token_classes(tokenizer: Any) -> TokenClasses:
         except UnicodeDecodeError:
             partial.add(i)
     unknown.update(i for i in (tokenizer.unk_token_id, _model_unk_id(backend)) if i is not None)
-    return TokenClasses(unknown=frozenset(unknown), partial_char=frozenset(partial))
+    size = backend.get_vocab_size(with_added_tokens=True)
+    texts = backend.decode_batch([[i] for i in range(size)], skip_special_tokens=False)
+    superword = frozenset(i for i, t in enumerate(texts) if i not in added and spans_words(t))
+    return TokenClasses(unknown=frozenset(unknown), partial_char=frozenset(partial), superword=superword)
 
 
 def counting_backend(tokenizer: Any) -> Any:
@@ -208,6 +222,7 @@ def measure(tokenizer: Any, texts: Sequence[str], classes: TokenClasses | None =
     syllables = sum(is_hangul_syllable(c) for t in texts for c in t)
     n_unknown = sum(1 for seq in ids for i in seq if i in classes.unknown) if classes.unknown else 0
     n_partial = sum(1 for seq in ids for i in seq if i in classes.partial_char) if classes.partial_char else 0
+    n_superword = sum(1 for seq in ids for i in seq if i in classes.superword) if classes.superword else 0
     return {
         "vocab_size": backend.get_vocab_size(with_added_tokens=True), "tokens": n_tokens,
         "bytes_per_token": n_bytes / max(1, n_tokens), "chars_per_token": n_chars / max(1, n_tokens),
@@ -215,6 +230,7 @@ def measure(tokenizer: Any, texts: Sequence[str], classes: TokenClasses | None =
         "tokens_per_sentence": n_tokens / max(1, sum(map(count_sentences, texts))),
         "tokens_per_1k_syllables": 1000 * n_tokens / syllables if syllables else None,
         "unk_rate": n_unknown / max(1, n_tokens), "partial_char_rate": n_partial / max(1, n_tokens),
+        "superword_rate": n_superword / max(1, n_tokens),
         "round_trip_rate": sum(d == t for d, t in zip(decoded, texts)) / len(texts),
         "encode_mb_per_s": n_bytes / 1e6 / max(seconds, 1e-9),
     }
