@@ -120,3 +120,12 @@ def test_parallel_source_settings_are_checked_when_the_recipe_loads():
         DataSource(kind="text", path="p.ko", teacher_path="p.en")
     with pytest.raises(ConfigError, match="one file per side, not a pattern"):
         DataSource(kind="parallel", path="*.ko", teacher_path="p.en")
+
+
+def test_nli_entailment_is_the_positive_and_contradiction_the_hard_negative(assets):
+    cols = build_examples([DataSource(kind="nli", path="embed_nli.tsv")], "infonce", data_root=assets)
+    premise = '그리고 그가 말했다, "엄마, 저 왔어요."'
+    i = cols["anchor"].index(premise)
+    assert (cols["positive"][i], cols["negative"][i]) == ("그는 엄마에게 집에 갔다고 말했다.", "그는 한마디도 하지 않았다.")
+    # neutral hypotheses are never a positive or a negative
+    assert "그는 학교 버스가 그를 내려주자마자 엄마에게 전화를 걸었다." not in cols["positive"] + cols["negative"]

@@ -68,6 +68,12 @@ def test_recipe_writes_loadable_checkpoints_and_comparison(tiny_run, tiny_expand
     assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
     rows = json.loads((out / "comparison.json").read_text())["rows"]
     assert [r["stage"] for r in rows] == ["base", "new_rows", "sts"] and "korquad/ndcg@10" in rows[0]
+    # koforge's metadata beside the weights: the recipe, the stage, what it started from, and its scores
+    meta = json.loads((result.final_model / "koforge_embedding.json").read_text())
+    assert meta["stage"] == "sts" and [s["name"] for s in meta["recipe"]["stages"]] == ["new_rows", "sts"]
+    assert meta["source"] == str(out / "checkpoints" / "new_rows" / "final")
+    assert meta["scores"] == json.loads((out / "checkpoints" / "sts" / "eval.json").read_text())["metrics"]
+    assert meta["train"]["train/steps"] == 2 and meta["trainable_params"] > 0
 
 
 def test_resume_from_stage_reuses_earlier_checkpoints(tiny_run, tiny_expanded):
@@ -329,13 +335,16 @@ def test_cli_eval_runs_mteb_tasks(assets, tiny_bert, tmp_path):
 def test_mlflow_logs_each_stage(assets, tiny_bert, tmp_path, mlflow_store):
     import mlflow
 
-    run_recipe(_recipe(assets, [COSENT], evaluate_base=False, experiment="embed-test",
+    second = {**COSENT, "name": "top", "scope": "top_blocks", "top_blocks": 1}
+    run_recipe(_recipe(assets, [COSENT, second], evaluate_base=False, experiment="embed-test",
                        evaluation={"korsts": "embed_sts.tsv", "korquad": None, "separation": None,
                                    "bitext_ko": None, "bitext_en": None}), tiny_bert, tmp_path / "r")
     mlflow.set_tracking_uri(mlflow_store)
     runs = mlflow.search_runs(experiment_names=["embed-test"])
-    assert len(runs) >= 1 and "metrics.korsts/spearman" in runs.columns
-    assert runs.iloc[0]["params.scope"] == "full"
+    by_stage = {r["tags.mlflow.runName"]: r for _, r in runs.iterrows()}
+    assert set(by_stage) == {"tiny/sts", "tiny/top"}  # one run per stage, named recipe/stage
+    assert by_stage["tiny/sts"]["params.scope"] == "full" and by_stage["tiny/top"]["params.scope"] == "top_blocks"
+    assert all(r["metrics.korsts/spearman"] == r["metrics.korsts/spearman"] for r in by_stage.values())  # logged, not NaN
 
 
 def test_query_prompt_reaches_retrieval_evaluation_and_infonce_anchors(assets, tiny_bert, tmp_path, monkeypatch):
@@ -661,3 +670,68 @@ def test_distill_teacher_embeds_the_translation_of_a_parallel_source(assets, tin
     teacher = build_embedding_model(tiny_bert)
     expected = teacher.encode(english, convert_to_numpy=True, normalize_embeddings=False)
     np.testing.assert_allclose(np.array(dataset["label"][2:]), expected, atol=1e-5)
+
+
+def test_simcse_stage_trains_with_and_without_gradcache(assets, tiny_bert, tmp_path, monkeypatch):
+    """Unsupervised SimCSE: each text is its own positive (two dropout views), the loss is InfoNCE at 1/0.05."""
+    from sentence_transformers.sentence_transformer import losses as st_losses
+
+    seen = _record_loss_calls(monkeypatch)
+    simcse = {"name": "simcse", "scope": "full", "objective": "simcse", "max_steps": 2, "batch_size": 4,
+              "data": [{"kind": "text", "path": "embed_texts.txt", "samples": 8}]}
+    before = _weights_digest(tiny_bert)
+    for name, extra in (("plain", {}), ("cached", {"mini_batch_size": 2})):
+        result = run_recipe(_recipe(assets, [{**simcse, **extra}], evaluate_base=False), tiny_bert, tmp_path / name)
+        meta = json.loads((result.final_model / "koforge_embedding.json").read_text())
+        assert meta["train"]["train/steps"] == 2 and np.isfinite(meta["train"]["train/last_loss"])
+        assert _weights_digest(result.final_model) != before
+    assert seen == [("simcse", 2)] * 4  # anchor and positive views, 2 steps in each run
+    from koforge.embeddings.losses import build_loss
+    from koforge.embeddings.model import build_embedding_model
+
+    model = build_embedding_model(tiny_bert)
+    plain, cached = build_loss("simcse", model), build_loss("simcse", model, mini_batch_size=2)
+    assert type(plain) is st_losses.MultipleNegativesRankingLoss and plain.scale == pytest.approx(20.0)
+    assert type(cached) is st_losses.CachedMultipleNegativesRankingLoss and cached.mini_batch_size == 2
+
+
+def _weights_digest(folder) -> str:
+    import hashlib
+
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_adapters_saved_separately_through_a_recipe(assets, tiny_bert, tmp_path):
+    from koforge.embeddings.adapters import load_adapters
+    from koforge.embeddings.model import build_embedding_model, transformer_module
+
+    stage = {**COSENT, "name": "ad", "scope": "adapters", "adapter": {"r": 4, "dropout": 0.0, "save": "separate"}}
+    result = run_recipe(_recipe(assets, [stage], evaluate_base=False), tiny_bert, tmp_path / "run")
+    folder = tmp_path / "run" / "checkpoints" / "ad" / "adapters"
+    assert json.loads((folder / "koforge_adapters.json").read_text())["r"] == 4
+    fresh = build_embedding_model(tiny_bert)  # the base plus the adapters alone embeds like the merged checkpoint
+    load_adapters(transformer_module(fresh), folder)
+    merged = build_embedding_model(result.final_model)
+    texts = ["한국어 문장", "둘째 문장"]
+    np.testing.assert_allclose(fresh.encode(texts), merged.encode(texts), atol=1e-6)
+
+
+def test_cli_train_from_stage_reuses_the_earlier_checkpoint(assets, tiny_bert, tmp_path):
+    from typer.testing import CliRunner
+
+    from koforge.cli.main import app
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: two\ndata_root: {assets}\ndevice: cpu\nevaluate_base: false\n"
+                      "evaluation: {korsts: embed_sts.tsv, korquad: null, separation: null, bitext_ko: null, bitext_en: null}\n"
+                      "stages:\n"
+                      "  - {name: a, objective: cosent, max_steps: 1, batch_size: 8, data: [{kind: sts, path: embed_sts.tsv}]}\n"
+                      "  - {name: b, objective: cosent, max_steps: 1, batch_size: 8, data: [{kind: sts, path: embed_sts.tsv}]}\n",
+                      encoding="utf-8")
+    runner, out = CliRunner(), tmp_path / "run"
+    assert runner.invoke(app, ["embed", "train", str(recipe), str(tiny_bert), str(out)]).exit_code == 0
+    first = (out / "checkpoints" / "a" / "final" / "model.safetensors").read_bytes()
+    res = runner.invoke(app, ["embed", "train", str(recipe), str(tiny_bert), str(out), "--from-stage", "b"])
+    assert res.exit_code == 0, res.output
+    assert (out / "checkpoints" / "a" / "final" / "model.safetensors").read_bytes() == first  # reused, not retrained
+    assert [r["stage"] for r in json.loads((out / "comparison.json").read_text())["rows"]] == ["a", "b"]

@@ -44,6 +44,16 @@ def test_korsts_matches_scipy(assets):
     assert got["n_pairs"] == 40
 
 
+@pytest.mark.parametrize("split", ["train", "dev", "test"])
+def test_korsts_split_names_read_that_split_of_a_data_dir(assets, tmp_path, split):
+    import shutil
+
+    shutil.copy(assets / "embed_sts.tsv", tmp_path / f"sts-{split}.tsv")
+    by_name = evaluate_korsts(CharEncoder(), split, data_dir=tmp_path)
+    assert by_name["primary"] == evaluate_korsts(CharEncoder(), assets / "embed_sts.tsv")["primary"]
+    assert by_name["n_pairs"] == 40
+
+
 def test_evaluators_refuse_a_model_path_and_one_string(assets):
     with pytest.raises(ConfigError, match="is a name or path, not a loaded model. Load it first"):
         evaluate_korsts(str(assets), assets / "embed_sts.tsv")

@@ -417,8 +417,9 @@ def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source
                     save_embedding_model(model, tmp, meta)
                     if (Path(source) / EXPANSION_REPORT).exists():  # later new_embeddings stages still need it
                         shutil.copy(Path(source) / EXPANSION_REPORT, tmp / EXPANSION_REPORT)
-                    if stage.scope == "adapters" and stage.adapter.save == "separate":
-                        save_adapters(transformer_module(model), final.parent / "adapters")
+                if stage.scope == "adapters" and stage.adapter.save == "separate":
+                    with atomic_dir(final.parent / "adapters", overwrite=True) as tmp:
+                        save_adapters(transformer_module(model), tmp)
                 entry = _evaluate(model, recipe, stage.name, extra) if stage.evaluate else {"stage": stage.name, "results": {}, "metrics": extra}
                 write_json(final.parent / "eval.json", entry)
                 write_json(final / METADATA_FILE, {**meta, "scores": entry["metrics"]})
