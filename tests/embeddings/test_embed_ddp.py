@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 
 def test_torchrun_two_cpu_processes(tiny_bert, assets, tmp_path):
     out = tmp_path / "run"
