@@ -80,3 +80,19 @@ def fake_hub(tmp_path, monkeypatch):
         (repo / "refs" / "main").write_text(revision)
         return repo / "snapshots" / revision
     return snapshot
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory, tiny_bert) -> Path:
+    """A 2-layer Qwen3 (SwiGLU feed-forward) on MiniLM's tokenizer, for last-token pooling and decoder layouts."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    cfg = Qwen3Config(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128)
+    folder = tmp_path_factory.mktemp("dec") / "qwen3"
+    Qwen3Model(cfg).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder

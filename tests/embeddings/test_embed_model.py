@@ -12,20 +12,6 @@ from tokenizer_folders import assert_portable, assert_same_tokenizer
 TEXTS = ["한 남자가 기타를 치고 있다.", "고양이", "여자가 부엌에서 아주 맛있는 요리를 하고 있다."]
 
 
-@pytest.fixture(scope="module")
-def tiny_decoder(tmp_path_factory, tiny_bert):
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
-    cfg = Qwen3Config(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128)
-    folder = tmp_path_factory.mktemp("dec") / "qwen3"
-    Qwen3Model(cfg).save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return folder
-
-
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_last_token_pooling_ignores_padding(tiny_decoder, side):
     model = build_embedding_model(tiny_decoder, EmbeddingModelConfig(pooling="lasttoken"))

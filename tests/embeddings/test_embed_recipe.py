@@ -735,3 +735,17 @@ def test_cli_train_from_stage_reuses_the_earlier_checkpoint(assets, tiny_bert, t
     assert res.exit_code == 0, res.output
     assert (out / "checkpoints" / "a" / "final" / "model.safetensors").read_bytes() == first  # reused, not retrained
     assert [r["stage"] for r in json.loads((out / "comparison.json").read_text())["rows"]] == ["a", "b"]
+
+
+def test_ffn_adapters_stage_then_top_blocks_saves_plain_sentence_transformers_models(assets, tiny_bert, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    ffn = {**COSENT, "name": "ffn", "scope": "adapters", "adapter": {"kind": "ffn", "r": 8}}
+    top = {**COSENT, "name": "top", "scope": "top_blocks", "top_blocks": 1}
+    result = run_recipe(_recipe(assets, [ffn, top], evaluate_base=False), tiny_bert, tmp_path / "run")
+    for stage in ("ffn", "top"):
+        final = tmp_path / "run" / "checkpoints" / stage / "final"
+        assert json.loads((final / "config.json").read_text())["intermediate_size"] == 64 + 8
+        assert all(m["type"].startswith("sentence_transformers.") for m in json.loads((final / "modules.json").read_text()))
+    plain = SentenceTransformer(str(result.final_model), device="cpu")  # no trust_remote_code needed
+    assert plain.encode(["한국어 문장"]).shape == (1, 32)

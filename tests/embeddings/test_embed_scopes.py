@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from koforge._utils.errors import ConfigError
 from koforge.embeddings.adapters import ADAPTER_KINDS, AdapterConfig, load_adapters, save_adapters
 from koforge.embeddings.model import EmbeddingModelConfig, backbone, build_embedding_model, transformer_module
 from koforge.embeddings.scopes import LoraSettings, NotExpandedError, apply_scope
@@ -63,7 +65,7 @@ def test_new_embeddings_on_plain_model_is_a_clear_error(tiny_bert):
         apply_scope(model, "new_embeddings", model_path=tiny_bert)
 
 
-@pytest.mark.parametrize("kind", ADAPTER_KINDS)
+@pytest.mark.parametrize("kind", [k for k in ADAPTER_KINDS if k != "ffn"])  # hooked kinds; ffn below
 def test_adapters_identity_at_init_then_learn_and_round_trip(tiny_bert, tmp_path, kind):
     model = build_embedding_model(tiny_bert)
     ref = _embed(model)
@@ -143,8 +145,51 @@ def test_an_adapters_stage_on_a_model_that_has_adapters_is_refused_up_front(tmp_
     (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "koforge.embeddings.adapters.AdaptedTransformer"},
                                                        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.sentence_transformer.modules.Pooling"}]))
     assert backbone_folder(tmp_path) == tmp_path
-    stage = SimpleNamespace(name="more", scope="adapters", objective="cosent", data=[])
+    stage = SimpleNamespace(name="more", scope="adapters", objective="cosent", data=[], adapter=AdapterConfig())
     check_stages_fit_model([stage], tmp_path)  # no adapters yet
     (tmp_path / ADAPTER_CONFIG).write_text("{}")
     with pytest.raises(ConfigError, match="stage 'more': scope 'adapters' would stack a second set of adapters on those of the model"):
         check_stages_fit_model([stage], tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["bert", "qwen3"])
+def test_ffn_adapters_learn_beside_a_frozen_feed_forward_and_merge_into_a_plain_model(tiny_bert, tiny_decoder, tmp_path,
+                                                                                     layout):
+    """Identity at step 0, only the extra units learn (the old weights bit-identical), and the merged model, a
+    standard one with a wider feed-forward, embeds as the trained one did and loads in plain sentence-transformers."""
+    from sentence_transformers import SentenceTransformer
+
+    from koforge.embeddings.model import save_embedding_model
+
+    folder, config = (tiny_bert, None) if layout == "bert" else (tiny_decoder, EmbeddingModelConfig(pooling="lasttoken"))
+    model = build_embedding_model(folder, config)
+    before = {k: v.clone() for k, v in backbone(model).state_dict().items()}
+    ref = _embed(model)
+    handle = apply_scope(model, "adapters", adapter=AdapterConfig(kind="ffn", r=8, dropout=0.0))
+    assert torch.equal(_embed(model), ref)  # the extra output columns start at zero
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".extra." in n for n in trainable)
+    _step(model)  # AdamW with weight decay: frozen weights live outside the optimizer
+    trained = _embed(model)
+    assert not torch.allclose(trained, ref)
+    wide = {k.replace(".base.", "."): v for k, v in backbone(model).state_dict().items() if ".extra." not in k}
+    assert all(torch.equal(wide[k], v) for k, v in before.items())
+    handle.finalize()
+    hf = backbone(model)
+    assert hf.config.intermediate_size == 64 + 8 and not any(".extra." in n for n, _ in hf.named_parameters())
+    assert torch.allclose(_embed(model), trained, atol=1e-5)
+    save_embedding_model(model, tmp_path / "saved")
+    plain = SentenceTransformer(str(tmp_path / "saved"), device="cpu")  # no trust_remote_code: a standard model
+    np_trained = trained.numpy()
+    np.testing.assert_allclose(plain.encode(TEXTS, normalize_embeddings=False), np_trained, atol=1e-5)
+
+
+def test_ffn_adapters_refuse_separate_saving_and_unknown_feed_forwards():
+    with pytest.raises(ConfigError, match="no separate adapters to save"):
+        AdapterConfig(kind="ffn", save="separate")
+    from torch import nn
+
+    from koforge.embeddings.ffn_adapters import ffn_layout
+
+    with pytest.raises(ConfigError, match="adapter.kind 'ffn' needs a feed-forward of plain linear layers"):
+        ffn_layout(nn.ModuleList([nn.Sequential(nn.Linear(4, 4))]))

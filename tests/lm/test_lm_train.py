@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from free_port import free_port
 from lm_helpers import VOCAB, tiny_config, write_tiny_shards
 from safetensors.torch import load_file
 
@@ -328,12 +328,6 @@ def test_init_from_an_exported_model_loads_weights_with_a_fresh_run(shards, tmp_
     assert not (tmp_path / "run3").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_cfg(shards, out, steps, seq_len=16) -> TrainConfig:
     return TrainConfig(data_dir=str(shards), out_dir=str(out), steps=steps, batch=8, seq_len=seq_len, lr=3e-3, warmup=2,
                        eval_every=0, ckpt_every=0, device="cpu", log_every=1)
@@ -376,7 +370,7 @@ def test_ddp_two_gloo_processes_match_one_process(shards, tmp_path, model_kw, se
     single = train_lm(tiny_config(**model_kw), _ddp_cfg(shards, tmp_path / "one", steps, seq_len))
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_ddp_child, args=(r, port, shards, tmp_path / "two", steps, queue, model_kw, seq_len))
              for r in range(2)]
     for p in procs:
@@ -407,7 +401,7 @@ def test_ddp_time_budget_and_timed_validation_follow_rank_0s_clock(shards, tmp_p
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
-    queue, port = ctx.Queue(), _free_port()
+    queue, port = ctx.Queue(), free_port()
     procs = [ctx.Process(target=_skewed_clock_child, args=(r, port, shards, tmp_path / "two", queue)) for r in range(2)]
     for p in procs:
         p.start()
@@ -428,7 +422,7 @@ def test_ddp_through_torchrun_matches_one_process(shards, tmp_path):
                                                  batch=8, seq_len=16, lr=3e-3, warmup=2, eval_every=0, ckpt_every=0,
                                                  device="cpu", log_every=1))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KOFORGE_MLFLOW": "off"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            str(ASSETS / "lm_ddp_train.py"), str(shards), str(tmp_path / "two"), str(steps)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -5,11 +5,14 @@ a per-channel gate initialised to zero (the model is bit-for-bit unchanged
 before the first update, tested):
 - `bottleneck`: y + g * up(drop(gelu(down(y)))), y the block output;
 - `gated`:      same, with a token-wise sigmoid gate sigmoid(W y) on the update;
-- `parallel`:   y + g * up(drop(gelu(down(x)))), x the block *input* (He et al. 2022).
+- `parallel`:   y + g * up(drop(gelu(down(x)))), x the block *input* (He et al. 2022);
+- `ffn`:        r more units of each block's feed-forward, beside it with its activation; merged into
+  a plain, wider feed-forward when the stage ends (ffn_adapters.py), so the saved model needs no
+  koforge code to load.
 
 Adapters attach through forward hooks, so the Hugging Face weights keep their
-names and `save_pretrained` writes a clean backbone. They are non-linear and
-cannot be folded into the base weights: "merged" saving keeps them inside the
+names and `save_pretrained` writes a clean backbone. The first three are non-linear
+where the blocks are not and cannot be folded into the base weights: "merged" saving keeps them inside the
 model folder (`AdaptedTransformer`, a sentence-transformers module that
 re-attaches them when the folder loads; sentence-transformers >= 6 imports a
 module class from outside its own package only with `trust_remote_code=True`,
@@ -30,7 +33,7 @@ from torch import nn
 
 from koforge._utils.errors import ConfigError, ModelLoadError
 
-ADAPTER_KINDS = ("bottleneck", "gated", "parallel")
+ADAPTER_KINDS = ("bottleneck", "gated", "parallel", "ffn")
 ADAPTER_CONFIG = "koforge_adapters.json"
 ADAPTER_WEIGHTS = "koforge_adapters.safetensors"
 
@@ -40,7 +43,7 @@ class AdapterConfig:
     """Adapter shape and where it goes."""
 
     kind: str = "bottleneck"
-    """bottleneck, gated or parallel."""
+    """bottleneck, gated, parallel or ffn (merged into the feed-forward: loads with no koforge code)."""
     r: int = 256
     """Bottleneck width (hidden -> r -> hidden)."""
     dropout: float = 0.1
@@ -57,6 +60,9 @@ class AdapterConfig:
             raise ConfigError(f"adapter.dropout must be in [0, 1), got {self.dropout}.")
         if self.save not in ("merged", "separate"):
             raise ConfigError(f"adapter.save '{self.save}' is unknown; use merged or separate.")
+        if self.kind == "ffn" and self.save == "separate":
+            raise ConfigError("adapter.kind 'ffn' merges into the feed-forward when its stage ends, so it has no separate "
+                              "adapters to save; use save: merged, or kind bottleneck/gated/parallel.")
 
 
 class Adapter(nn.Module):

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from koforge._utils.errors import ConfigError
-from koforge.embeddings.adapters import ADAPTER_CONFIG
+from koforge.embeddings.adapters import ADAPTER_CONFIG, find_blocks
+from koforge.embeddings.ffn_adapters import ffn_layout
 from koforge.embeddings.model import hub_sentence_transformer_folder
 from koforge.embeddings.scopes import lora_targets, top_block_list
 
@@ -97,12 +98,12 @@ def check_stages_fit_model(stages: Sequence, model_path: str | os.PathLike, *, t
     _check_mask_token(stages, folder)
     adapters_from = "the model" if (folder / ADAPTER_CONFIG).exists() else None
     for stage in stages:
-        if stage.scope == "adapters":
+        if stage.scope == "adapters" and stage.adapter.kind != "ffn":  # ffn adapters merge: nothing to stack on
             if adapters_from:
                 raise ConfigError(f"stage '{stage.name}': scope 'adapters' would stack a second set of adapters on those of "
                                   f"{adapters_from}. Use another scope after an adapters stage (top_blocks, lora).")
             adapters_from = f"stage '{stage.name}'"
-    if not any(s.scope in ("top_blocks", "lora") for s in stages):
+    if not any(s.scope in ("top_blocks", "lora") or (s.scope == "adapters" and s.adapter.kind == "ffn") for s in stages):
         return
     model = _meta_model(folder, trust_remote_code)
     if model is None:
@@ -113,5 +114,7 @@ def check_stages_fit_model(stages: Sequence, model_path: str | os.PathLike, *, t
                 top_block_list(model, stage.top_blocks)
             elif stage.scope == "lora":
                 lora_targets(model, stage.lora)
+            elif stage.scope == "adapters" and stage.adapter.kind == "ffn":
+                ffn_layout(find_blocks(model))
         except ConfigError as e:
             raise ConfigError(f"stage '{stage.name}': {e}") from None

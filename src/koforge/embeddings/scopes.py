@@ -9,7 +9,7 @@
   Which rows are new comes from `expansion_report.json` (`base_vocab_size`,
   `added_token_ids`) written by `koforge expand`.
 - `embeddings`: the whole input-embedding matrix.
-- `adapters`: EEVE adapters in every block (see adapters.py), backbone frozen.
+- `adapters`: EEVE adapters in every block (see adapters.py; kind `ffn`: ffn_adapters.py), backbone frozen.
 - `lora`: PEFT LoRA on the given target modules, merged back on `finalize`.
 - `top_blocks`: the top N blocks (and the final norm, if any).
 """
@@ -27,6 +27,7 @@ from torch import nn
 
 from koforge._utils.errors import ConfigError
 from koforge.embeddings.adapters import AdapterConfig, attach_adapters, find_blocks
+from koforge.embeddings.ffn_adapters import attach_ffn_adapters, merge_ffn_adapters
 from koforge.embeddings.model import backbone, transformer_module
 
 SCOPES = ("full", "new_embeddings", "embeddings", "adapters", "lora", "top_blocks")
@@ -102,8 +103,9 @@ class ScopeHandle:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     def finalize(self) -> None:
-        """Merge split embeddings / LoRA back so the model saves as a standard one."""
+        """Merge split embeddings / LoRA / ffn adapters back so the model saves as a standard one."""
         hf = backbone(self.model)
+        merge_ffn_adapters(hf, find_blocks(hf))
         if self.split is not None:
             hf.set_input_embeddings(self.split.to_embedding())
             self.split = None
@@ -165,7 +167,11 @@ def apply_scope(model, scope: str, *, model_path: str | os.PathLike | None = Non
         hf.get_input_embeddings().weight.requires_grad_(True)
         return ScopeHandle(model, scope)
     if scope == "adapters":
-        attach_adapters(transformer_module(model), adapter or AdapterConfig())
+        adapter = adapter or AdapterConfig()
+        if adapter.kind == "ffn":
+            attach_ffn_adapters(hf, find_blocks(hf), adapter.r, adapter.dropout)
+        else:
+            attach_adapters(transformer_module(model), adapter)
         return ScopeHandle(model, scope)
     if scope == "top_blocks":
         for block in top_block_list(hf, top_blocks):
