@@ -50,6 +50,19 @@ def test_figures_are_exact(pair):
     assert cmp.rows[2]["hangul_vocab_share"] > cmp.rows[0]["hangul_vocab_share"] > 0
 
 
+def test_figures_are_summed_chunk_by_chunk(pair, monkeypatch):
+    """A large text set is encoded in chunks (flat memory); the figures are those of one pass."""
+    import koforge.tokenizers.evaluate as ev
+
+    tokenizers, texts = pair
+    whole = evaluate_tokenizers(tokenizers, {"reviews": texts}).rows
+    monkeypatch.setattr(ev, "MEASURE_CHUNK", 7)
+    chunked = evaluate_tokenizers(tokenizers, {"reviews": texts}).rows
+    for a, b in zip(whole, chunked):
+        a.pop("encode_mb_per_s"), b.pop("encode_mb_per_s")  # wall clock
+        assert a == b
+
+
 def test_outputs(pair, tmp_path):
     tokenizers, texts = pair
     cmp = evaluate_tokenizers(tokenizers, {"reviews": texts[:20]}, reference="small")
