@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Optional, Sequence
@@ -172,13 +173,21 @@ class _Counted:
             raise DataError("empty corpus: the input holds no non-empty documents. Check the paths, the --field name and the cleaning filters.")
         self._it = itertools.chain([first], self._it)
 
+    bar: Any = None
+    """A progress bar advanced by the documents read (set by `train_tokenizer`)."""
+
     def __iter__(self) -> Iterator[str]:
         for text in self._it:
             if not isinstance(text, str):
                 raise DataError(f"training texts must be strings, got {type(text).__name__}.")
             self.documents += 1
             self.characters += len(text)
+            if self.bar is not None and self.documents % 10_000 == 0:
+                self.bar.update(10_000)
             yield text
+        if self.bar is not None:
+            self.bar.update(self.documents % 10_000)
+            self.bar.set_description_str("corpus read; training")
 
     def batches(self, size: int = 1000) -> Iterator[list[str]]:
         it = iter(self)
@@ -227,6 +236,15 @@ def train_backend(counted: _Counted, config: TokenizerTrainConfig) -> tuple[Any,
     return train_sentencepiece(counted, config), {}
 
 
+def _reading_bar() -> Any:
+    """Documents read, for runs whose output is not a terminal: the Rust trainer's own bars show only on one
+    (tokenizers.bpe), and a 32K BPE on the shared corpus was otherwise silent for a minute in a log."""
+    from koforge._utils.progress import progress
+
+    quiet = os.environ.get("KOFORGE_PROGRESS", "1") == "0" or sys.stdout.isatty()
+    return progress(desc="reading corpus", unit=" docs", mininterval=10, disable=quiet)
+
+
 def train_tokenizer(texts: Iterable[str], config: TokenizerTrainConfig, output_dir: str | Path, *,
                     overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> TrainResult:
     """Train a tokenizer on `texts` and write a Hugging Face tokenizer folder to `output_dir`, which may not be
@@ -237,7 +255,8 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerTrainConfig, output_d
     output_dir = check_output(output_dir, overwrite, inputs)  # refuse before hours of training, not after
     counted = _Counted(texts)
     start = time.perf_counter()
-    tokenizer, stats = train_backend(counted, config)
+    with _reading_bar() as counted.bar:
+        tokenizer, stats = train_backend(counted, config)
     seconds = time.perf_counter() - start
     fast = wrap_fast(tokenizer, config)
     with atomic_dir(output_dir, overwrite=overwrite, inputs=inputs) as tmp:
