@@ -45,6 +45,12 @@ def test_analyze_rows_cover_both_modes(tok_dirs, model_dirs, assets):
     base, added = result.rows[0], result.rows[2]
     assert added["tokens_per_line"] < base["tokens_per_line"] and added["english_unchanged"] == 1.0
     assert added["syllable_coverage"] > base["syllable_coverage"]
+    assert not any("measured on the first" in n for n in result.notes)  # the whole file was read
+    from koforge.vocab.config import ExpansionConfig
+
+    sampled = analyze_expansion(model_dirs["qwen3"], tok_dirs["donor"], [assets / "vocab_ko.txt"], ExpansionConfig(eval_max_lines=3))
+    assert sampled.notes[0] == (f"measured on the first 3 lines of '{assets / 'vocab_ko.txt'}' (eval_max_lines); "
+                                "set eval_max_lines=N to read more")
 
 
 def test_sentencepiece_style_base_keeps_new_tokens_normalized(tok_dirs, assets):

@@ -33,11 +33,20 @@ BUILTIN_ENGLISH = [
 ]
 
 
-def encode_ids(tok: Any, texts: Sequence[str]) -> list[list[int]]:
+def encode_ids(tok: Any, texts: Sequence[str], chunk: int = 10_000) -> list[list[int]]:
     """Token ids of each text without special tokens."""
-    # Through the transformers wrapper: it switches off the padding/truncation a tokenizer.json may carry
-    # (all-MiniLM-L6-v2's pads every encoding to 128).
-    return tok(list(texts), add_special_tokens=False, padding=False, truncation=False)["input_ids"] if texts else []
+    if getattr(tok, "backend_tokenizer", None) is None:  # a slow tokenizer
+        return tok(list(texts), add_special_tokens=False, padding=False, truncation=False)["input_ids"] if texts else []
+    from koforge.tokenizers.evaluate import counting_backend
+
+    # The Rust tokenizer in chunks, with the padding/truncation a tokenizer.json may carry switched off
+    # (all-MiniLM-L6-v2's pads every encoding to 128): the transformers wrapper spent ~2/3 of an analysis of
+    # 100K lines turning its encodings into Python lists, and held them all at once.
+    backend = counting_backend(tok)
+    ids: list[list[int]] = []
+    for start in range(0, len(texts), chunk):
+        ids.extend(e.ids for e in backend.encode_batch(list(texts[start:start + chunk]), add_special_tokens=False))
+    return ids
 
 
 def single_syllables(tok: Any) -> set[str]:
@@ -141,11 +150,21 @@ def analyze_expansion(base: str | Path, donor: str | Path, texts: Sequence[str] 
                       *, english: Sequence[str] = (), trust_remote_code: bool = False) -> ExpansionAnalysis:
     """Compare base, donor and both expansion modes on Korean `texts` (strings, or paths of text files)."""
     config = config or ExpansionConfig()
+    sampled = []
     if texts and all(isinstance(t, Path) for t in texts):
-        texts = [line for p in texts for line in read_lines(p, config.eval_max_lines, "text file")]
+        lines = []
+        for path in texts:
+            read = read_lines(path, config.eval_max_lines, "text file")
+            if len(read) == config.eval_max_lines:
+                sampled.append(f"measured on the first {len(read):,} lines of '{path}' (eval_max_lines); set "
+                               "eval_max_lines=N to read more")
+            lines += read
+        texts = lines
     if not texts:
         raise DataError("analyze needs Korean text: pass at least one non-empty sentence or text file (--text FILE).")
     base_tok = load_tokenizer(base, trust_remote_code=trust_remote_code, what="base tokenizer")
     donor_tok = load_tokenizer(donor, trust_remote_code=trust_remote_code, what="donor tokenizer")
     reference = read_lines(config.reference, config.reference_max_lines, "reference corpus") if config.reference else None
-    return analyze_tokenizers(base_tok, donor_tok, list(texts), config, english, reference)
+    analysis = analyze_tokenizers(base_tok, donor_tok, list(texts), config, english, reference)
+    analysis.notes[:0] = sampled
+    return analysis
