@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 from koforge._utils.errors import DataError, KoforgeError
 from koforge.vocab.config import ExpansionConfig
-from koforge.vocab.diff import diff_tokenizers, read_lines
+from koforge.vocab.diff import diff_tokenizers, encode_ids, read_lines
 from koforge.vocab.loading import load_tokenizer, tokenizer_spec
 from koforge.vocab.text import Convention, is_hangul_syllable
 
@@ -31,22 +31,6 @@ BUILTIN_ENGLISH = [
     "The quick brown fox jumps over the lazy dog.",
     "In 2023, the company's revenue grew 8.5 percent year over year.",
 ]
-
-
-def encode_ids(tok: Any, texts: Sequence[str], chunk: int = 10_000) -> list[list[int]]:
-    """Token ids of each text without special tokens."""
-    if getattr(tok, "backend_tokenizer", None) is None:  # a slow tokenizer
-        return tok(list(texts), add_special_tokens=False, padding=False, truncation=False)["input_ids"] if texts else []
-    from koforge.tokenizers.evaluate import counting_backend
-
-    # The Rust tokenizer in chunks, with the padding/truncation a tokenizer.json may carry switched off
-    # (all-MiniLM-L6-v2's pads every encoding to 128): the transformers wrapper spent ~2/3 of an analysis of
-    # 100K lines turning its encodings into Python lists, and held them all at once.
-    backend = counting_backend(tok)
-    ids: list[list[int]] = []
-    for start in range(0, len(texts), chunk):
-        ids.extend(e.ids for e in backend.encode_batch(list(texts[start:start + chunk]), add_special_tokens=False))
-    return ids
 
 
 def single_syllables(tok: Any) -> set[str]:
