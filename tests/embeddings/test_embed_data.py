@@ -106,6 +106,11 @@ def test_parallel_source_pairs_each_line_with_its_translation_for_distill(tmp_pa
     assert build_examples([par], "simcse", data_root=tmp_path)["anchor"] == ["고양이가 잔다", "개가 뛴다"]
     with pytest.raises(ConfigError, match="objective 'infonce' needs pairs"):
         build_examples([par], "infonce", data_root=tmp_path)
+    # records end at "\n" only: a U+2028 or form feed inside a line must not shift later lines onto other translations
+    (tmp_path / "u.ko").write_text("고양이가\x0c 잔다\r\n개가 뛴다\r\n", encoding="utf-8", newline="")
+    (tmp_path / "u.en").write_text("The cat\u2028 sleeps\nThe dog runs\n", encoding="utf-8")
+    cols = build_examples([DataSource(kind="parallel", path="u.ko", teacher_path="u.en")], "distill", data_root=tmp_path)
+    assert cols["teacher_text"] == ["The cat\u2028 sleeps", "The dog runs"] and cols["text"][1] == "개가 뛴다"
     (tmp_path / "short.en").write_text("The cat sleeps\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"'.*p.ko' \(4 lines\) and '.*short.en' \(1 lines\) do not pair up"):
         build_examples([DataSource(kind="parallel", path="p.ko", teacher_path="short.en")], "distill", data_root=tmp_path)

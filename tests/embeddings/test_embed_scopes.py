@@ -193,3 +193,16 @@ def test_ffn_adapters_refuse_separate_saving_and_unknown_feed_forwards():
 
     with pytest.raises(ConfigError, match="adapter.kind 'ffn' needs a feed-forward of plain linear layers"):
         ffn_layout(nn.ModuleList([nn.Sequential(nn.Linear(4, 4))]))
+
+
+def test_finalize_of_other_scopes_does_not_look_for_blocks(tiny_bert, monkeypatch):
+    """Only a model with ffn adapters needs its blocks found at finalize (some backbones have no block list)."""
+    import koforge.embeddings.scopes as sc
+
+    model = build_embedding_model(tiny_bert)
+    handle = apply_scope(model, "embeddings")
+
+    def no_blocks(hf):
+        raise AssertionError("finalize looked for blocks")
+    monkeypatch.setattr(sc, "find_blocks", no_blocks)
+    handle.finalize()

@@ -61,6 +61,8 @@ def test_figures_are_summed_chunk_by_chunk(pair, monkeypatch):
     for a, b in zip(whole, chunked):
         a.pop("encode_mb_per_s"), b.pop("encode_mb_per_s")  # wall clock
         assert a == b
+    as_set = evaluate_tokenizers({"small": tokenizers["small"]}, {"s": set(texts[:20])}).rows[0]  # sized, not sliceable
+    assert as_set["tokens"] == evaluate_tokenizers({"small": tokenizers["small"]}, {"s": list(set(texts[:20]))}).rows[0]["tokens"]
 
 
 def test_outputs(pair, tmp_path):

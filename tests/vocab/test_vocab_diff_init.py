@@ -51,6 +51,9 @@ def test_analyze_rows_cover_both_modes(tok_dirs, model_dirs, assets):
     sampled = analyze_expansion(model_dirs["qwen3"], tok_dirs["donor"], [assets / "vocab_ko.txt"], ExpansionConfig(eval_max_lines=3))
     assert sampled.notes[0] == (f"measured on the first 3 lines of '{assets / 'vocab_ko.txt'}' (eval_max_lines); "
                                 "set eval_max_lines=N to read more")
+    n_lines = len([line for line in (assets / "vocab_ko.txt").read_text(encoding="utf-8").splitlines() if line.strip()])
+    whole = analyze_expansion(model_dirs["qwen3"], tok_dirs["donor"], [assets / "vocab_ko.txt"], ExpansionConfig(eval_max_lines=n_lines))
+    assert not any("measured on the first" in n for n in whole.notes)  # exactly eval_max_lines lines: read whole
 
 
 def test_sentencepiece_style_base_keeps_new_tokens_normalized(tok_dirs, assets):

@@ -216,7 +216,9 @@ def read_source(src: DataSource, data_root: str | os.PathLike | None = None) -> 
 
 def _parallel_lines(path: Path, teacher_path: Path, src: DataSource) -> list[tuple[str, str]]:
     """(original, translation) line pairs of two aligned files; pairs with an empty or filtered side are dropped."""
-    originals, translations = _read(path).splitlines(), _read(teacher_path).splitlines()
+    # Records end at "\n" only (Moses/OPUS): splitlines() would also split at U+2028, form feeds and the like
+    # inside a line, and shift every later pair onto the wrong translation.
+    originals, translations = (_read(p).replace("\r\n", "\n").removesuffix("\n").split("\n") for p in (path, teacher_path))
     if len(originals) != len(translations):
         raise DataError(f"parallel files '{path}' ({len(originals)} lines) and '{teacher_path}' ({len(translations)} "
                         "lines) do not pair up; line i of one must be the translation of line i of the other.")

@@ -105,7 +105,8 @@ class ScopeHandle:
     def finalize(self) -> None:
         """Merge split embeddings / LoRA / ffn adapters back so the model saves as a standard one."""
         hf = backbone(self.model)
-        merge_ffn_adapters(hf, find_blocks(hf))
+        if getattr(hf, "koforge_ffn_adapter", None) is not None:  # find_blocks fails on backbones without block lists
+            merge_ffn_adapters(hf, find_blocks(hf))
         if self.split is not None:
             hf.set_input_embeddings(self.split.to_embedding())
             self.split = None

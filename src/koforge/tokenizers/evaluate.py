@@ -215,6 +215,7 @@ MEASURE_CHUNK = 10_000
 def measure(tokenizer: Any, texts: Sequence[str], classes: TokenClasses | None = None, *, bar: Any = None) -> dict[str, Any]:
     """The metrics of one tokenizer on one list of texts (`classes`: `token_classes(tokenizer)`, computed if not given;
     `bar`: a progress bar advanced by the texts done)."""
+    texts = list(texts)  # a set or deque has a length but no slices
     backend = counting_backend(tokenizer)
     classes = classes or token_classes(tokenizer)
     seconds = 0.0

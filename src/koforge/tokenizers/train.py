@@ -177,17 +177,18 @@ class _Counted:
     """A progress bar advanced by the documents read (set by `train_tokenizer`)."""
 
     def __iter__(self) -> Iterator[str]:
+        bar = self.bar if self.bar is not None and not self.bar.disable else None
         for text in self._it:
             if not isinstance(text, str):
                 raise DataError(f"training texts must be strings, got {type(text).__name__}.")
             self.documents += 1
             self.characters += len(text)
-            if self.bar is not None and self.documents % 10_000 == 0:
-                self.bar.update(10_000)
+            if bar is not None and self.documents - bar.n >= 10_000:
+                bar.update(self.documents - bar.n)
             yield text
-        if self.bar is not None:
-            self.bar.update(self.documents % 10_000)
-            self.bar.set_description_str("corpus read; training")
+        if bar is not None:
+            bar.update(self.documents - bar.n)
+            bar.set_description_str("corpus read; training")
 
     def batches(self, size: int = 1000) -> Iterator[list[str]]:
         it = iter(self)

@@ -138,8 +138,9 @@ def analyze_expansion(base: str | Path, donor: str | Path, texts: Sequence[str] 
     if texts and all(isinstance(t, Path) for t in texts):
         lines = []
         for path in texts:
-            read = read_lines(path, config.eval_max_lines, "text file")
-            if len(read) == config.eval_max_lines:
+            read = read_lines(path, config.eval_max_lines + 1, "text file")  # one more: was the file cut?
+            if len(read) > config.eval_max_lines:
+                read = read[:config.eval_max_lines]
                 sampled.append(f"measured on the first {len(read):,} lines of '{path}' (eval_max_lines); set "
                                "eval_max_lines=N to read more")
             lines += read
