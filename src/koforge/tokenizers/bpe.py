@@ -150,11 +150,12 @@ def _spool(texts: Iterable[str], folder: Path) -> tuple[Path, Iterator[list[str]
     return path, batches()
 
 
-def _read_spool(path: Path, size: int = 2000) -> Iterator[list[str]]:
+def _read_spool(path: Path, size: int = 2000, decode: Any = json.loads) -> Iterator[list[str]]:
+    """Batches of a spool file's lines, each decoded (JSON texts; stage-2 sequences are plain lines)."""
     with open(path, encoding="utf-8") as f:
         batch = []
         for line in f:
-            batch.append(json.loads(line))
+            batch.append(decode(line))
             if len(batch) == size:
                 yield batch
                 batch = []
@@ -211,25 +212,13 @@ def _spool_sequences(batches: Iterable[list[str]], path: Path) -> int:
     return n
 
 
-def _read_sequences(path: Path, size: int = 2000) -> Iterator[list[str]]:
-    with open(path, encoding="utf-8") as f:
-        batch = []
-        for line in f:
-            batch.append(line[:-1])
-            if len(batch) == size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-
 def _train_stage2(sequences: Path, alphabet: set[str], budget: int, config: TokenizerTrainConfig) -> list[tuple[str, str]]:
     from tokenizers import Tokenizer, models, trainers
 
     stage2 = Tokenizer(models.BPE())
     trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + budget, min_frequency=config.min_frequency,
                                   show_progress=_show_progress(), max_token_length=config.max_token_length)
-    stage2.train_from_iterator(_read_sequences(sequences), trainer=trainer)
+    stage2.train_from_iterator(_read_spool(sequences, decode=lambda line: line[:-1]), trainer=trainer)
     return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(stage2.to_str())["model"]["merges"]]
 
 
