@@ -60,3 +60,27 @@ def test_exact_and_near_dedup():
     near = base.replace("훌륭했습니다", "훌륭했어요")
     other = "완전히 다른 내용의 리뷰입니다. 지루하고 긴 영화였어요. 추천하지 않습니다. " * 3
     assert list(near_dedup([base, near, other], threshold=0.7)) == [base, other]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8])
+def test_near_duplicate_filter_decides_as_datasketch_lsh(threshold):
+    """The compact band index answers what datasketch's MinHashLSH.query answers, text by text."""
+    from datasketch import MinHashLSH
+
+    from koforge.data.clean import NearDuplicateFilter
+
+    stems = ["이 영화는 정말 재미있었고 배우들의 연기도 훌륭했습니다", "완전히 다른 내용의 리뷰입니다 지루하고 긴 영화였어요",
+             "국민청원 게시판에 올립니다 교통 안전 대책을 마련해 주십시오", "오늘 날씨가 맑아서 공원에 산책을 다녀왔습니다"]
+    texts = [f"{stem} {tail}" for stem in stems for tail in ("", "정말로", "다시 보고 싶다", "ㅋㅋ", "별로")]
+    texts += [t[::-1] for t in texts[:5]]
+    ours = NearDuplicateFilter(threshold=threshold)
+    lsh = MinHashLSH(threshold=threshold, num_perm=ours.num_perm)
+    expected = []
+    for i, text in enumerate(texts):
+        m = ours._minhash(text)
+        duplicate = bool(lsh.query(m))
+        if not duplicate:
+            lsh.insert(str(i), m)
+        expected.append(duplicate)
+    assert [ours.is_duplicate(t) for t in texts] == expected
+    assert 0 < sum(expected) < len(texts)
