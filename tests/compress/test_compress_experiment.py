@@ -46,6 +46,18 @@ def test_compose_applies_overrides_and_rejects_typos():
                                                           ["a.b=2", "c=x", "d=3"], ["a.b=2", "c=x", "d=4"]]
 
 
+def test_sweep_job_names_keep_the_whole_value():
+    """Only the key is shortened: a value with a dot (a float, a path) used to be cut to its last part, so
+    heal_temperature=1.5 and =2.5 were both named '5' and the second job found the first one's folder."""
+    from koforge.compress.experiment import job_name
+
+    jobs = expand_sweep(["compression.heal_temperature=1.5,2.5", "measure.texts=/data/held.out.txt"])
+    fixed = ["measure.texts=/data/held.out.txt"]
+    assert [job_name(j, fixed) for j in jobs] == ["heal_temperature=1.5", "heal_temperature=2.5"]
+    assert job_name(["compression.keep_fraction=0.5", "measure.texts=/d/h.txt"], []) == \
+        "keep_fraction=0.5,texts=_d_h.txt"
+
+
 def test_single_run_is_tracked_in_mlflow_and_packaged(tiny_models, heldout, tmp_path, mlflow_store):
     from mlflow.tracking import MlflowClient
 

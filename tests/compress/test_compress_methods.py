@@ -271,3 +271,19 @@ def test_score_matches_a_hand_computation():
     assert compute_score(10.0, 100.0, 20.0, 60.0) == pytest.approx({"perf_norm": 0.1, "speed_norm": -2.0, "score": 0.0})
     with pytest.raises(DataError, match="must be > 0"):
         compute_score(10.0, 0.0, 20.0, 15.0)
+
+
+def test_int8_runtime_runs_the_stored_int8_grid(tiny_models, tmp_path):
+    """The dynamic int8 linears must hold the saved int8 values, not a re-rounding of them onto torch's default
+    symmetric grid (max|row| / 127.5), which moved up to half a step and measured another model."""
+    apply_compression(tiny_models["llama"], CompressionConfig(methods=["quantize_int8"]), tmp_path / "q")
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "q")).eval()
+    fast, _ = load_model(tmp_path / "q")
+    for name in ("self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj"):
+        stored = plain.model.layers[1].get_submodule(name).weight
+        runtime = fast.model.layers[1].get_submodule(name).weight()  # the packed qint8 tensor
+        _, q, scale = int8_roundtrip(stored)
+        mismatch = (runtime.int_repr() != q).float().mean()
+        assert mismatch == 0, f"{name}: {mismatch:.1%} of int8 values differ from the saved grid"
+        assert torch.allclose(runtime.q_per_channel_scales().float(), scale, rtol=1e-6)
+        assert torch.equal(runtime.dequantize(), stored)

@@ -51,3 +51,17 @@ def test_bad_arguments_are_clear(exaone):
         measure_speed(model, tok, [], new_tokens=4)
     with pytest.raises(DataError, match="new_tokens >= 2"):
         measure_speed(model, tok, ["가"], new_tokens=1)
+
+
+def test_timing_waits_for_an_mps_device(monkeypatch):
+    """On Apple GPUs (`device=auto` picks mps) kernels run asynchronously like on CUDA: without a synchronize
+    the clock stopped when the work was queued, not done."""
+    from koforge.eval import speed
+
+    calls = []
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append("mps"))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(f"cuda:{device}"))
+    speed._sync(torch.device("mps"))
+    speed._sync(torch.device("cuda", 1))
+    speed._sync(torch.device("cpu"))
+    assert calls == ["mps", "cuda:cuda:1"]

@@ -117,7 +117,9 @@ def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
 
 def job_name(job: Sequence[str], fixed: Sequence[str], default: str = "job") -> str:
     """A folder name from the overrides that vary across the sweep (`keep_layers=22`)."""
-    parts = [o.split(".")[-1] for o in job if o not in fixed]
+    # only the key is shortened: a value may hold dots (1.5, a path) and is kept whole
+    split = (o.partition("=") for o in job if o not in fixed)
+    parts = [key.split(".")[-1] + eq + value for key, eq, value in split]
     return ",".join(parts).replace("/", "_")[:120] or default
 
 

@@ -74,16 +74,21 @@ def quantize_int8(model: nn.Module, *, skip_lm_head: bool = True) -> nn.Module:
 
 def apply_int8_runtime(model: nn.Module) -> nn.Module:
     """Swap decoder linears for torch dynamic int8 linears (CPU); returns the new model."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import PerChannelMinMaxObserver, QConfig, per_channel_dynamic_qconfig, quantize_dynamic
 
     if next(model.parameters()).device.type != "cpu":
         return model
     marker = getattr(model.config, "koforge_quantization", None) or {}
-    spec = {f"model.layers.{i}.{name}": per_channel_dynamic_qconfig
+    # torch's default per-channel observer spans [-128, 127] (scale = max|row| / 127.5) and would re-round the
+    # stored grid (max|row| / 127) by up to half a step; [-127, 127] re-derives exactly the saved int8 values.
+    qconfig = QConfig(activation=per_channel_dynamic_qconfig.activation,
+                      weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+                                                                quant_min=-127, quant_max=127))
+    spec = {f"model.layers.{i}.{name}": qconfig
             for i, layer in enumerate(decoder_layers(model))
             for name, m in layer.named_modules() if isinstance(m, nn.Linear)}
     if marker.get("lm_head"):
-        spec["lm_head"] = per_channel_dynamic_qconfig
+        spec["lm_head"] = qconfig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)

@@ -39,8 +39,13 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the device's queued kernels (CUDA, MPS, XPU... run asynchronously: the clock would stop early)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type != "cpu":
+        synchronize = getattr(getattr(torch, device.type, None), "synchronize", None)
+        if synchronize is not None:
+            synchronize()
 
 
 def _cache_argument(model: Any) -> str:
