@@ -168,6 +168,14 @@ def test_onnx_export_matches_onnxruntime(model, tmp_path):
     assert check_onnx(model, path, ids) < 1e-4
 
 
+def test_onnx_export_of_a_bf16_model_leaves_it_bf16(model, tmp_path):
+    half = KoLM(tiny_config()).to(torch.bfloat16).eval()
+    export_onnx(half, tmp_path / "h.onnx")
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}  # used to come back cast to float32
+    ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(2))
+    assert check_onnx(half.float(), tmp_path / "h.onnx", ids) < 1e-4
+
+
 def test_compiled_decode_step_gives_the_eager_greedy_tokens_and_compiles_once(model, prompts):
     eager = GenerationEngine(model, max_batch=4)
     compiled = GenerationEngine(model, max_batch=4, compile=True)
@@ -202,3 +210,11 @@ def test_compiled_decode_step_sees_weights_changed_in_place(prompts):
 def test_compile_refuses_an_int8_model(model):
     with pytest.raises(ConfigError, match="int8"):
         GenerationEngine(quantize_int8(model), compile=True)
+
+
+def test_compile_refuses_a_moe_model_up_front():
+    """The expert dispatch (torch.where per expert) cannot be one graph: the first step used to fail inside dynamo."""
+    moe = KoLM(tiny_config(moe_experts=4)).eval()
+    with pytest.raises(ConfigError, match="mixture-of-experts.*without compile"):
+        GenerationEngine(moe, compile=True)
+    assert len(GenerationEngine(moe, max_batch=1).generate([[1, 2, 3]], max_new_tokens=3)[0].tokens) == 3

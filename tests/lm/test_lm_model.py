@@ -285,6 +285,18 @@ def test_mtp_heads_moe_layers_join_the_balancing_loss():
     assert all(h.block.mlp.gate.weight.grad.abs().sum() > 0 for h in model.mtp)
 
 
+@pytest.mark.parametrize("balancing", ["bias", "aux_loss"])
+def test_a_top_1_router_learns_from_the_next_token_loss(balancing):
+    """Top-1 routing weights the expert by its router probability (Switch Transformer): renormalised over the one
+    chosen expert the weight was always 1, so the LM loss gave the router no gradient (bias balancing: none at all)."""
+    torch.manual_seed(0)
+    model = KoLM(tiny_config(moe_experts=4, moe_top_k=1, moe_balancing=balancing, moe_aux_weight=0.0))
+    ids = torch.randint(0, 64, (2, 12))
+    model.compute_loss(ids[:, :-1], ids[:, 1:]).loss.backward()
+    grads = [float(m.gate.weight.grad.abs().max()) for m in model.moe_layers()]
+    assert all(g > 1e-6 for g in grads), grads
+
+
 def test_mtp_heads_do_not_change_next_token_logits():
     torch.manual_seed(0)
     base = KoLM(tiny_config())

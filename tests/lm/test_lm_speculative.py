@@ -73,6 +73,9 @@ def test_a_model_without_heads_or_with_a_bad_prompt_is_a_clear_error():
         speculative_generate(model, list(range(1, 65)), 4)
     with pytest.raises(ConfigError, match="prompt is empty"):
         speculative_generate(model, [], 4)
+    for bad in ([VOCAB], [-1], [1.5]):  # were a bare IndexError / dtype error from the embedding
+        with pytest.raises(ConfigError, match=r"not token ids in \[0, 64\)"):
+            speculative_generate(model, bad, 4)
 
 
 def test_a_long_prompt_is_cut_from_the_left_as_the_engine_cuts_it(counting_model):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -91,6 +92,47 @@ def test_killed_run_resumed_equals_uninterrupted_run_bit_for_bit(shards, tmp_pat
         assert full.skipped_steps > 0
 
 
+def _fake_clock(monkeypatch) -> dict:
+    """Each timed step of a run reads 1/8 minute more than the last (exact in binary), counted from the process's start."""
+    import koforge.lm.train as train_mod
+
+    clock = {"n": 0}
+
+    def minutes(*since, device=None):
+        clock["n"] += 1
+        return [clock["n"] * 0.125, 0.0]
+
+    monkeypatch.setattr(train_mod, "rank0_minutes", minutes)
+    return clock
+
+
+def test_time_boxed_run_resumed_keeps_its_schedule_and_the_rest_of_its_budget(shards, tmp_path, monkeypatch):
+    """max_minutes is the run's budget and its cosine clock: a resume continues both where the checkpoint left
+    them (it used to restart the clock, so the learning rate jumped back up and the whole budget ran again)."""
+    clock = _fake_clock(monkeypatch)
+    run = dict(steps=1000, max_minutes=1.5, ckpt_every=6, eval_every=0)
+    full = train_lm(tiny_config(), cfg(shards, tmp_path / "full", **run))
+    assert full.final_step == 12
+
+    def kill_at_9(step, record):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    clock["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        train_lm(tiny_config(), cfg(shards, tmp_path / "killed", **run), on_step=kill_at_9)
+    clock["n"] = 0  # a new process: its own clock starts again
+    resumed = train_lm(tiny_config(), cfg(shards, tmp_path / "killed", **run), resume=True)
+    assert resumed.final_step == 12
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in full.history]
+    a = weights(full.out_dir / "checkpoints" / "step_0000012")
+    b = weights(resumed.out_dir / "checkpoints" / "step_0000012")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    clock["n"] = 0
+    with pytest.raises(CheckpointError, match="1.5 of its max_minutes=1.5.*Raise max_minutes"):
+        train_lm(tiny_config(), cfg(shards, tmp_path / "killed", **run), resume=True)
+
+
 def test_existing_run_needs_resume_or_overwrite(shards, tmp_path):
     train_lm(tiny_config(), cfg(shards, tmp_path / "run", steps=4))
     with pytest.raises(OutputExistsError, match="--resume"):
@@ -119,6 +161,21 @@ def test_resume_on_another_world_size_warns_and_continues(shards, tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="koforge"):
         train_lm(tiny_config(), cfg(shards, run, steps=12), resume=True)
     assert "process(es)" not in caplog.text  # the same world size: silent
+
+
+def test_resume_on_other_shards_warns_that_the_batches_differ(shards, tmp_path, caplog):
+    """The data position is a generator over the window starts: on re-packed shards it draws other windows."""
+    import logging
+
+    run = tmp_path / "run"
+    train_lm(tiny_config(), cfg(shards, run, steps=4))
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        train_lm(tiny_config(), cfg(shards, run, steps=6), resume=True)
+    assert "training data differs" not in caplog.text
+    other = write_tiny_shards(tmp_path / "other", n_docs=120, seed=1)
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        res = train_lm(tiny_config(), cfg(other, run, steps=8), resume=True)
+    assert "training data differs from the checkpoint's" in caplog.text and res.final_step == 8
 
 
 def test_a_model_vocabulary_far_above_the_shards_is_warned_of(shards, tmp_path, caplog):
@@ -182,6 +239,17 @@ def test_nan_policy_stop_raises_and_keeps_last_good(shards, tmp_path, monkeypatc
     with pytest.raises(TrainingError, match="non-finite.*step 6"):
         train_lm(tiny_config(), cfg(shards, tmp_path / "run", eval_every=0, nan_policy="stop"))
     assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step_0000004"]
+
+
+def test_fp16_loss_scale_overflow_is_skipped_not_stopped_on(shards, tmp_path, monkeypatch):
+    """fp16's GradScaler starts high and halves its scale on each overflow (inf gradients of a finite loss): a
+    normal skipped step, which nan_policy=stop used to take for a diverged run and stop on, at step 1."""
+    import functools
+
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=2.0 ** 24))
+    res = train_lm(tiny_config(), cfg(shards, tmp_path / "run", eval_every=0, precision="fp16", nan_policy="stop"))
+    assert res.final_step == 8 and 0 < res.skipped_steps < 8
+    assert all(math.isfinite(h["train_loss"]) for h in res.history)
 
 
 def test_non_finite_weights_are_never_written(shards, tmp_path):

@@ -150,7 +150,7 @@ def generate(
     precision: str = typer.Option("fp32", help="fp32, int8 (CPU dynamic quantization), bf16 or fp16 (GPU)."),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they come (one prompt)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step: faster decoding after a "
-                                 "one-off compile (tens of seconds on CPU); not with int8."),
+                                 "one-off compile (tens of seconds on CPU); not with int8 or a MoE model."),
     speculative: bool = typer.Option(False, "--speculative", help="Greedy decoding drafted by the model's MTP heads "
                                      "(one prompt; the sampling options do not apply): the same tokens in fewer passes."),
 ) -> None:

@@ -12,7 +12,10 @@ import numpy as np
 import torch
 
 from koforge._utils.errors import DataError
+from koforge._utils.logging import get_logger
 from koforge.data.shards import ShardManifest, open_split
+
+log = get_logger(__name__)
 
 
 class TokenWindows:
@@ -60,11 +63,17 @@ class TokenWindows:
         return [(t[i:i + batch, :-1], t[i:i + batch, 1:]) for i in range(0, n, batch)]
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "drawn": self.drawn}
+        return {"generator": self.generator.get_state(), "drawn": self.drawn, "windows": int(self.starts[-1])}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.drawn = int(state["drawn"])
+        saved = state.get("windows")
+        if saved is not None and int(saved) != int(self.starts[-1]):
+            # the same generator draws starts over another range: other windows than the uninterrupted run's
+            log.warning("the training data differs from the checkpoint's (%d window starts, was %d: other or re-packed "
+                        "shards): training continues, but on other batches than an uninterrupted run would have seen.",
+                        int(self.starts[-1]), int(saved))
 
 
 VALIDATION_SPLITS = ("val", "validation")  # a SPLIT=PATH pack's usual name, and `koforge data split`'s

@@ -121,7 +121,9 @@ def export_onnx(model: KoLM, path: str | Path, *, example_len: int = 8, opset: i
     """Write the model's `input_ids -> logits` graph as ONNX (dynamic batch and length)."""
     if model.config.moe_experts:
         raise ModelLoadError("ONNX export of mixture-of-experts models is not supported (data-dependent routing).")
-    model = model.eval().float()
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        model = copy.deepcopy(model).float()  # a float32 graph; Module.float() alone would cast the caller's model
+    model = model.eval()
     example = torch.randint(0, model.config.vocab_size, (1, min(example_len, model.config.max_seq_len)))
     path = Path(path)
     with atomic_file(path) as tmp, warnings.catch_warnings():

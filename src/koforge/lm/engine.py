@@ -105,6 +105,10 @@ class GenerationEngine:
         if compile and any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules()):
             raise ConfigError("compile=True does not support int8 (dynamically quantized) models; "
                               "use compile with fp32/bf16/fp16 weights, or int8 without compile.")
+        if compile and model.config.moe_experts:  # fullgraph compile fails on the data-dependent expert dispatch
+            raise ConfigError("compile=True does not support mixture-of-experts models (moe_experts="
+                              f"{model.config.moe_experts}): their expert dispatch has data-dependent shapes. "
+                              "Decode them without compile.")
         self.model = use_cpu_decoding_kernels(model.eval()) if decoding_kernels else model.eval()
         self.config = model.config
         p = next(model.parameters())

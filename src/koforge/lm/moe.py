@@ -58,7 +58,9 @@ class MoE(nn.Module):
         choice_scores = probs + self.expert_bias if self.balancing == "bias" else probs
         top_idx = choice_scores.topk(self.top_k, dim=-1).indices  # [N, K]
         top_w = probs.gather(-1, top_idx)
-        top_w = (top_w / top_w.sum(-1, keepdim=True)).to(x.dtype)
+        # Renormalised over the chosen experts (Mixtral, DeepSeek-V3), except top-1: one weight renormalised is
+        # always 1, which gives the router no gradient from the LM loss, so it weighs by its probability (Switch).
+        top_w = (top_w / top_w.sum(-1, keepdim=True) if self.top_k > 1 else top_w).to(x.dtype)
         load = torch.bincount(top_idx.flatten(), minlength=self.n_experts)  # tokens per expert
         out = torch.zeros_like(flat)
         for e, expert in enumerate(self.experts):

@@ -103,6 +103,10 @@ def speculative_generate(model: KoLM, prompt: Sequence[int], max_new_tokens: int
     if not prompt:
         raise ConfigError("the prompt is empty; a prompt needs at least one token (e.g. BOS/EOS).")
     prompt = fit_prompt(list(prompt), limit, max_new_tokens, truncate)
+    vocab = model.config.vocab_size
+    if not all((isinstance(t, int) or hasattr(t, "__index__")) and 0 <= int(t) < vocab for t in prompt):
+        raise ConfigError(f"the prompt holds values that are not token ids in [0, {vocab}); encode text with the "
+                          "model's tokenizer.")
     cache = KVCache(model.config, 1, limit, dtype=p.dtype, device=p.device)
     heads = _HeadCache(model, limit, p.dtype, p.device)
     ids = torch.tensor([list(prompt)], device=p.device)

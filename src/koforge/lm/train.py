@@ -309,6 +309,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     usage = torch.zeros(len(moes), model_config.moe_experts, dtype=torch.long, device=device) if moes else None
     optimizer = build_optimizer(model, cfg, device)
     clock = {"fraction": 0.0}  # elapsed share of max_minutes (0 without a time budget: exact resume)
+    minutes_before = 0.0  # minutes of the time budget spent before this process started (by the run it resumes)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio, clock["fraction"]))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
@@ -318,6 +319,12 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
     if meta is not None:
         load_weights(model, resume_ckpt)
         state = read_state(resume_ckpt)
+        trainer = state.get("trainer", {})
+        # A time-boxed run continues its clock: the cosine decay and the budget go on where they were, rather
+        # than the learning rate jumping back up and the whole budget running again.
+        minutes_before = float(trainer.get("minutes") or 0.0)
+        if cfg.max_minutes:
+            clock["fraction"] = minutes_before / cfg.max_minutes
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         apply_optimizer_settings(optimizer, scheduler, cfg, meta["train_config"])
@@ -326,7 +333,6 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         set_rng_state(state["rng"])
         step, history = meta["step"], meta.get("history", [])
         best_val, bad_evals = meta.get("best_val", math.inf) or math.inf, meta.get("bad_evals", 0)
-        trainer = state.get("trainer", {})
         running, consecutive_skips = trainer.get("running"), trainer.get("consecutive_skips", 0)
         skipped_total = trainer.get("skipped_total", 0)
         if usage is not None and trainer.get("expert_usage") is not None:
@@ -334,6 +340,9 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
         if step >= cfg.steps:
             raise CheckpointError(f"checkpoint '{resume_ckpt}' is at step {step}, already >= steps={cfg.steps}. "
                                   "Raise steps to train further.")
+        if cfg.max_minutes is not None and minutes_before >= cfg.max_minutes:
+            raise CheckpointError(f"checkpoint '{resume_ckpt}' has used {minutes_before:.3g} of its "
+                                  f"max_minutes={cfg.max_minutes:g}. Raise max_minutes to train further.")
         saved_world = meta.get("world_size", 1)
         if saved_world != world and rank == 0:
             # the global batch stream is the same at any world size (each rank slices it); only the
@@ -371,7 +380,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                  "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "data": train_data.state_dict(),
                  "rng": rng_state(),
                  "trainer": {"running": running, "consecutive_skips": consecutive_skips, "skipped_total": skipped_total,
-                             "expert_usage": None if usage is None else usage.cpu()}}
+                             "expert_usage": None if usage is None else usage.cpu(), "minutes": spent_minutes}}
         ckpt_meta = {"model_config": model_config.to_dict(), "train_config": config_to_dict(cfg), "val_loss": val_loss,
                 "best_val": best_val if math.isfinite(best_val) else None, "bad_evals": bad_evals, "history": history,
                 "eos_id": manifest.eos_id, "tokenizer": tokenizer_ref, "world_size": world}
@@ -380,6 +389,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
 
     params = [p for p in model.parameters() if p.requires_grad]
     start_time, stopped_early = time.monotonic(), False
+    spent_minutes = minutes_before  # of the time budget, this process's included (checkpointed)
     last_eval = start_time
     micro = cfg.batch
     bar = progress(total=cfg.steps, initial=step, desc="train", disable=None if rank == 0 else True) \
@@ -416,8 +426,11 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 usage += loads
             spike = cfg.spike_factor > 0 and running is not None and loss_value > cfg.spike_factor * running
             bad = not math.isfinite(loss_value) or not torch.isfinite(grad_norm) or spike
+            # fp16: inf gradients of a finite loss are the loss scale overflowing, which GradScaler expects (it
+            # starts high and halves on each overflow): a skipped step, not a diverged run to stop.
+            overflow = scaler.is_enabled() and math.isfinite(loss_value) and not spike
             if bad:
-                if cfg.nan_policy == "stop" and not spike:
+                if cfg.nan_policy == "stop" and not spike and not overflow:
                     raise TrainingError(f"non-finite loss ({loss_value}) or gradient at step {step + 1}; stopped "
                                         f"(nan_policy=stop). The last good checkpoint is kept in '{root}'. Lower lr or raise warmup.")
                 consecutive_skips += 1
@@ -437,6 +450,7 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
                 running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
             timed = cfg.max_minutes is not None or cfg.eval_every_minutes is not None
             run_minutes, since_eval = rank0_minutes(start_time, last_eval, device=device) if timed else (0.0, 0.0)
+            run_minutes = spent_minutes = minutes_before + run_minutes
             if cfg.max_minutes:
                 clock["fraction"] = run_minutes / cfg.max_minutes
             scheduler.step()
