@@ -8,7 +8,7 @@ import sys
 import pytest
 
 PACKAGES = ["koforge", "koforge.data", "koforge.tokenizers", "koforge.vocab", "koforge.embeddings", "koforge.lm",
-            "koforge.eval"]
+            "koforge.eval", "koforge.compress", "koforge.report"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
