@@ -8,7 +8,10 @@ tokens of left context (with stride == context, a window's first token has no
 context in it and, as in the HF recipe, is not scored). NLL is summed in float64 from log-softmax of float32 logits,
 so the figure does not depend on batch size. Bits per byte = total NLL /
 (ln 2 * UTF-8 bytes of the joined text): comparable across tokenizers, unlike
-perplexity. It does not pad, sample, or truncate documents on its own.
+perplexity. The bytes include those of tokens left unscored (the first token
+without a BOS; each window's first with stride == context), so there bits per
+byte reads up to 1/context low: compare bits per byte at stride < context.
+It does not pad, sample, or truncate documents on its own.
 """
 from __future__ import annotations
 
