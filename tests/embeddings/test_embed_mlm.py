@@ -124,3 +124,19 @@ def test_an_mlm_stage_on_a_tokenizer_without_a_mask_token_fails_before_any_stage
     with pytest.raises(ConfigError, match="stage 'text': objective 'mlm' needs a tokenizer with a mask token"):
         run_recipe(recipe, folder, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before the first stage trained or wrote anything
+
+
+def test_mlm_beside_other_objectives_under_torchrun_is_refused_before_training(assets, tiny_bert, tmp_path, monkeypatch):
+    """Under torchrun each process draws its own batch of a multi-task stage: one's mlm head all-reduced its
+    gradients while the other's DDP all-reduced the model's (gloo: 'collective mismatch', abort; nccl: a hang)."""
+    from koforge.embeddings.recipe import load_recipe, run_recipe
+
+    stage = {"name": "mix", "objective": "cosent", "max_steps": 2, "batch_size": 4, "mlm_negatives": 64,
+             "data": [{"kind": "sts", "path": "embed_sts.tsv"}, {"kind": "text", "path": "embed_texts.txt", "objective": "mlm"}]}
+    recipe = load_recipe({"name": "t", "data_root": str(assets), "device": "cpu", "evaluate_base": False,
+                          "evaluation": {"korsts": None, "korquad": None, "separation": None, "bitext_ko": None},
+                          "stages": [stage]})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="stage 'mix': objective 'mlm' shares the stage with cosent.*stage of its own"):
+        run_recipe(recipe, tiny_bert, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

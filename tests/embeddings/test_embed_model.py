@@ -262,3 +262,14 @@ def test_pooling_and_normalize_given_replace_a_sentence_transformer_folders_own(
     assert sum(isinstance(m, Normalize) for m in again) == 1 and isinstance(again[1], Pooling)
     cls.save(str(tmp_path / "cls"))  # the replaced head is what gets saved
     assert build_embedding_model(tmp_path / "cls")[1].pooling_mode == "cls"
+
+
+@pytest.mark.parametrize("objective", ["cosent", "angle"])
+def test_cosent_and_angle_take_the_stage_temperature_as_scale(tiny_bert, objective):
+    """A stage's temperature was silently ignored for CoSENT/AnglE (always scale 20): scale = 1/temperature, as for
+    InfoNCE, so the default 0.05 keeps sentence-transformers' 20."""
+    from koforge.embeddings.losses import build_loss
+
+    model = build_embedding_model(tiny_bert)
+    assert build_loss(objective, model).scale == pytest.approx(20.0)
+    assert build_loss(objective, model, temperature=0.1).scale == pytest.approx(10.0)

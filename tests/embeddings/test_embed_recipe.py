@@ -749,3 +749,25 @@ def test_ffn_adapters_stage_then_top_blocks_saves_plain_sentence_transformers_mo
         assert all(m["type"].startswith("sentence_transformers.") for m in json.loads((final / "modules.json").read_text()))
     plain = SentenceTransformer(str(result.final_model), device="cpu")  # no trust_remote_code needed
     assert plain.encode(["한국어 문장"]).shape == (1, 32)
+
+
+def test_simcse_views_get_no_query_prompt(assets, tiny_bert, tmp_path, monkeypatch):
+    """SimCSE's positive is the same text under other dropout: the model's query prompt on the anchor column
+    made the two views different inputs (prompted vs plain), for plain SimCSE and in a multi-task stage."""
+    import sentence_transformers
+
+    seen = []
+    original = sentence_transformers.SentenceTransformerTrainingArguments
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("prompts"))
+        return original(*args, **kwargs)
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainingArguments", spy)
+    simcse = {"name": "simcse", "scope": "full", "objective": "simcse", "max_steps": 1, "batch_size": 4,
+              "data": [{"kind": "text", "path": "embed_texts.txt", "samples": 8}]}
+    mixed = {**simcse, "name": "mixed", "data": [*simcse["data"], {"kind": "nli", "path": "embed_nli.tsv", "samples": 8,
+                                                                   "objective": "infonce"}]}
+    run_recipe(_recipe(assets, [simcse, mixed], evaluate_base=False, model={"query_prompt": "질문: "},
+                       evaluation={"korsts": None, "korquad": None, "separation": None, "bitext_ko": None}),
+               tiny_bert, tmp_path / "p")
+    assert seen == [{}, {"infonce": {"anchor": "질문: "}}]

@@ -206,3 +206,66 @@ def test_finalize_of_other_scopes_does_not_look_for_blocks(tiny_bert, monkeypatc
         raise AssertionError("finalize looked for blocks")
     monkeypatch.setattr(sc, "find_blocks", no_blocks)
     handle.finalize()
+
+
+def test_adapters_of_a_hub_model_load_in_plain_sentence_transformers(tiny_bert, fake_hub):
+    """`SentenceTransformer("org/name", trust_remote_code=True)`, as the model card says, gets the adapters too:
+    they were read only from a local folder, so a hub model loaded without them, silently."""
+    from sentence_transformers import SentenceTransformer
+
+    from koforge.embeddings.model import save_embedding_model
+
+    model = build_embedding_model(tiny_bert)
+    apply_scope(model, "adapters", adapter=AdapterConfig(r=8, dropout=0.0))
+    with torch.no_grad():  # trained adapters: the gate no longer zero
+        for p in transformer_module(model).koforge_adapters.parameters():
+            p.normal_(std=0.5)
+    ref = model.encode(TEXTS)
+    save_embedding_model(model, fake_hub("koforge-test/adapted"))
+    loaded = SentenceTransformer("koforge-test/adapted", device="cpu", trust_remote_code=True)
+    got = loaded.encode(TEXTS)
+    assert np.abs(got - ref).max() < 1e-5, f"max diff {np.abs(got - ref).max()}"
+
+
+def test_new_embeddings_keep_a_scaled_embedding_unchanged_gemma(tiny_bert, tmp_path):
+    """Gemma 3 (EmbeddingGemma) multiplies its input embeddings by sqrt(hidden): the split table dropped that scale,
+    so the stage trained and evaluated another function than the one its saved model loads as."""
+    from transformers import AutoTokenizer, Gemma3TextConfig, Gemma3TextModel
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128)
+    folder = tmp_path / "gemma"
+    Gemma3TextModel(cfg).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    (folder / "expansion_report.json").write_text(json.dumps({"base_vocab_size": tok.vocab_size - 50,
+                                                              "expanded_vocab_size": tok.vocab_size}))
+    model = build_embedding_model(folder, EmbeddingModelConfig(pooling="lasttoken"))
+    kind = type(backbone(model).get_input_embeddings())
+    ref = _embed(model)
+    handle = apply_scope(model, "new_embeddings", model_path=folder)
+    during = _embed(model)
+    assert torch.allclose(during, ref, atol=1e-6), f"max diff {(during - ref).abs().max()}"
+    handle.finalize()
+    assert type(backbone(model).get_input_embeddings()) is kind
+    after = _embed(model)
+    assert torch.allclose(after, ref, atol=1e-6), f"max diff {(after - ref).abs().max()}"
+
+
+def test_top_blocks_train_modernberts_final_norm(tiny_bert, tmp_path):
+    """'The top N blocks and the final norm, if any': ModernBERT's is `final_norm`, which stayed frozen."""
+    from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    cfg = ModernBertConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
+                           bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, cls_token_id=tok.cls_token_id,
+                           sep_token_id=tok.sep_token_id)
+    ModernBertModel(cfg).save_pretrained(str(tmp_path / "modernbert"))
+    tok.save_pretrained(str(tmp_path / "modernbert"))
+    model = build_embedding_model(tmp_path / "modernbert")
+    apply_scope(model, "top_blocks", top_blocks=1)
+    trainable = {n for n, p in backbone(model).named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("layers.1.", "final_norm.")) for n in trainable), sorted(trainable)
+    assert any(n.startswith("final_norm.") for n in trainable), sorted(trainable)

@@ -172,9 +172,15 @@ def adapted_transformer_class() -> type:
         @classmethod
         def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any):
             module = Transformer.load(model_name_or_path, subfolder=subfolder, **kwargs)
-            folder = Path(model_name_or_path) / subfolder
-            if (folder / ADAPTER_CONFIG).exists():
-                load_adapters(module, folder)
+            # A hub name is no local folder: fetch the adapter files as sentence-transformers fetches its own
+            # (reading only Path(name) loaded a hub model without its adapters, silently).
+            where = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
+            config = cls.load_file_path(model_name_or_path, ADAPTER_CONFIG, subfolder=subfolder, **where)
+            if config is not None:
+                weights = cls.load_file_path(model_name_or_path, ADAPTER_WEIGHTS, subfolder=subfolder, **where)
+                if weights is None or Path(weights).parent != Path(config).parent:
+                    raise ModelLoadError(f"'{model_name_or_path}' has {ADAPTER_CONFIG} but not {ADAPTER_WEIGHTS} beside it.")
+                load_adapters(module, Path(config).parent)
             return module
 
     AdaptedTransformer.__module__, AdaptedTransformer.__qualname__ = __name__, "AdaptedTransformer"

@@ -4,8 +4,8 @@
 |---|---|---|
 | simcse  | anchor, positive (= the same text) | MultipleNegativesRankingLoss, scale 1/temperature: the two dropout views are the positives, the rest of the batch the negatives |
 | infonce | anchor, positive[, negative] | MultipleNegativesRankingLoss (hard negatives join the in-batch negatives) |
-| cosent  | sentence1, sentence2, score | CoSENTLoss |
-| angle   | sentence1, sentence2, score | AnglELoss |
+| cosent  | sentence1, sentence2, score | CoSENTLoss, scale 1/temperature (20 at the default 0.05, its own default) |
+| angle   | sentence1, sentence2, score | AnglELoss, scale 1/temperature |
 | distill | text, label (teacher embedding) | MSELoss to the teacher's embedding |
 | mlm     | text | masked-language-model loss, tied sampled-softmax decoder (`koforge.embeddings.mlm`; encoders) |
 
@@ -45,9 +45,9 @@ def build_loss(objective: str, model: Any, *, temperature: float = 0.05, mini_ba
                                                              mini_batch_size=mini_batch_size, show_progress_bar=False)
         return losses.MultipleNegativesRankingLoss(model, scale=1.0 / temperature)
     if objective == "cosent":
-        return losses.CoSENTLoss(model)
+        return losses.CoSENTLoss(model, scale=1.0 / temperature)
     if objective == "angle":
-        return losses.AnglELoss(model)
+        return losses.AnglELoss(model, scale=1.0 / temperature)
     if objective == "mlm":
         from koforge.embeddings.mlm import MaskedLMLoss
 

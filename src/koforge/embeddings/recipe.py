@@ -67,6 +67,7 @@ class StageConfig:
     schedule: str = "steps"
     """Learning-rate schedule: steps (linear over max_steps) or time (linear over the stage's time budget)."""
     temperature: float = 0.05
+    """Similarity temperature: simcse/infonce/cosent/angle use scale = 1/temperature (0.05: 20)."""
     group_by_length: bool = True
     """Batch rows of similar length together (batches in random order): much less padding per step."""
     teacher: Optional[str] = None
@@ -268,7 +269,15 @@ def check_inputs(recipe: Recipe, source: str, start: int = 0) -> None:
     if any(s.scope == "new_embeddings" for s in stages) and Path(source).expanduser().is_dir():
         read_expansion_report(source)  # earlier stages copy the report along, so the source must have it
     for stage in stages:
-        for objective, sources in group_by_objective(stage.data, stage.objective).items():
+        groups = group_by_objective(stage.data, stage.objective)
+        if "mlm" in groups and len(groups) > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # Each process draws its own batch: the mlm head (outside DDP) all-reduces its gradients on the
+            # processes that drew an mlm batch while the others all-reduce the model's: the collectives mismatch.
+            others = ", ".join(g for g in groups if g != "mlm")
+            raise ConfigError(f"stage '{stage.name}': objective 'mlm' shares the stage with {others}, which torchrun "
+                              "cannot run (its prediction head averages gradients over processes that may draw "
+                              "another objective's batch at the same step). Give mlm a stage of its own.")
+        for objective, sources in groups.items():
             for src in sources:  # what the stage would refuse once the stages before it have trained
                 check_kind(src, objective)
                 if src.kind != "hub":
@@ -394,7 +403,8 @@ def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source
         settings = TrainSettings(learning_rate=stage.learning_rate, batch_size=stage.batch_size, epochs=stage.epochs,
                                  max_steps=stage.max_steps, max_minutes=max_minutes, warmup_ratio=stage.warmup_ratio,
                                  schedule=stage.schedule, group_by_length=stage.group_by_length,
-                                 seed=recipe.seed, precision=recipe.precision, query_prompt=model_query_prompt(model),
+                                 seed=recipe.seed, precision=recipe.precision,
+                                 query_prompt=None if _objectives(stage, dataset) == {"simcse"} else model_query_prompt(model),
                                  no_duplicates=bool({"simcse", "infonce"} & _objectives(stage, dataset)))
         params = {"stage": stage.name, "scope": stage.scope, "objective": stage.objective, "source": source,
                   "examples": _n_examples(dataset), "trainable_params": handle.trainable_parameters(),

@@ -5,7 +5,7 @@
   expansion. The embedding is split into a frozen buffer of the old rows and a
   trainable parameter of the new rows (not gradient masking: AdamW's decoupled
   weight decay would still move masked rows). Old rows therefore stay
-  bit-identical (tested); `finalize` writes one plain `nn.Embedding` back.
+  bit-identical (tested); `finalize` writes the rows back into the backbone's own embedding module.
   Which rows are new comes from `expansion_report.json` (`base_vocab_size`,
   `added_token_ids`) written by `koforge expand`.
 - `embeddings`: the whole input-embedding matrix.
@@ -56,7 +56,12 @@ class LoraSettings:
 
 
 class SplitEmbedding(nn.Module):
-    """An embedding whose first `n_old` rows are a frozen buffer and the rest a trainable parameter."""
+    """An embedding whose first `n_old` rows are a frozen buffer and the rest a trainable parameter.
+
+    Some backbones scale their input embeddings (Gemma 3, EmbeddingGemma: `embed_scale` = sqrt(hidden));
+    the split keeps that scale, and `to_embedding` gives back the backbone's own module (its class, scale
+    and all) holding the trained rows. Its weight is emptied meanwhile, so the table is not held twice.
+    """
 
     def __init__(self, embedding: nn.Embedding, n_old: int) -> None:
         super().__init__()
@@ -64,19 +69,29 @@ class SplitEmbedding(nn.Module):
         self.register_buffer("old_rows", weight[:n_old].clone())
         self.new_rows = nn.Parameter(weight[n_old:].clone())
         self.padding_idx = embedding.padding_idx
+        scale = getattr(embedding, "embed_scale", None)
+        if isinstance(scale, torch.Tensor):
+            self.register_buffer("embed_scale", scale.detach().clone(), persistent=False)
+        else:
+            self.embed_scale = scale  # a float (BART-style) or None
+        self._original = [embedding]  # (in a list: not a submodule)
+        embedding.weight = nn.Parameter(weight.new_empty(0), requires_grad=False)
 
     @property
     def weight(self) -> torch.Tensor:
         return torch.cat([self.old_rows, self.new_rows], dim=0)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(input_ids, self.weight, self.padding_idx)
+        out = F.embedding(input_ids, self.weight, self.padding_idx)
+        if isinstance(self.embed_scale, torch.Tensor):
+            return out * self.embed_scale.to(out.dtype)
+        return out if self.embed_scale is None else out * self.embed_scale
 
     def to_embedding(self) -> nn.Embedding:
         weight = self.weight.detach().clone()
-        emb = nn.Embedding(weight.shape[0], weight.shape[1], padding_idx=self.padding_idx)
-        emb.weight.data.copy_(weight)
-        return emb.to(device=weight.device, dtype=weight.dtype)
+        emb = self._original[0].to(device=weight.device)
+        emb.weight = nn.Parameter(weight)
+        return emb
 
 
 def read_expansion_report(model_path: str | os.PathLike) -> dict:
@@ -178,7 +193,7 @@ def apply_scope(model, scope: str, *, model_path: str | os.PathLike | None = Non
         for block in top_block_list(hf, top_blocks):
             for p in block.parameters():
                 p.requires_grad_(True)
-        for name in ("norm", "final_layernorm", "ln_f"):
+        for name in ("norm", "final_norm", "final_layernorm", "ln_f"):  # Llama/Qwen, ModernBERT, Phi, GPT-2
             if isinstance(getattr(hf, name, None), nn.Module):
                 for p in getattr(hf, name).parameters():
                     p.requires_grad_(True)

@@ -44,7 +44,8 @@ class TrainSettings:
     schedule: str = "steps"
     """steps: linear warmup/decay over max_steps; time: the same shape over the `max_minutes` wall clock."""
     query_prompt: Optional[str] = None
-    """Prefix of the `anchor` column of contrastive pairs (the model's query prompt: trained as it is used)."""
+    """Prefix of the `anchor` column of contrastive pairs (the model's query prompt: trained as it is used);
+    never of SimCSE's anchors (a single-objective SimCSE stage passes None)."""
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -147,11 +148,13 @@ def _batch_sampler(settings: TrainSettings) -> Any:
 
 
 def _anchor_prompts(dataset: Any, prompt: Optional[str]) -> dict:
-    """sentence-transformers' `prompts` argument: `prompt` before every `anchor` (query) text."""
+    """sentence-transformers' `prompts` argument: `prompt` before every `anchor` (query) text. Not SimCSE's
+    anchors: its positive is the same text (two dropout views), which a prompt on one side would change."""
     if not prompt:
         return {}
     if isinstance(dataset, dict):
-        return {name: {"anchor": prompt} for name, part in dataset.items() if "anchor" in part.column_names}
+        return {name: {"anchor": prompt} for name, part in dataset.items()
+                if "anchor" in part.column_names and name != "simcse"}
     return {"anchor": prompt} if "anchor" in dataset.column_names else {}
 
 
