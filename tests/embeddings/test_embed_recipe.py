@@ -136,6 +136,27 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(assets, tin
     assert not (tmp_path / "run" / "checkpoints" / "diverges").exists()
 
 
+def test_non_finite_weights_after_the_last_step_are_never_written(assets, tiny_bert, tmp_path, monkeypatch):
+    """A finite loss at every step, then a last optimizer step that leaves a NaN weight: no checkpoint of it."""
+    import koforge.embeddings.recipe as rec
+
+    real = rec.train_stage
+
+    def poisoning(model, *args, stage, **kw):
+        run = real(model, *args, stage=stage, **kw)
+        if stage == "diverges":
+            with torch.no_grad():
+                next(model.parameters()).view(-1)[0] = float("nan")
+        return run
+
+    monkeypatch.setattr(rec, "train_stage", poisoning)
+    recipe = _recipe(assets, [COSENT, {**COSENT, "name": "diverges"}], evaluate_base=False)
+    with pytest.raises(TrainingError, match=r"stage 'diverges' left non-finite weights .* after its last step \(2\)"):
+        run_recipe(recipe, tiny_bert, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "sts" / "final" / "modules.json").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "diverges").exists()
+
+
 def _record_loss_calls(monkeypatch) -> list[tuple[str, int]]:
     """(objective, number of feature sets) for every loss call of the recipes run after this."""
     import koforge.embeddings.recipe as rec

@@ -361,6 +361,17 @@ def _record_recipe(recipe: Recipe, path: Path, start: int) -> None:
     write_json(path, settings)
 
 
+def _check_finite_weights(model, stage: str, steps: int) -> None:
+    """The loss is checked every step, but the last optimizer step can still leave NaN/inf weights behind."""
+    import torch
+
+    bad = next((name for name, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+    if bad is not None:
+        raise TrainingError(f"stage '{stage}' left non-finite weights ({bad}) after its last step ({steps}); its output "
+                            "was not written (the previous stage's checkpoint is the last good one). Lower the "
+                            "learning rate or check the data.")
+
+
 def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source: str, start: int) -> RecipeResult:
     from koforge._utils.device import resolve_device
     from koforge._utils.seed import seed_everything
@@ -416,6 +427,7 @@ def _run_stages(recipe: Recipe, base_model: str | os.PathLike, out: Path, source
             spent += run_info.seconds / 60
             model.max_seq_length = inference_length
             handle.finalize()
+            _check_finite_weights(model, stage.name, run_info.steps)
             final = out / "checkpoints" / stage.name / "final"
             extra = {"train/steps": float(run_info.steps), "train/seconds": run_info.seconds, "train/last_loss": run_info.last_loss,
                      "train/examples": float(_n_examples(dataset))}
