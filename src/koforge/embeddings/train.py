@@ -207,6 +207,9 @@ def train_stage(model: Any, loss: nn.Module | dict[str, nn.Module], dataset: Any
         logging_steps=settings.logging_steps, disable_tqdm=os.environ.get("KOFORGE_PROGRESS", "1") == "0",
         seed=settings.seed, data_seed=settings.seed, use_cpu=device.type == "cpu", bf16=bf16, fp16=fp16,
         dataloader_drop_last=drop_last, ddp_backend="gloo" if device.type == "cpu" and world > 1 else None,
+        # Every buffer here is constant and loaded alike on every rank (position ids; new_embeddings' frozen old
+        # rows, a whole vocabulary's table): DDP's default would send them from rank 0 before every step.
+        ddp_broadcast_buffers=False,
         batch_sampler=_batch_sampler(settings),
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
         prompts=_anchor_prompts(dataset, settings.query_prompt),
