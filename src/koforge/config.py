@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, StringNode
 from omegaconf.errors import OmegaConfBaseException
 
 from koforge._utils.errors import ConfigError
@@ -34,7 +34,7 @@ def preset_path(group: str, name: str, cls: type | None = None) -> Path:
     """Resolve a preset name (`group/name.yaml` in the package) or a YAML path; an unknown name lists the
     group's presets (those whose keys are fields of `cls`, when given: model and train presets share `lm/`)."""
     candidate = Path(name).expanduser()
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():  # a folder named like a preset (a run called 50m) is not one
         if not candidate.exists():
             raise ConfigError(f"config file '{candidate}' not found. Check the path.")
         return candidate
@@ -69,6 +69,16 @@ def _load_yaml(path: Path) -> DictConfig:
     return layer
 
 
+def _is_text_field(config: DictConfig, key: str) -> bool:
+    """Whether the dotted `key` names a `str` field of the structured `config`."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or node._is_none():  # an Optional nested config left at None
+            return False
+        node = node._get_node(part, validate_access=False)
+    return isinstance(node, StringNode)
+
+
 def _override_example(cls: type) -> str:
     fields = [f for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING]
     return f"{fields[0].name}={fields[0].default}" if fields else "key=value"
@@ -93,12 +103,16 @@ def load_config(cls: type[T], source: str | Path | dict | None = None,
             if bad:
                 raise ConfigError(f"override '{bad[0]}' is not of the form key=value (e.g. {_override_example(cls)}).")
             for override in overrides:
+                key, value = override.split("=", 1)
                 try:
                     layer = OmegaConf.from_dotlist([override])
                 except yaml.YAMLError:  # values are read as YAML: '[', ':' or '{' need quotes
-                    key, value = override.split("=", 1)
                     raise ConfigError(f"override '{override}': the value is not valid YAML; quote it, "
                                       f"e.g. '{key}=\"{value}\"'.") from None
+                if isinstance(OmegaConf.select(layer, key.strip()), (bool, int, float)) and _is_text_field(merged, key.strip()):
+                    # YAML reads yes/on/no as booleans, 0.10 as 0.1 and 007 as 7: a text field (a salt, a path)
+                    # keeps what was typed (a JSON string is a quoted YAML scalar)
+                    layer = OmegaConf.from_dotlist([f"{key}={json.dumps(value.strip(), ensure_ascii=False)}"])
                 merged = OmegaConf.merge(merged, layer)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as e:

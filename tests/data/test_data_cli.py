@@ -94,3 +94,14 @@ def test_help_carries_examples_of_the_commands_own_config():
     for command, key in (("clean", "min_chars=20"), ("split", "validation=0.05")):
         r = runner.invoke(app, ["data", command, "--help"])
         assert r.exit_code == 0 and key in r.output and "vocab_size" not in r.output, r.output
+
+
+def test_pack_takes_a_path_holding_an_equals_sign_as_a_path(tmp_path):
+    """Partitioned data lakes name folders lang=ko/: 'lang=ko/part-0.jsonl' was read as split 'lang' of path 'ko/...'."""
+    from koforge.cli.data import _splits
+
+    part = tmp_path / "lang=ko" / "part-0.jsonl"
+    part.parent.mkdir()
+    part.write_text('{"text": "가"}\n', encoding="utf-8")
+    assert _splits([str(part)]) == ({"train": [str(part)]}, [])
+    assert _splits([f"validation={part}", "test=t.jsonl"]) == ({"validation": [str(part)], "test": ["t.jsonl"]}, [])

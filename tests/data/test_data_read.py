@@ -109,3 +109,28 @@ def test_hf_dataset_names_are_looked_up_once_no_retries(hub_online):
     with pytest.raises(DataError, match="hub dataset 'e9t/nsmc': the Hugging Face hub could not be reached"):
         list(read_texts(["hf:e9t/nsmc"]))
     assert time.perf_counter() - start < 5
+
+
+def test_a_jsonl_line_that_is_not_an_object_is_skipped_even_first(tmp_path):
+    """A stray array or string says nothing about --field: it was fatal ("no field 'text' (found: list)") when first."""
+    path = tmp_path / "p.jsonl"
+    path.write_text('\n[1, 2]\n"머리말"\n{"text": "첫째"}\n7\n{"text": "둘째"}\n', encoding="utf-8")
+    stats = ReadStats()
+    assert list(read_texts([path], stats=stats)) == ["첫째", "둘째"]
+    assert stats.skipped_where == [f"{path}:2", f"{path}:3", f"{path}:5"]
+    with pytest.raises(DataError, match=f"{path}:2: not a JSON object"):
+        list(read_texts([path], strict=True))
+
+
+def test_a_csv_quote_never_closed_is_named_not_read_as_one_document(tmp_path):
+    """Was: the rest of the file became one silent document. Short rows were dropped without a count."""
+    path = tmp_path / "p.csv"
+    path.write_text('id,text\n1,"여러\n줄 문서"\n2\n3,"따옴표"뒤\n4,넷째\n5,"닫히지 않은\n6,여섯째\n', encoding="utf-8")
+    stats = ReadStats()
+    assert list(read_texts([path], stats=stats)) == ["여러\n줄 문서", "넷째"]
+    assert stats.skipped_where == [f"{path}:4", f"{path}:5", f"{path}:7"]  # the line each bad row starts on
+    with pytest.raises(DataError, match=f"{path}:4: 1 column"):
+        list(read_texts([path], strict=True))
+    path.write_text('id,text\n1,"닫히지 않은\n2,둘째\n', encoding="utf-8")
+    with pytest.raises(DataError, match=f"{path}:2: a quote opened here is never closed"):
+        list(read_texts([path], strict=True))

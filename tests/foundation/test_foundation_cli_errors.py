@@ -62,3 +62,16 @@ def test_every_help_example_prints_as_written():
             assert " ".join(example.replace("\\[", "[").split()) in shown, (path, example)
             checked += 1
     assert checked >= 20
+
+
+def test_paths_passed_on_as_overrides_are_kept_as_typed(tmp_path, monkeypatch):
+    """`lm train --data` became `data_dir=PATH`, read as YAML: '실험 #3/shards' was cut to '실험' at the comment
+    sign, and a folder named 'on' became 'True'."""
+    from typer.testing import CliRunner
+
+    from koforge.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    for data in (str(tmp_path / "실험 #3" / "shards"), "on", "[v2]"):
+        r = CliRunner().invoke(app, ["lm", "train", "--data", data, "--out", str(tmp_path / "run")])
+        assert r.exit_code == 1 and f"shard folder not found: '{data}'" in " ".join(r.output.split()), r.output

@@ -22,6 +22,15 @@ def test_absent_or_unknown_devices_are_refused(name, message, monkeypatch):
         resolve_device(name)
 
 
+def test_a_cuda_ordinal_beyond_the_devices_is_refused(monkeypatch):
+    """cuda:1 on a one-GPU machine was accepted, then failed with "invalid device ordinal" at the first .to()."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0") and resolve_device("cuda") == torch.device("cuda")
+    with pytest.raises(ConfigError, match=r"device 'cuda:1' asked for but this machine has 1 CUDA device\(s\) \(cuda:0..cuda:0\)"):
+        resolve_device("cuda:1")
+
+
 @pytest.mark.parametrize("flags,native", [("fpu avx512f avx512_bf16 avx512_vnni", True), ("fpu amx_bf16 amx_tile", True),
                                           ("fpu avx2 avx512f", False), (None, None)])
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, flags, native):

@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import os
 import stat
+from typing import Optional
 
 import pytest
 from typer.testing import CliRunner
@@ -173,6 +174,35 @@ def test_config_overrides_unknown_keys_and_types():
     with pytest.raises(ConfigError, match=r"override 'name=\[가-힣\]\+': the value is not valid YAML; quote it"):
         load_config(_Cfg, None, ["name=[가-힣]+"])
     assert load_config(_Cfg, None, ['name="[가-힣]+"', "size=2", "size=3"]) == _Cfg(size=3, name="[가-힣]+")
+
+
+def test_a_text_field_keeps_the_override_as_typed():
+    """YAML reads yes/off as booleans, 0.10 as 0.1 and 007 as 7: a split salt "yes" became "True", "0.10" the same
+    salt as "0.1". A text field now keeps what was typed; other fields still convert, null is still None."""
+    from koforge.data.clean import CleanConfig
+    from koforge.data.split import SplitConfig
+
+    for typed in ("yes", "off", "0.10", "007", "1e3", "True"):
+        assert load_config(SplitConfig, None, [f"salt={typed}"]).salt == typed
+    assert load_config(_Cfg, None, ["name=no", "size=007"]) == _Cfg(size=7, name="no")
+    cfg = load_config(CleanConfig, None, ["strip_html=no", "max_chars=null", "min_hangul_ratio=0.10"])
+    assert (cfg.strip_html, cfg.max_chars, cfg.min_hangul_ratio) == (False, None, 0.1)
+
+    @dataclasses.dataclass(kw_only=True)
+    class Outer:
+        inner: _Cfg = dataclasses.field(default_factory=_Cfg)
+        unset: Optional[_Cfg] = None
+
+    assert load_config(Outer, None, ["inner.name=on", "unset.size=3"]) == Outer(inner=_Cfg(name="on"), unset=_Cfg(size=3))
+
+
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    """`lm train --out 50m --model 50m` made a folder '50m': the next run read that folder as the config file."""
+    from koforge.data.clean import CleanConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "korean-web").mkdir()
+    assert load_config(CleanConfig, "korean-web", group="data").min_chars == 10
 
 
 def test_malformed_yaml_names_the_file_and_line(tmp_path):

@@ -29,6 +29,10 @@ def resolve_device(preference: str = "auto") -> torch.device:
         raise ConfigError(f"device '{preference}' is not a torch device. Use auto, cpu, cuda, cuda:N or mps.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{preference}' asked for but CUDA is not available here. Use device=cpu or auto.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()  # else "invalid device ordinal" from deep inside the first .to(device)
+        raise ConfigError(f"device '{preference}' asked for but this machine has {n} CUDA device(s) "
+                          f"(cuda:0..cuda:{n - 1}). Use one of them, or device=cuda or auto.")
     mps = getattr(torch.backends, "mps", None)
     if device.type == "mps" and not (mps is not None and mps.is_available()):
         raise ConfigError(f"device '{preference}' asked for but MPS (Apple GPU) is not available here. "

@@ -8,6 +8,7 @@ line on stderr and exit code 1 (no traceback); Ctrl-C exits 130, SIGTERM 143.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from typing import Any, Callable, Optional, Sequence
 
@@ -68,6 +69,12 @@ def rows_table(rows: Sequence[dict], title: str | None = None, floatfmt: str = "
     for r in rows:
         table.add_row(*[format(v, floatfmt) if isinstance(v, float) else str(v) for v in (r.get(c, "") for c in columns)])
     return table
+
+
+def text_override(key: str, value: object) -> str:
+    """`key=value` for an option passed on as a config override: quoted, so that YAML keeps a path such as
+    'runs #3', '[v2]/data' or 'on' as typed (unquoted, '#' starts a comment and 'on' is true)."""
+    return f"{key}={json.dumps(str(value), ensure_ascii=False)}"
 
 
 def overrides_arg(example: str) -> Any:

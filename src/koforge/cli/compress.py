@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import cli_errors, console, overrides_arg, rows_table
+from koforge.cli._common import cli_errors, console, overrides_arg, rows_table, text_override
 
 app = typer.Typer(help="Compression lab for Hugging Face causal LMs (Llama, Mistral, Qwen3, Exaone4, koforge LMs).\n\n"
                        "Example: koforge compress run 11-23_drop_layers -m compression.keep_layers=22,24 "
@@ -20,7 +20,7 @@ def _measure(preset: Optional[str], texts: Optional[str], overrides: Optional[Li
     from koforge.compress.config import MeasureConfig
     from koforge.config import load_config
 
-    extra = [f"texts={texts}"] if texts else []
+    extra = [text_override("texts", texts)] if texts else []
     return load_config(MeasureConfig, preset, list(overrides or []) + extra, group="compress")
 
 

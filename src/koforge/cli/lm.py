@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from koforge.cli._common import cli_errors, console, err_console, rows_table
+from koforge.cli._common import cli_errors, console, err_console, rows_table, text_override
 
 app = typer.Typer(help="Small Korean LLMs: train, generate, export, import.\n\nExample: koforge lm train --data shards/ --out runs/lm",
                   no_args_is_help=True)
@@ -49,8 +49,8 @@ def train(
         from koforge._utils.errors import ConfigError
 
         raise ConfigError(f"override '{bad[0]}' must be model.KEY=VALUE or train.KEY=VALUE (e.g. train.steps=500).")
-    extra = [f"data_dir={data}", f"out_dir={out}", f"overwrite={overwrite}"] + ([f"tokenizer={tokenizer}"] if tokenizer else []) \
-        + ([f"init_from={init_from}"] if init_from else [])
+    extra = [text_override("data_dir", data), text_override("out_dir", out), f"overwrite={overwrite}"] \
+        + ([text_override("tokenizer", tokenizer)] if tokenizer else []) + ([text_override("init_from", init_from)] if init_from else [])
     train_overrides = [o[6:] for o in overrides if o.startswith("train.")]
     train_cfg = load_config(TrainConfig, train_preset, extra + train_overrides, group="lm")
     recorded_model: dict = {}

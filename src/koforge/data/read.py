@@ -10,11 +10,12 @@ with `datasets.load_dataset(..., streaming=True)` (split defaults to `train`).
 A UTF-8 byte-order mark at the start of a file (Windows Notepad, Excel
 exports) is dropped, so it neither spoils the first JSON line nor sticks to
 the first document. Lines that are not valid UTF-8 (in a `.jsonl` also: not
-valid JSON, or a record after the first without the field or with a non-text
-value) are counted and skipped with a warning naming the file and line, or
-raise `DataError` naming them when `strict=True`. A first record without the
-field fails at once: the field name is wrong. Hidden files and folders are
-not read. Reading never modifies text: cleaning is `koforge.data.clean`'s job.
+valid JSON, not a JSON object, or a record after the first without the field
+or with a non-text value; in a `.tsv` / `.csv`: a malformed row, a quote never
+closed, or a row too short to hold the column) are counted and skipped with a
+warning naming the file and line, or raise `DataError` naming them when
+`strict=True`. A first record without the field fails at once: the field
+name is wrong. Hidden files and folders are not read. Reading never modifies text: cleaning is `koforge.data.clean`'s job.
 """
 from __future__ import annotations
 
@@ -136,8 +137,11 @@ def _read_jsonl(path: Path, field: str, stats: ReadStats, strict: bool) -> Itera
         except json.JSONDecodeError as e:
             stats._skip(where, strict, f"not valid JSON ({e.msg})")
             continue
-        if not isinstance(obj, dict) or field not in obj:
-            keys = ", ".join(obj) if isinstance(obj, dict) else type(obj).__name__
+        if not isinstance(obj, dict):  # a stray array, string or number says nothing about --field
+            stats._skip(where, strict, f"not a JSON object (found a {type(obj).__name__})")
+            continue
+        if field not in obj:
+            keys = ", ".join(obj)
             if not field_seen:  # the first record decides: a wrong --field fails at once
                 raise DataError(f"{where}: no field '{field}' (found: {keys}). Pass the right field with --field.")
             # one scraped record without it must not end a long job
@@ -160,7 +164,8 @@ def _read_table(path: Path, field: str, stats: ReadStats, strict: bool) -> Itera
     try:
         with text:
             quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-            reader = csv.reader(text, delimiter=delimiter, quoting=quoting)
+            # strict: a quote that is never closed is an error, not the rest of the file read silently as one field
+            reader = csv.reader(text, delimiter=delimiter, quoting=quoting, strict=True)
             header = next(reader, None)
             if header is None:
                 return
@@ -168,8 +173,22 @@ def _read_table(path: Path, field: str, stats: ReadStats, strict: bool) -> Itera
             if field not in header:
                 raise DataError(f"'{path}' has no column '{field}' (columns: {', '.join(header)}). Pass the right column with --field.")
             col = header.index(field)
-            for row in reader:
+            while True:
+                start = reader.line_num + 1  # a quoted field may span lines: name the line the row starts on
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:
+                    unclosed = "unexpected end of data" in str(e)
+                    why = (f"a quote opened here is never closed (lines {start}-{reader.line_num} were one field)"
+                           if unclosed else f"malformed {_base_suffix(path)[1:].upper()} row ({e})")
+                    stats._skip(f"{path}:{start}", strict, why)
+                    continue
+                if not row:  # a blank line
+                    continue
                 if col >= len(row):
+                    stats._skip(f"{path}:{start}", strict, f"{len(row)} column(s), no '{field}' (column {col + 1})")
                     continue
                 value = row[col]
                 try:
@@ -261,4 +280,4 @@ def _iterate(plan: list[Path | str], field: str, strict: bool, stats: ReadStats)
             yield from read_file(item, field=field, stats=stats, strict=strict)
             if stats.skipped_lines > before:
                 log.warning("skipped %d unreadable line(s) in '%s' (first: %s)", stats.skipped_lines - before, item,
-                            next((w for w in stats.skipped_where if w.startswith(str(item))), "?"))
+                            next((w for w in stats.skipped_where if w.startswith(f"{item}:")), "?"))
