@@ -72,6 +72,40 @@ def test_nfc_digits_and_whitespace(corpus, tmp_path):
     assert len(keep.tokenize("1234")) == 1
 
 
+@pytest.mark.parametrize("kind", ["bpe", "superbpe"])
+def test_preserved_whitespace_runs_are_not_learned_twice(corpus, tmp_path, kind):
+    """With indentation in the corpus, the trainer also learned each run as a raw-space vocab entry sharing the added
+    token's id: 5 of 600 ids were lost (595 tokens) and merges were spent on text the byte-level model never sees."""
+    code = ["def f(x):\n    return x  +  1    # 주석    입니다\n\tpass"] * 30
+    cfg = TokenizerTrainConfig(kind=kind, vocab_size=600, whitespace="preserve")
+    r = train_tokenizer(corpus + code, cfg, tmp_path / "t")
+    spec = json.loads((r.path / "tokenizer.json").read_text(encoding="utf-8"))
+    ids = list(spec["model"]["vocab"].values()) + [a["id"] for a in spec["added_tokens"] if a["content"] not in spec["model"]["vocab"]]
+    assert r.vocab_size == len(load_tokenizer(r.path)) == 600 and sorted(ids) == list(range(600))
+    raw_space = [t for t in spec["model"]["vocab"] if any(c in t for c in " \t\n")]
+    assert not raw_space, f"raw whitespace in the byte-level vocabulary: {raw_space}"
+    tok = load_tokenizer(r.path)
+    for text in code[:1] + ["a    b\n\t\tc"]:
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece-bpe", "sentencepiece-unigram"])
+def test_sentencepiece_preserved_whitespace_runs_are_single_tokens(corpus, tmp_path, kind):
+    """SentencePiece extracts user-defined symbols before segmenting; the converted BPE has no merges for them, so
+    "\\n    " came out as <0x0A> + "▁▁▁▁" although whitespace=preserve guarantees each run as one token."""
+    from koforge.tokenizers.train import WHITESPACE_RUNS
+
+    code = ["def f(x):\n    return x  +  1\n\tpass"] * 30
+    cfg = TokenizerTrainConfig(kind=kind, vocab_size=1200, whitespace="preserve", character_coverage=0.99)
+    r = train_tokenizer(corpus + code, cfg, tmp_path / "sp")
+    tok = load_tokenizer(r.path)
+    assert r.vocab_size == len(tok) == 1200
+    for run in WHITESPACE_RUNS:
+        text = f"x{run}y"
+        ids = tok.encode(text, add_special_tokens=False)
+        assert len(ids) == 3 and tok.decode(ids) == text, (run, tok.convert_ids_to_tokens(ids))
+
+
 def test_superbpe_learns_superwords(corpus, tmp_path):
     r = train_tokenizer(corpus, TokenizerTrainConfig(kind="superbpe", vocab_size=900, superbpe_transition=600), tmp_path / "s")
     assert r.vocab_size == 900 and r.stats["stage2_tokens"] > 0 and r.stats["superword_tokens"] > 0

@@ -125,6 +125,29 @@ def test_merge_mode_keeps_special_token_ids(expanded, model_dirs):
         assert new(special, add_special_tokens=False)["input_ids"] == base(special, add_special_tokens=False)["input_ids"]
 
 
+@pytest.mark.parametrize("byte_fallback,missing", [(False, " 가나"), (True, "é")])
+def test_merge_mode_leaves_out_tokens_with_characters_the_base_lacks(byte_fallback, missing):
+    """A SentencePiece-style BPE splits a character it lacks into <unk> (or <0xNN> byte pieces): a token that then
+    split into two pieces got the merge ("▁가", "<unk>"), which builds "▁가<unk>", not the token, and the Rust
+    tokenizer refused the whole tokenizer.json ("Token `▁<unk>` out of vocabulary")."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    from koforge.vocab.diff import NewToken
+
+    vocab = {"<unk>": 0, "▁": 1, "가": 2, "다": 3, "▁가": 4, "<0xC3>": 5, "<0xA9>": 6}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[("▁", "가")], unk_token="<unk>", byte_fallback=byte_fallback))
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+    base = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    tokens = [NewToken(text=" 가다", donor_token="", donor_id=1), NewToken(text=missing, donor_token="", donor_id=2)]
+    result = build_expanded_tokenizer(base, tokens, "merge")
+    assert result.added_texts == [" 가다"] and result.unreachable == [missing]
+    assert result.piece_ids == [[4, 3]]  # ▁가 + 다: no <unk> or byte piece in the mean
+    assert result.tokenizer.tokenize("가다 가다") == ["▁가다", "▁가다"]
+
+
 def test_wordpiece_base_matches_hangul_tokens_without_accent_stripping(expanded, model_dirs, ko_texts):
     result = expanded["bert", "added-tokens"]
     base = AutoTokenizer.from_pretrained(model_dirs["bert"])
@@ -194,6 +217,42 @@ def test_padded_embedding_matrix_is_reused(tok_dirs, make_tiny_model, tmp_path):
     assert rows_after.shape == rows_before.shape and result.report["embedding_rows"] == {"before": len(tok) + 1000, "after": len(tok) + 1000}
     assert torch.equal(rows_after[:len(tok)], rows_before[:len(tok)]) and torch.equal(rows_after[end:], rows_before[end:])
     assert not torch.equal(rows_after[len(tok):end], rows_before[len(tok):end])
+
+
+def test_base_with_holes_in_its_ids(tok_dirs, make_tiny_model, ko_texts, tmp_path):
+    """GPT-4o's o200k tokenizer.json has 200,000 tokens but ids up to 200,018. Merge mode gave new ids after the
+    largest id but resized the matrix to len(tokenizer) rows (IndexError); added-tokens mode failed with a misleading
+    "expanded again?" and cannot work: `tokenizers` renumbers such added tokens when the saved file is loaded."""
+    from transformers import PreTrainedTokenizerFast
+
+    from koforge._utils.errors import TokenizerError
+
+    spec = json.loads(AutoTokenizer.from_pretrained(tok_dirs["base"]).backend_tokenizer.to_str())
+    n = len(spec["model"]["vocab"])
+    spec["model"]["vocab"]["<|endofprompt|>"] = n + 18  # ids n .. n+17 unused, as in o200k
+    spec["added_tokens"].append({"id": n + 18, "content": "<|endofprompt|>", "single_word": False, "lstrip": False,
+                                 "rstrip": False, "normalized": False, "special": True})
+    (tmp_path / "tok.json").write_text(json.dumps(spec), encoding="utf-8")
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tok.json"), eos_token="<|endoftext|>")
+    assert len(tok) == n + 1
+    model = make_tiny_model("qwen3", n + 19)
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    with pytest.raises(TokenizerError, match="ids have holes .*Use mode=merge"):
+        expand_vocabulary(tmp_path / "base", tok_dirs["donor"], ExpansionConfig(max_new_tokens=40), tmp_path / "added")
+    cfg = ExpansionConfig(mode="merge", max_new_tokens=40)
+    result = expand_vocabulary(tmp_path / "base", tok_dirs["donor"], cfg, tmp_path / "out")
+    ids = result.added_token_ids
+    assert ids == list(range(n + 19, n + 19 + len(ids))) and result.report["base_vocab_size"] == n + 19
+    new = AutoModelForCausalLM.from_pretrained(result.path)
+    weight = new.get_input_embeddings().weight
+    assert weight.shape[0] == result.report["expanded_vocab_size"] == ids[-1] + 1
+    assert torch.equal(weight[: n + 19], model.get_input_embeddings().weight)
+    assert torch.equal(new.get_output_embeddings().weight[: n + 19], model.get_output_embeddings().weight)
+    new_tok = AutoTokenizer.from_pretrained(result.path)
+    assert new_tok.convert_tokens_to_ids("<|endofprompt|>") == n + 18
+    used = {i for seq in new_tok(ko_texts, add_special_tokens=False)["input_ids"] for i in seq}
+    assert used & set(ids) and max(used) < weight.shape[0]
 
 
 def test_prepending_normalizer_base_gets_only_reachable_word_start_tokens(tok_dirs, ko_texts):

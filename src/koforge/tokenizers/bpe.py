@@ -76,7 +76,7 @@ def pre_tokenizer(config: TokenizerTrainConfig, *, superwords: bool = False):
     return pre_tokenizers.Sequence(steps)
 
 
-def _assemble(model: Any, config: TokenizerTrainConfig, *, superwords: bool = False) -> Any:
+def _assemble(model: Any, config: TokenizerTrainConfig, *, superwords: bool = False, whitespace_runs: bool = True) -> Any:
     from tokenizers import AddedToken, Tokenizer, decoders
 
     tok = Tokenizer(model)
@@ -86,7 +86,7 @@ def _assemble(model: Any, config: TokenizerTrainConfig, *, superwords: bool = Fa
     tok.pre_tokenizer = pre_tokenizer(config, superwords=superwords)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in config.special_tokens])
-    if config.whitespace == "preserve":
+    if whitespace_runs and config.whitespace == "preserve":
         tok.add_tokens([AddedToken(w, normalized=False) for w in WHITESPACE_RUNS])
     return tok
 
@@ -100,7 +100,9 @@ def train_byte_bpe(batches: Iterable[list[str]], config: TokenizerTrainConfig, v
     from tokenizers import models, pre_tokenizers, trainers
 
     size = (vocab_size or config.vocab_size) - _ws_budget(config)
-    tok = _assemble(models.BPE(), config)
+    # The runs are added after training: added before, the trainer sees each as a raw-space word (no byte-level
+    # mapping) and learns it again as a model entry sharing the added token's id, leaving the vocabulary short.
+    tok = _assemble(models.BPE(), config, whitespace_runs=False)
     trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=config.min_frequency, special_tokens=config.special_tokens,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=_show_progress(),
                                   max_token_length=config.max_token_length)
@@ -178,6 +180,7 @@ def _stage2_sequences(spool: Path, stage1: Any, config: TokenizerTrainConfig, al
 
     chunker = pre_tokenizers.Sequence(superword_chunker(config))
     n_special = len(config.special_tokens)
+    n_model = stage1.get_vocab_size(with_added_tokens=False)
     form = config.normalization.upper()
     for docs in _read_spool(spool):
         chunks = []
@@ -191,10 +194,24 @@ def _stage2_sequences(spool: Path, stage1: Any, config: TokenizerTrainConfig, al
             ids = enc.ids
             if len(ids) < 2 or min(ids) < n_special:
                 continue
-            s = "".join(map(_map, ids))
-            alphabet.update(s)
-            out.append(s)
+            # added tokens (preserved whitespace runs) are no BPE entries: stage 2 learns only between them
+            for run in _model_runs(ids, n_model):
+                s = "".join(map(_map, run))
+                alphabet.update(s)
+                out.append(s)
         yield out
+
+
+def _model_runs(ids: list[int], n_model: int) -> Iterator[list[int]]:
+    """The stretches of at least two ids below `n_model` (BPE model entries) between added-token ids."""
+    run: list[int] = []
+    for i in ids + [n_model]:
+        if i < n_model:
+            run.append(i)
+            continue
+        if len(run) > 1:
+            yield run
+        run = []
 
 
 def superword_words(token: str) -> int:

@@ -112,4 +112,8 @@ def train_sentencepiece(texts: Iterable[str], config: TokenizerTrainConfig) -> A
     tok.normalizer = normalizers.Sequence(steps + [normalizers.Replace(" ", SPACE)])
     tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in config.special_tokens])
+    if config.whitespace == "preserve":
+        # SentencePiece extracts user-defined symbols before segmenting, but the converted BPE has no merges that
+        # build "\n▁▁▁▁": matched as added tokens on the normalised text, each run keeps its own piece id.
+        tok.add_tokens([AddedToken(w.replace(" ", SPACE), normalized=True) for w in WHITESPACE_RUNS])
     return tok

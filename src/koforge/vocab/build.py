@@ -39,7 +39,7 @@ from typing import Any, Optional, Sequence
 
 from koforge._utils.errors import NothingToDoError, TokenizerError
 from koforge.vocab.diff import NewToken
-from koforge.vocab.loading import clone_tokenizer, tokenizer_spec
+from koforge.vocab.loading import clone_tokenizer, id_space, tokenizer_spec
 from koforge.vocab.merge import plan_merges, verify_merges
 from koforge.vocab.text import Convention, decomposes_hangul
 
@@ -103,6 +103,13 @@ def add_as_added_tokens(base_tok: Any, tokens: Sequence[NewToken], jamo_fallback
     """`added-tokens` mode on a copy of `base_tok` (plus missing jamo for decomposing WordPiece bases)."""
     from tokenizers import AddedToken
 
+    if id_space(base_tok) != len(base_tok):
+        # New ids would follow the largest id, but `tokenizers` numbers non-special added tokens from the model's
+        # vocabulary size when it loads a saved tokenizer.json: the saved tokenizer would move (and collide) them.
+        raise TokenizerError(f"the base tokenizer's ids have holes ({len(base_tok):,} tokens, ids up to "
+                             f"{id_space(base_tok) - 1:,}; e.g. GPT-4o's o200k): `tokenizers` renumbers the added tokens "
+                             "of such a tokenizer when it is saved and loaded again, so mode 'added-tokens' cannot keep "
+                             "their ids. Use mode=merge (BPE bases), which writes the new tokens into the vocabulary.")
     raw_match = _normalizer_changes_hangul(base_tok)
     prefix = "" if raw_match else normalizer_prefix(base_tok)
     notes = []

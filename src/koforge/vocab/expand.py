@@ -33,7 +33,7 @@ from koforge.vocab.build import build_expanded_tokenizer
 from koforge.vocab.config import ExpansionConfig
 from koforge.vocab.diff import base_keys, diff_tokenizers, read_diff, read_lines
 from koforge.vocab.init_embeddings import new_rows, piece_ids, same_script_old_tokens
-from koforge.vocab.loading import load_model, load_tokenizer
+from koforge.vocab.loading import id_space, load_model, load_tokenizer
 from koforge.vocab.report import build_report, report_markdown
 
 log = get_logger(__name__)
@@ -187,8 +187,8 @@ def _plan(base_tok: Any, donor_tok: Any, config: ExpansionConfig, base_name: str
 def _apply(model: Any, base_tok: Any, plan: _Plan, config: ExpansionConfig, output_dir: str | Path, *, overwrite: bool,
            base_path: Path | None, base_name: str, donor_name: str, t0: float) -> ExpansionResult:
     expanded = plan.expanded
-    n_base = len(base_tok)
-    old_rows, new_rows_n = resize_embeddings(model, len(expanded.tokenizer), config.pad_to_multiple_of)
+    n_base = id_space(base_tok)  # len(base_tok) when its ids have no holes
+    old_rows, new_rows_n = resize_embeddings(model, id_space(expanded.tokenizer), config.pad_to_multiple_of)
     if old_rows < n_base:
         raise ModelLoadError(f"base model has {old_rows} embedding rows but its tokenizer has {n_base} tokens; "
                              "they must belong together. Pass the model folder that ships this tokenizer.")

@@ -57,6 +57,15 @@ def tokenizer_spec(tokenizer: Any) -> dict:
     return spec
 
 
+def id_space(tokenizer: Any) -> int:
+    """One more than the largest id of a fast tokenizer (vocabulary and added tokens): the embedding rows its ids need.
+
+    Usually `len(tokenizer)`; larger when the ids have holes (GPT-4o's o200k: 200,000 tokens, ids up to 200,018),
+    and then new tokens get ids after the largest one, not from `len(tokenizer)`.
+    """
+    return max(tokenizer.backend_tokenizer.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
+
 def clone_tokenizer(tokenizer: Any, backend: Any = None) -> Any:
     """A copy of a fast tokenizer with its own backend (`backend`, or a copy of the original's).
 

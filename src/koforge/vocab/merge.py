@@ -8,13 +8,14 @@ token is Hangul text, a new merge can only fire on text containing Hangul:
 English token sequences cannot change.
 
 A new token t is reachable when, after the old merges and the new merges
-already added, the base splits t's text into exactly two pieces; its merge
-joins those two. Tokens are visited in donor rank order (shorter first), so
-most longer tokens are built from shorter new ones. When the base splits t
-into more pieces, t is built along the donor's own merge tree: the donor's two
-halves of t are added first as *support* tokens (they may be pieces of a
-character, but always hold a Hangul lead byte, so English still cannot
-change). Tokens still not reachable are reported and left out.
+already added, the base splits t's text into exactly two pieces that spell it
+(no <unk> or byte-fallback piece); its merge joins those two. Tokens are
+visited in donor rank order (shorter first), so most longer tokens are built
+from shorter new ones. When the base splits t into more pieces, t is built
+along the donor's own merge tree: the donor's two halves of t are added first
+as *support* tokens (they may be pieces of a character, but always hold a
+Hangul lead byte, so English still cannot change). Tokens still not reachable
+are reported and left out.
 
 The base's added tokens (specials) are also written into the BPE vocabulary
 with their own ids: `tokenizers` otherwise re-numbers added tokens after the
@@ -99,6 +100,12 @@ def _touches_hangul(token: str, conv: Convention) -> bool:
     return any(0xEA <= table.get(c, 0) <= 0xED for c in token)
 
 
+def _joins_to(pieces: list[str], target: str) -> bool:
+    # Two pieces that spell the target: a character the base lacks is split into <unk> or <0xNN> byte pieces,
+    # whose merge would build "▁가<unk>", not the token (and tokenizers refuses such a tokenizer.json).
+    return len(pieces) == 2 and pieces[0] + pieces[1] == target
+
+
 def plan_merges(spec: dict[str, Any], tokens: Sequence[NewToken], *, donor_spec: dict[str, Any] | None = None,
                 base_model: Any = None, max_depth: int = 8) -> MergePlan:
     """Append vocabulary entries and merges for `tokens` to a BPE tokenizer.json (`spec` is not modified).
@@ -141,7 +148,7 @@ def plan_merges(spec: dict[str, Any], tokens: Sequence[NewToken], *, donor_spec:
         if target not in base_split:
             base_split[target] = [t.value for t in base_model.tokenize(target)]
         pieces = _apply_merges(base_split[target], ranks)
-        if len(pieces) == 2:
+        if _joins_to(pieces, target):
             add(target, pieces, text)
             return True
         halves = tree.get(target)
@@ -150,7 +157,7 @@ def plan_merges(spec: dict[str, Any], tokens: Sequence[NewToken], *, donor_spec:
         if not all(ensure(h, _support_text(h, conv), depth + 1) for h in halves):
             return False
         pieces = _apply_merges(base_split[target], ranks)
-        if len(pieces) == 2:
+        if _joins_to(pieces, target):
             add(target, pieces, text)
             return True
         return False

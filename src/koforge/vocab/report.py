@@ -11,6 +11,7 @@ import torch
 
 from koforge.config import config_to_dict
 from koforge.vocab.analyze import tokenizer_stats, unchanged_share
+from koforge.vocab.loading import id_space
 
 
 @torch.no_grad()
@@ -64,7 +65,7 @@ def build_report(*, base_tok: Any, new_tok: Any, model: Any, expanded: Any, diff
         "mode": expanded.mode,
         "init": config.init,
         "base_vocab_size": n_base,
-        "expanded_vocab_size": len(new_tok),
+        "expanded_vocab_size": id_space(new_tok),
         "embedding_rows": {"before": rows[0], "after": rows[1]},
         "num_added": len(expanded.added_ids),
         "added_token_ids": list(expanded.added_ids),
