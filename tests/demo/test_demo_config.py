@@ -28,6 +28,12 @@ def test_step_selection_keeps_pipeline_order_and_refuses_unknown_names():
         demo_config(lm_minutes=-1)
     with pytest.raises(ConfigError, match="embed_minutes must be > 0, got 0"):
         demo_config(embed_minutes=0)
+    for name in ("korsts_eval_pairs", "sts_pairs", "max_new_tokens"):  # -1 kept only the header of the KorSTS file
+        with pytest.raises(ConfigError, match=f"{name} must be >= 1 or null"):
+            demo_config(**{name: -1})
+        with pytest.raises(ConfigError, match=f"{name} must be >= 1 or null"):
+            demo_config(**{name: 0})
+        assert getattr(demo_config(**{name: None}), name) is None
 
 
 def test_missing_area_is_skipped_and_others_still_run(tmp_path, monkeypatch):
@@ -112,8 +118,28 @@ def test_ctrl_c_keeps_finished_steps_and_removes_the_interrupted_one(tmp_path, m
         (ctx.folder("lm") / "half.txt").write_text("half")
         raise KeyboardInterrupt
 
+    def lm_ok(ctx):
+        (ctx.folder("lm") / "eval_result.json").write_text('{"perplexity": 123.0}')
+        return StepResult(name="lm", headline="perplexity 123.0")
+
+    _fake_steps(monkeypatch, lm_ok)
+    run_demo(demo_config(steps=["tokenizer", "lm"]), tmp_path / "demo")
+    assert "123.0" in (tmp_path / "demo" / "report" / "report.md").read_text(encoding="utf-8")
     _fake_steps(monkeypatch, lm_interrupted)
     with pytest.raises(DemoInterrupted) as caught:
         run_demo(demo_config(steps=["tokenizer", "lm"]), tmp_path / "demo")
     assert (caught.value.step, caught.value.finished) == ("lm", ["tokenizer"])
     assert (tmp_path / "demo" / "tokenizer" / "made.txt").exists() and not (tmp_path / "demo" / "lm").exists()
+    # the last report and summary showed the removed LM's results
+    assert not (tmp_path / "demo" / "report").exists() and not (tmp_path / "demo" / "demo_summary.json").exists()
+
+
+def test_tokenizer_report_figure_is_the_one_the_step_prints(tmp_path):
+    """The report's summary row showed the mean of two text sets' chars/token (1.44) under the headline's 1.51."""
+    from koforge.eval.schema import read_result
+
+    demo = run_demo(demo_config(quick=True, steps=["tokenizer"]), tmp_path / "demo", report=False)
+    assert demo.steps[0].status == "ok", demo.steps[0].status
+    result = read_result(tmp_path / "demo" / "tokenizer" / "eval_tokenizer.json")
+    shown = f"{result.metrics[result.primary_metric]:.2f} chars/token on held-out reviews"
+    assert shown in demo.steps[0].headline, (shown, demo.steps[0].headline)

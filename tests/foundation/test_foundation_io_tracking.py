@@ -269,3 +269,37 @@ def test_read_json_names_a_non_utf8_file_and_the_fix(tmp_path):
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     with pytest.raises(InputPathError, match="is not valid JSON"):
         read_json(tmp_path / "bad.json")
+
+
+def test_an_unreachable_tracking_server_is_tried_once_per_process(monkeypatch, caplog):
+    """Each run retried an unreachable HTTP store for about four minutes (the demo opens a dozen runs)."""
+    import mlflow
+    import requests
+
+    import koforge.tracking.mlflow_run as mlflow_run
+
+    monkeypatch.setattr(mlflow_run, "_UNREACHABLE", set())
+    monkeypatch.setenv("KOFORGE_MLFLOW", "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens: connection refused
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    tried = []
+    real = mlflow.set_experiment
+    monkeypatch.setattr(mlflow, "set_experiment", lambda name: tried.append(name) or real(name))
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        for name in ("first", "second", "third"):
+            with tracked_run("koforge-unreachable", name, params={"a": 1}) as run:
+                run.log_metrics({"m": 1.0})
+                assert not run.active
+    assert tried == ["koforge-unreachable"]
+    warnings = [r.getMessage() for r in caplog.records if "MLflow" in r.getMessage()]
+    assert len(warnings) == 1 and "unreachable" in warnings[0], warnings
+
+    class DownMidRun:  # the store goes away during a run: later runs skip it too
+        def log_metrics(self, *a, **k):
+            try:
+                raise requests.exceptions.ConnectionError("refused")
+            except requests.exceptions.ConnectionError as e:
+                raise mlflow.exceptions.MlflowException(f"API request failed with exception {e}")
+
+    TrackedRun(DownMidRun(), "id", "http://store:5000").log_metrics({"loss": 1.0})
+    assert "http://store:5000" in mlflow_run._UNREACHABLE

@@ -72,6 +72,10 @@ class DemoConfig:
                      "lm_seq_len", "compress_docs", "speed_repeats", "generation_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"DemoConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("max_new_tokens", "sts_pairs", "korsts_eval_pairs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:  # korsts_eval_pairs=-1 scored an empty file after all the training
+                raise ConfigError(f"DemoConfig.{name} must be >= 1 or null (all of them), got {value}.")
         for name in ("embed_minutes", "lm_minutes", "sts_epochs", "distill_lr", "lm_lr"):
             if not getattr(self, name) > 0:  # 0 or less ran one step and reported it as ok
                 raise ConfigError(f"DemoConfig.{name} must be > 0, got {getattr(self, name)}.")

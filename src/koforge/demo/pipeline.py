@@ -207,6 +207,10 @@ def run_demo(config: DemoConfig, output_dir: str | Path, *, report: bool = True,
     _prepare_folder(out, config, on_event or (lambda m: None))
     ctx = DemoContext(out, config, on_event)
     write_json(out / "demo_config.json", config_to_dict(config))
+    # The last demo's report and summary go now: after Ctrl-C (or a killed process) they showed the results
+    # of the step whose folder is removed; both are written again once the steps are done.
+    shutil.rmtree(out / "report", ignore_errors=True)
+    (out / "demo_summary.json").unlink(missing_ok=True)
     start = time.perf_counter()
     results: list[StepResult] = []
     for name in STEPS:

@@ -5,7 +5,8 @@ else a SQLite store at `./mlruns/mlflow.db` with artifacts under `./mlruns/`
 (MLflow 3 refuses the old plain-folder store by default). Open the UI with
 `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`.
 `KOFORGE_MLFLOW=off` disables logging (used by fast tests); a run that cannot
-reach its store never breaks the training it describes: it warns and goes on.
+reach its store never breaks the training it describes: it warns and goes on (for a
+server that refuses connections, once per process: later runs skip it).
 """
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from typing import Any, Iterable, Iterator, Mapping
 from koforge._utils.logging import get_logger
 
 log = get_logger(__name__)
+
+_UNREACHABLE: set[str] = set()
+"""Tracking URIs this process failed to connect to. An HTTP store retries each request for about four minutes
+before giving up, and the demo opens a dozen runs: later runs to such a URI are skipped at once."""
 
 
 def default_tracking_uri() -> str:
@@ -41,6 +46,35 @@ def tracking_enabled() -> bool:
     return os.environ.get("KOFORGE_MLFLOW", "on").lower() not in ("off", "0", "false", "no")
 
 
+def _is_connection_error(e: BaseException) -> bool:
+    """Whether `e` (MLflow wraps the requests error without `from`) comes from not reaching the store."""
+    import requests
+
+    seen: BaseException | None = e
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, requests.exceptions.RequestException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _without_retries() -> Iterator[None]:
+    """Fail fast on a store already known unreachable (MLflow reads these variables on every request)."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class TrackedRun:
     """A handle on an active MLflow run (or a no-op when tracking is off).
 
@@ -48,9 +82,10 @@ class TrackedRun:
     removed), tracking switches itself off with one warning and the work goes on.
     """
 
-    def __init__(self, mlflow_module: Any | None, run_id: str | None) -> None:
+    def __init__(self, mlflow_module: Any | None, run_id: str | None, uri: str | None = None) -> None:
         self._mlflow = mlflow_module
         self.run_id = run_id
+        self._uri = uri
 
     @property
     def active(self) -> bool:
@@ -64,6 +99,8 @@ class TrackedRun:
         except Exception as e:  # noqa: BLE001  a tracking outage must not stop training
             log.warning("MLflow %s failed (%s); tracking is off for the rest of this run", method, e)
             self._mlflow = None
+            if self._uri is not None and _is_connection_error(e):
+                _UNREACHABLE.add(self._uri)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         # MLflow caps a param value at 6000 chars; keys are flattened by the caller.
@@ -91,17 +128,28 @@ def tracked_run(experiment: str, run_name: str | None = None, params: Mapping[st
     if not tracking_enabled():
         yield TrackedRun(None, None)
         return
+    uri = default_tracking_uri()
+    if uri in _UNREACHABLE:  # warned once already
+        yield TrackedRun(None, None)
+        return
     import mlflow
 
+    run = None
     try:
-        mlflow.set_tracking_uri(default_tracking_uri())
+        mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(experiment)
         run = mlflow.start_run(run_name=run_name, nested=nested)
     except Exception as e:  # a tracking outage must not stop the work itself
-        log.warning("MLflow unavailable (%s); continuing without tracking", e)
+        if _is_connection_error(e):
+            _UNREACHABLE.add(uri)
+            log.warning("MLflow at %s is unreachable (%s); continuing without tracking for the rest of this process",
+                        uri, e)
+        else:
+            log.warning("MLflow unavailable (%s); continuing without tracking", e)
+    if run is None:  # yielded outside the except block: an error of the work is not chained to MLflow's
         yield TrackedRun(None, None)
         return
-    handle = TrackedRun(mlflow, run.info.run_id)
+    handle = TrackedRun(mlflow, run.info.run_id, uri)
     status = "FAILED"
     try:
         if params:
@@ -112,9 +160,12 @@ def tracked_run(experiment: str, run_name: str | None = None, params: Mapping[st
         status = "FINISHED"
     finally:
         try:
-            mlflow.end_run(status=status)
+            # The store went away during the run: end it locally without four more minutes of retries.
+            with _without_retries() if uri in _UNREACHABLE else contextlib.nullcontext():
+                mlflow.end_run(status=status)
         except Exception as e:  # noqa: BLE001
-            log.warning("MLflow end_run failed (%s)", e)
+            if uri not in _UNREACHABLE:
+                log.warning("MLflow end_run failed (%s)", e)
 
 
 def log_result(experiment: str, run_name: str, params: Mapping[str, Any], metrics: Mapping[str, Any],
