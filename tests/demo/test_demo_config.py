@@ -63,6 +63,9 @@ def test_demo_cli_bad_step():
 
     res = CliRunner().invoke(app, ["demo", "--steps", "tokenizer,lmm"])
     assert res.exit_code == 1 and "unknown demo step 'lmm'" in res.output and "Traceback" not in res.output
+    for empty in ("", ","):  # named no step: refused, not read as "all of them"
+        res = CliRunner().invoke(app, ["demo", "--steps", empty])
+        assert res.exit_code == 1 and "--steps names no step" in res.output and "Traceback" not in res.output
 
 
 def _fake_steps(monkeypatch, lm_run):

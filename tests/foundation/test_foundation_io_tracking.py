@@ -259,6 +259,22 @@ def test_tracked_run_logs_params_and_metrics_to_a_real_store(mlflow_store):
     assert got.info.status == "FINISHED"
 
 
+def test_metrics_take_numpy_and_torch_scalars_and_drop_what_is_not_a_number():
+    import numpy as np
+    import torch
+
+    class Recorder:
+        def log_metrics(self, metrics, step=None):
+            self.got = metrics
+
+    store = Recorder()
+    TrackedRun(store, "id").log_metrics({"np32": np.float32(1.5), "np64": np.int64(3), "t": torch.tensor(2.0),
+                                         "py": 4, "flag": True, "tflag": torch.tensor(True), "vec": torch.ones(2),
+                                         "text": "x", "none": None, "nan": float("nan"), "ndcg@10": 0.5})
+    assert store.got == {"np32": 1.5, "np64": 3.0, "t": 2.0, "py": 4.0, "ndcg_10": 0.5}
+    assert all(type(v) is float for v in store.got.values())
+
+
 def test_read_json_names_a_non_utf8_file_and_the_fix(tmp_path):
     from koforge._utils.errors import InputPathError
     from koforge._utils.io import read_json

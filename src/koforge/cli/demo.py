@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from koforge._utils.errors import ConfigError
 from koforge.cli._common import cli_errors, console, err_console, overrides_arg, rows_table
 
 
@@ -35,6 +36,9 @@ def command(
     from koforge.demo.pipeline import DemoInterrupted
     from koforge.tracking.mlflow_run import default_tracking_uri, tracking_enabled
 
+    if steps is not None and not _split(steps):  # --steps "" or "," named no step: not the same as leaving it out
+        raise ConfigError("--steps names no step; give some of tokenizer,expand,embed,lm,compress, or leave it out "
+                          "to run them all.")
     base = demo_config(quick=quick, steps=_split(steps) or None, skip=_split(skip))
     config = load_config(DemoConfig, config_to_dict(base), list(overrides or [])) if overrides else base
     start = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import re
 from pathlib import Path
@@ -75,6 +76,18 @@ def _without_retries() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _scalar(value: Any) -> float | None:
+    """A metric value as a float: Python, numpy or one-element torch numbers; None for anything else (bools too)."""
+    if isinstance(value, bool) or getattr(value, "dtype", None) is not None and str(value.dtype) == "bool":
+        return None
+    if isinstance(value, numbers.Real):  # numpy scalars register as numbers.Real
+        return float(value)
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a 0-d tensor or array
+        item = value.item()
+        return float(item) if isinstance(item, numbers.Real) and not isinstance(item, bool) else None
+    return None
+
+
 class TrackedRun:
     """A handle on an active MLflow run (or a no-op when tracking is off).
 
@@ -108,8 +121,8 @@ class TrackedRun:
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         # MLflow takes letters, digits, _ - . space and / in a key: "ndcg@10" becomes "ndcg_10"
-        clean = {re.sub(r"[^\w\-. /]", "_", k): float(v) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+        values = {k: _scalar(v) for k, v in metrics.items()}
+        clean = {re.sub(r"[^\w\-. /]", "_", k): v for k, v in values.items() if v is not None and math.isfinite(v)}
         if clean:
             self._call("log_metrics", clean, step=step)
 
