@@ -319,3 +319,4 @@ def test_an_unreachable_tracking_server_is_tried_once_per_process(monkeypatch, c
 
     TrackedRun(DownMidRun(), "id", "http://store:5000").log_metrics({"loss": 1.0})
     assert "http://store:5000" in mlflow_run._UNREACHABLE
+    assert mlflow_run.store_unreachable("http://store:5000") and not mlflow_run.store_unreachable("http://other:5000")

@@ -34,7 +34,7 @@ def command(
     from koforge.config import config_to_dict
     from koforge.demo import DemoConfig, demo_config, run_demo
     from koforge.demo.pipeline import DemoInterrupted
-    from koforge.tracking.mlflow_run import default_tracking_uri, tracking_enabled
+    from koforge.tracking.mlflow_run import default_tracking_uri, store_unreachable, tracking_enabled
 
     if steps is not None and not _split(steps):  # --steps "" or "," named no step: not the same as leaving it out
         raise ConfigError("--steps names no step; give some of tokenizer,expand,embed,lm,compress, or leave it out "
@@ -62,8 +62,10 @@ def command(
         raise typer.Exit(130) from None
     console.print(rows_table(demo.summary_rows(), title=f"koforge demo: {time.perf_counter() - start:.0f} s in all", floatfmt=".1f"))
     if demo.report:
-        tracked = (f"MLflow: experiment koforge-demo (mlflow ui --backend-store-uri {default_tracking_uri()})"
-                   if tracking_enabled() else "MLflow: off (KOFORGE_MLFLOW)")
+        uri = default_tracking_uri()
+        tracked = ("MLflow: off (KOFORGE_MLFLOW)" if not tracking_enabled()
+                   else f"MLflow: not logged ({uri} was unreachable)" if store_unreachable(uri)
+                   else f"MLflow: experiment koforge-demo (mlflow ui --backend-store-uri {uri})")
         console.print(f"report: [bold]{demo.report}[/] (and report.md); {tracked}")
     if any(s.status.startswith("failed") for s in demo.steps):
         raise typer.Exit(1)

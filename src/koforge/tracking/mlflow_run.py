@@ -47,6 +47,11 @@ def tracking_enabled() -> bool:
     return os.environ.get("KOFORGE_MLFLOW", "on").lower() not in ("off", "0", "false", "no")
 
 
+def store_unreachable(uri: str | None = None) -> bool:
+    """Whether this process gave up on the tracking store at `uri` (default: the current one)."""
+    return (uri or default_tracking_uri()) in _UNREACHABLE
+
+
 def _is_connection_error(e: BaseException) -> bool:
     """Whether `e` (MLflow wraps the requests error without `from`) comes from not reaching the store."""
     import requests
