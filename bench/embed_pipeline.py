@@ -59,6 +59,10 @@ this bench): new rows 4.5 min on this bench's texts alone 0.4018, with the 1,000
 full-scope stage on the pairs alone after it (lr 5e-5, batch 32, ~260 steps, ~8 epochs) 0.2845 after the first,
 0.4478 after the second. A thousand news sentences are too few to move an encoder this way (Reimers & Gurevych
 used millions), and nothing here beat the new rows' 0.42 before CoSENT, so the bench keeps its stages.
+A larger learning rate for the embedding matrix during CoSENT (a second AdamW group, no weight decay; from run B's
+new-rows checkpoint, 600 fixed steps, batch 32, one thread each, side by side; 2026-12-07; an experiment, not in this
+bench): lr 8e-5 for everything KorSTS dev 0.7383 / test 0.6884; the embedding rows at 1e-3 dev 0.7460 / test 0.6956.
++0.007, a fraction of the 0.06 still missing.
 """
 from __future__ import annotations
 
