@@ -241,6 +241,7 @@ def test_nan_policy_stop_raises_and_keeps_last_good(shards, tmp_path, monkeypatc
     assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step_0000004"]
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # torch's scheduler-before-optimizer warning is expected here, and hidden
 def test_fp16_loss_scale_overflow_is_skipped_not_stopped_on(shards, tmp_path, monkeypatch):
     """fp16's GradScaler starts high and halves its scale on each overflow (inf gradients of a finite loss): a
     normal skipped step, which nan_policy=stop used to take for a diverged run and stop on, at step 1."""

@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -453,7 +454,9 @@ def train_lm(model_config: LMConfig, train_config: TrainConfig, *, resume: bool 
             run_minutes = spent_minutes = minutes_before + run_minutes
             if cfg.max_minutes:
                 clock["fraction"] = run_minutes / cfg.max_minutes
-            scheduler.step()
+            with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose (as HF does)
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+                scheduler.step()
             step += 1
             record: dict = {"step": step, "train_loss": loss_value, "lr": scheduler.get_last_lr()[0],
                             **{k: float(v) for k, v in parts.items()}}
