@@ -15,7 +15,7 @@ expansion are preparation and are timed separately).
 Training data: KorSTS train, KorNLI (xnli dev) pairs, NSMC reviews and
 petitions (unlabelled corpora) — never a test split. Reported:
 KorSTS test Spearman, KorQuAD 1.0 dev question->paragraph NDCG@10 (a seeded
-sample of `EMBED_BENCH_QUERIES` questions against all 964 paragraphs), and
+sample of `EMBED_BENCH_QUERIES` questions against all 961 distinct paragraphs; before 2026-12-07 evening the 3 verbatim repeats counted twice), and
 encode throughput of koforge's FastEncoder vs SentenceTransformer.encode on
 the same saved model.
 Last run (2026-12-07, 64.6 min, 2 threads): KorSTS test base 0.4196, A 0.5760, B 0.6687 (B after its CoSENT stage

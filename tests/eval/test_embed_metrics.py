@@ -180,3 +180,70 @@ def test_ranking_metrics_match_pytrec_eval():
         for mine, theirs in (("ndcg", "ndcg_cut"), ("map", "map_cut"), ("recall", "recall"), ("p", "P")):
             expected = np.mean([ref[q][f"{theirs}_{k}"] for q in qrels])
             assert got[f"{mine}@{k}"] == pytest.approx(expected, abs=1e-12), (mine, k, got, expected)
+
+
+def _korquad(path, paragraphs):
+    """A SQuAD-format file of (context, [questions]) pairs, one article."""
+    data = {"data": [{"title": "t", "paragraphs": [{"context": c, "qas": [{"id": f"{i}-{j}", "question": q, "answers": []}
+                                                                         for j, q in enumerate(qs)]}
+                                                   for i, (c, qs) in enumerate(paragraphs)]}]}
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_retrieval_counts_a_duplicated_paragraph_once(tmp_path):
+    """KorQuAD 1.0 dev repeats 3 contexts verbatim: a question on the second copy must not lose to the first,
+    whose embedding is the same (the tie went to the lower index, so a perfect encoder scored < 1)."""
+    path = _korquad(tmp_path / "dup.json", [("가나다라", ["가나다라"]), ("마바사아", ["마바사아"]), ("가나다라", ["가나다라"])])
+    got = evaluate_korquad_retrieval(CharEncoder(), path)
+    assert got["n_docs"] == 2 and got["n_queries"] == 3
+    assert got["ndcg@10"] == 1.0 and got["map@10"] == 1.0 and got["recall@10"] == 1.0
+
+
+def test_bitext_counts_a_retrieved_duplicate_of_the_translation_as_correct(tmp_path):
+    """korean-english-park.test.en repeats lines ('Ideal temperature:' 5 times): a retrieved line that the files
+    pair with the query's text is a translation, whichever copy wins the tie (it cost up to 111 of 2,000 pairs)."""
+    ko, en = tmp_path / "b.ko", tmp_path / "b.en"
+    ko.write_text("가나\n다라\n가나마\n바사\n", encoding="utf-8")
+    en.write_text("가나\n다라\n가나\n아자\n", encoding="utf-8")
+    got = evaluate_bitext(CharEncoder(), ko, en)
+    # 가나마 -> the first 가나 (a copy of its translation); English 가나 #2 -> 가나 (paired with 가나 on line 1);
+    # 바사 / 아자 share nothing with anything: really wrong
+    assert got["ko2en"] == pytest.approx(3 / 4) and got["en2ko"] == pytest.approx(3 / 4), got
+
+
+def test_bitext_and_separation_split_lines_on_newlines_only(tmp_path):
+    """str.splitlines also splits on U+2028, U+0085, form feeds...: a scraped sentence holding one broke the
+    alignment (or a JSON line), though `wc -l` and every editor count one line."""
+    ko, en = tmp_path / "b.ko", tmp_path / "b.en"
+    ko.write_text("가나\u2028다\r\n라마\n", encoding="utf-8")
+    en.write_text("가나다\n라마\x85\n", encoding="utf-8")
+    got = evaluate_bitext(CharEncoder(), ko, en)
+    assert got["n_pairs"] == 2 and got["primary"] == 1.0, got
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text("".join(json.dumps({"domain": "a", "text1": x, "text2": y, "label": lab}, ensure_ascii=False) + "\n"
+                             for x, y, lab in [("가\u2028나", "가나", 1), ("가", "라", 0)]), encoding="utf-8")
+    assert evaluate_separation(CharEncoder(), pairs)["n_pairs"] == 2
+
+
+def test_korsts_skips_non_finite_scores(tmp_path, caplog):
+    """float('nan') parses: a 'NaN' score cell (pandas' missing value) made the Spearman NaN instead of a skipped row."""
+    path = tmp_path / "s.tsv"
+    path.write_text("sentence1\tsentence2\tscore\n가나\t가나\t5\n가나\t다라\t0\n가다\t가라\t2.5\n마바\t마사\tNaN\n",
+                    encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        got = evaluate_korsts(CharEncoder(), path)
+    assert got["n_pairs"] == 3 and math.isfinite(got["spearman"])
+    assert "line(s) 5" in caplog.text
+
+
+def test_korsts_on_constant_predictions_is_zero_not_nan(tmp_path):
+    """A collapsed encoder (one vector for every text): Spearman was 0.0 but Pearson NaN (and a numpy warning)."""
+    class Constant:
+        def encode(self, texts, **_):
+            return np.ones((len(texts), 8), dtype=np.float32)
+
+    path = tmp_path / "s.tsv"
+    path.write_text("sentence1\tsentence2\tscore\n가\t나\t5\n다\t라\t0\n", encoding="utf-8")
+    got = evaluate_korsts(Constant(), path)
+    assert got["spearman"] == 0.0 and got["pearson"] == 0.0

@@ -132,3 +132,29 @@ def test_tokenizer_task_compares_and_plots(tiny_llama, tmp_path):
     assert result.metrics["chars_per_token"] == pytest.approx(mine["chars_per_token"])
     assert result.metrics["tokens_vs_reference"] == pytest.approx(mine["tokens_vs_reference"])
     assert len(result.tables["comparison"]) == 2 and (path.parent / "tokenizer_comparison.png").exists()
+
+
+def test_retrieval_uses_the_batch_size_and_the_model_query_prompt_on_questions_only(tmp_path, monkeypatch, assets):
+    """`koforge eval retrieval` dropped --batch-size and the model's stored `query` prompt, so a model trained with
+    an instruction scored lower here than in `koforge embed eval` (which applies it) on the same data."""
+    from koforge.eval import runner
+    from koforge.eval.retrieval import evaluate_korquad_retrieval
+
+    calls = []
+
+    class Prompted(CharBagEncoder):
+        prompts = {"query": "질문: "}
+
+        def encode(self, texts, **kw):
+            calls.append((list(texts), kw.get("batch_size")))
+            return super().encode(texts, **kw)
+
+    model = Prompted()
+    monkeypatch.setattr(runner, "load_embedding_model", lambda name, **kw: model)
+    result, _ = run_eval(EvalConfig(task="retrieval", model="m", data=[str(assets / "embed_korquad.json")], batch_size=7),
+                         tmp_path)
+    (passages, p_bs), (queries, q_bs) = calls
+    assert p_bs == q_bs == 7
+    assert all(q.startswith("질문: ") for q in queries) and not any(p.startswith("질문: ") for p in passages)
+    direct = evaluate_korquad_retrieval(model, assets / "embed_korquad.json", query_prompt="질문: ")
+    assert result.metrics["ndcg@10"] == pytest.approx(direct["ndcg@10"], abs=1e-12)

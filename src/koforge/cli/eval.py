@@ -19,7 +19,7 @@ def command(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="perplexity/speed: tokenizer to use (default: the model's own or the one its koforge run recorded)."),
     data: Optional[List[str]] = typer.Option(None, "--data", "-d", help="Data file(s). Needed by retrieval (KorQuAD JSON) and bitext (KO EN files); korsts, separation, perplexity, needle and tokenizer fall back to koforge's bundled samples, speed to four built-in prompts."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder for eval_<task>.json (default: evals/<model name>)."),
-    max_items: Optional[int] = typer.Option(None, "--max-items", "-n", help="Evaluate only N items: the first N documents/examples, a seeded sample of N KorSTS pairs, queries (retrieval) or separation pairs."),
+    max_items: Optional[int] = typer.Option(None, "--max-items", "-n", help="Evaluate only N items: the first N documents/examples/bitext pairs, a seeded sample of N KorSTS pairs, queries (retrieval) or separation pairs."),
     batch_size: int = typer.Option(32, help="Batch size."),
     context: int = typer.Option(256, help="perplexity: window length in tokens."),
     stride: int = typer.Option(128, help="perplexity: stride between windows."),

@@ -28,6 +28,13 @@ def read_text_file(path: str | os.PathLike, what: str) -> str:
         raise DataError(f"{what} '{p}' is not UTF-8 (line {line}: byte {raw[e.start]:#04x}). {utf8_hint(p)}") from None
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of `text`, split on \\n, \\r\\n and \\r only, as `wc -l` and editors count them: `str.splitlines`
+    also splits on U+2028, U+0085, form feeds..., which scraped sentences hold and JSON strings may hold raw."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
 def found_columns(header: list[str]) -> str:
     """What a TSV's first line holds, short enough for one message: a JSON line or a long header would
     otherwise be printed whole (a petition line is kilobytes)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from koforge._utils.io import require_path
 from koforge._utils.logging import get_logger
 from koforge.eval._encode import encode
 from koforge.eval._read import found_columns, read_text_file
-from koforge.eval.metrics import paired_cosine, spearman
+from koforge.eval.metrics import paired_cosine, pearson, spearman
 
 log = get_logger(__name__)
 
@@ -65,7 +66,7 @@ def read_sts_pairs(path: str | os.PathLike) -> tuple[list[str], list[str], list[
             score = float(row[idx["score"]]) if len(row) > max(idx.values()) else None
         except ValueError:
             score = None
-        if score is None:
+        if score is None or not math.isfinite(score):  # float() reads "NaN" (pandas' missing value) and "inf"
             skipped.append(n)
             continue
         s1.append(row[idx["sentence1"]]), s2.append(row[idx["sentence2"]]), scores.append(score)
@@ -98,8 +99,5 @@ def evaluate_korsts(model: Any, path_or_split: str | os.PathLike = "test", *, da
         _check_correlatable(scores, f"a sample of {max_pairs} pair(s) (max_pairs / --max-items) holds")
     emb = encode(model, s1 + s2, batch_size=batch_size)
     cos = paired_cosine(emb[: len(s1)], emb[len(s1):])
-    import numpy as np
-
-    pearson = float(np.corrcoef(cos, scores)[0, 1])
     rho = spearman(cos, scores)
-    return {"primary": rho, "spearman": rho, "pearson": pearson, "n_pairs": len(scores)}
+    return {"primary": rho, "spearman": rho, "pearson": pearson(cos, scores), "n_pairs": len(scores)}

@@ -85,6 +85,14 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation (0.0 when either side is constant, as `spearman`; numpy gives NaN and a warning)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman rank correlation (0.0 when either side is constant)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)

@@ -2,9 +2,9 @@
 
 `evaluate_korquad_retrieval` embeds every paragraph of a SQuAD-format file
 once and ranks them for each question by cosine; the paragraph a question was
-asked on is its one relevant document. Metrics: NDCG@10 (primary), MAP@10,
-Recall@10, P@10, the metrics MTEB reports for its Korean retrieval tasks
-(`koforge.eval.mteb_bridge` runs those, and this task through MTEB's evaluator).
+asked on is its one relevant document (verbatim repeats of a paragraph count
+once). Metrics: NDCG@10 (primary), MAP@10, Recall@10, P@10, the metrics MTEB
+reports for its Korean retrieval tasks (`koforge.eval.mteb_bridge` runs those, and this task through MTEB's evaluator).
 """
 from __future__ import annotations
 
@@ -18,19 +18,25 @@ from koforge.eval._encode import encode
 from koforge.eval.metrics import cosine_matrix, retrieval_metrics, top_k
 
 def read_korquad(path: str | os.PathLike) -> tuple[list[str], list[str], list[int]]:
-    """(paragraphs, questions, index of each question's paragraph) from a SQuAD-format JSON."""
+    """(paragraphs, questions, index of each question's paragraph) from a SQuAD-format JSON.
+
+    A context repeated verbatim is one paragraph (KorQuAD 1.0 dev repeats 3): two copies embed alike, and the tie
+    went to the first, so questions asked on a later copy ranked their own paragraph second."""
     doc = read_json(path, "KorQuAD file")
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f"'{path}' is not SQuAD format: expected a top-level object with a 'data' list.")
     paragraphs, questions, gold = [], [], []
+    index: dict[str, int] = {}
     for article in doc["data"]:
         for para in article.get("paragraphs", []):
             if "context" not in para:
                 raise DataError(f"'{path}': a paragraph lacks its 'context' field (SQuAD format expected).")
-            paragraphs.append(para["context"])
+            if para["context"] not in index:
+                index[para["context"]] = len(paragraphs)
+                paragraphs.append(para["context"])
             for qa in para.get("qas", []):
                 questions.append(qa["question"])
-                gold.append(len(paragraphs) - 1)
+                gold.append(index[para["context"]])
     if not questions:
         raise DataError(f"'{path}' holds no questions.")
     return paragraphs, questions, gold

@@ -74,7 +74,8 @@ class EvalConfig:
     data: list[str] = field(default_factory=list)
     """Data files for the task (see TASKS); empty = the task's default."""
     max_items: Optional[int] = None
-    """Evaluate only the first N pairs / queries / documents."""
+    """Evaluate only N items: a seeded sample (in file order) of KorSTS pairs, retrieval queries or separation pairs;
+    the first N bitext pairs, documents or harness examples per task."""
     batch_size: int = 32
     context: int = 256
     """perplexity: window length in tokens."""
@@ -180,8 +181,11 @@ def _embedding_task(cfg: EvalConfig) -> tuple[dict, dict]:
         if not cfg.data:
             raise ConfigError("retrieval needs the KorQuAD 1.0 JSON: --data KorQuAD_v1.0_dev.json.")
         data = cfg.data[0]
+        # questions get the model's stored `query` prompt, as in `koforge embed eval`: a model trained with an
+        # instruction is scored the way it is used
+        query_prompt = (getattr(model, "prompts", None) or {}).get("query") or None
         out = _import("koforge.eval.retrieval", "retrieval evaluation").evaluate_korquad_retrieval(
-            model, data, max_queries=n)
+            model, data, max_queries=n, batch_size=bs, query_prompt=query_prompt)
     elif cfg.task == "separation":
         data = cfg.data[0] if cfg.data else None
         separation = _import("koforge.eval.separation", "separation evaluation")

@@ -20,7 +20,7 @@ from koforge._utils.errors import DataError
 from koforge._utils.io import require_path
 from koforge._utils.logging import get_logger
 from koforge.eval._encode import encode
-from koforge.eval._read import read_text_file
+from koforge.eval._read import read_text_file, split_lines
 from koforge.eval.metrics import paired_cosine
 
 log = get_logger(__name__)
@@ -35,7 +35,7 @@ def default_pairs_path() -> Path:
 def read_pairs(path: str | os.PathLike) -> list[dict]:
     p = require_path(path, "separation pairs file")
     rows = []
-    for n, line in enumerate(read_text_file(p, "separation pairs file").splitlines(), 1):
+    for n, line in enumerate(split_lines(read_text_file(p, "separation pairs file")), 1):
         if not line.strip():
             continue
         try:
