@@ -96,7 +96,7 @@ def test_help_carries_examples_of_the_commands_own_config():
         assert r.exit_code == 0 and key in r.output and "vocab_size" not in r.output, r.output
 
 
-def test_pack_takes_a_path_holding_an_equals_sign_as_a_path(tmp_path):
+def test_pack_takes_a_path_holding_an_equals_sign_as_a_path(tmp_path, monkeypatch):
     """Partitioned data lakes name folders lang=ko/: 'lang=ko/part-0.jsonl' was read as split 'lang' of path 'ko/...'."""
     from koforge.cli.data import _splits
 
@@ -104,4 +104,6 @@ def test_pack_takes_a_path_holding_an_equals_sign_as_a_path(tmp_path):
     part.parent.mkdir()
     part.write_text('{"text": "가"}\n', encoding="utf-8")
     assert _splits([str(part)]) == ({"train": [str(part)]}, [])
+    monkeypatch.chdir(tmp_path)  # relative, 'lang' is a valid split name: only the path's existence tells them apart
+    assert _splits(["lang=ko/part-0.jsonl"]) == ({"train": ["lang=ko/part-0.jsonl"]}, [])
     assert _splits([f"validation={part}", "test=t.jsonl"]) == ({"validation": [str(part)], "test": ["t.jsonl"]}, [])

@@ -183,9 +183,10 @@ def _embedding_task(cfg: EvalConfig) -> tuple[dict, dict]:
         data = cfg.data[0]
         # questions get the model's stored `query` prompt, as in `koforge embed eval`: a model trained with an
         # instruction is scored the way it is used
-        query_prompt = (getattr(model, "prompts", None) or {}).get("query") or None
+        from koforge.embeddings.evaluate import model_query_prompt
+
         out = _import("koforge.eval.retrieval", "retrieval evaluation").evaluate_korquad_retrieval(
-            model, data, max_queries=n, batch_size=bs, query_prompt=query_prompt)
+            model, data, max_queries=n, batch_size=bs, query_prompt=model_query_prompt(model))
     elif cfg.task == "separation":
         data = cfg.data[0] if cfg.data else None
         separation = _import("koforge.eval.separation", "separation evaluation")
