@@ -87,14 +87,14 @@ def stats(inputs: List[str] = typer.Argument(..., help="Files, folders or hf:NAM
 
 def _splits(inputs: List[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Split name -> files, and the empty split files of `data split` folders that were left out."""
-    from koforge.data.pack import _SPLIT_NAME
+    from koforge.data.pack import SPLIT_NAME
     from koforge.data.split import SPLITS
 
     splits: dict[str, list[str]] = {}
     skipped: list[str] = []
     for item in inputs:
         name, sep, path = item.partition("=")
-        if not sep or not _SPLIT_NAME.fullmatch(name) or Path(item).exists():  # a path may hold '=' (lang=ko/part-0.jsonl)
+        if not sep or not SPLIT_NAME.fullmatch(name) or Path(item).exists():  # a path may hold '=' (lang=ko/part-0.jsonl)
             folder = Path(item)
             found = [folder / f"{s}.jsonl" for s in SPLITS if (folder / f"{s}.jsonl").exists()] if folder.is_dir() else []
             if found:

@@ -89,7 +89,7 @@ class PackResult:
 
 
 _WORKER_TOKENIZER: Any = None
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9][\w-]*")
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][\w-]*")
 
 
 def _encoder(tokenizer_json: str) -> Any:
@@ -203,7 +203,7 @@ def pack_corpus(splits: Mapping[str, Sequence[str | Path] | str | Path], tokeniz
     if not splits:
         raise DataError("nothing to pack: give at least one split, e.g. {'train': ['train.jsonl']}.")
     for name in splits:  # a name becomes a file name: "../x" would write outside the output folder
-        if not _SPLIT_NAME.fullmatch(name):
+        if not SPLIT_NAME.fullmatch(name):
             raise ConfigError(f"split name {name!r} must be letters, digits, '_' or '-' (e.g. train=PATH, validation=PATH).")
     start = time.perf_counter()
     files = [f for s in splits.values() for f in ([s] if isinstance(s, (str, Path)) else s)]
