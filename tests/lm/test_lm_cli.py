@@ -145,6 +145,8 @@ def test_resume_and_init_from_keep_the_recorded_tokenizer_and_take_the_new_optim
     # bytes that are not UTF-8 reach Python as lone surrogates, which the tokenizer cannot take
     (["lm", "generate", "{tmp}/hf", "w1 w2\udcff", "--tokenizer", "{tok}"], "prompt 0 is not valid UTF-8 (bytes b'\\xff'"),
     (["lm", "export", "{tmp}/nope", "{tmp}/x"], "not found"),
+    # an empty stop string is in every text: the completion would be cut to nothing, silently
+    (["lm", "generate", "{tmp}/hf", "w1", "--tokenizer", "{tok}", "--stop", "w3", "--stop", ""], "--stop is empty"),
 ])
 def test_bad_inputs_give_one_clear_line(tmp_path, tokenizer_dir, args, message):
     export_model(KoLM(tiny_config()), tmp_path / "hf")
@@ -282,3 +284,21 @@ def test_export_of_a_run_without_a_tokenizer_warns_that_the_folder_holds_weights
     r = runner.invoke(app, ["lm", "export", str(out), str(tmp_path / "hf")])
     assert r.exit_code == 0 and "holds weights only" in " ".join(r.output.split())
     assert (tmp_path / "hf" / "config.json").exists()
+
+
+def test_resume_with_init_from_is_refused_instead_of_ignoring_init_from(tmp_path):
+    shards, out = write_tiny_shards(tmp_path / "shards"), tmp_path / "run"
+    assert runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(out), *TINY, *SHORT_RUN]).exit_code == 0
+    export_model(KoLM(tiny_config()), tmp_path / "hf")
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    r = runner.invoke(app, ["lm", "train", "--data", str(shards), "--out", str(out), "--resume", "--init-from",
+                            str(tmp_path / "hf"), "train.steps=6"])
+    assert r.exit_code == 1, r.output
+    assert "--init-from" in r.output and "--resume" in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    # the first command repeated with --resume names the weights the run started from: that is no contradiction
+    more = ["lm", "train", "--data", str(shards), "--out", str(tmp_path / "more"), "--init-from", str(out), *SHORT_RUN]
+    assert runner.invoke(app, more).exit_code == 0
+    r = runner.invoke(app, more + ["--resume", "train.steps=6"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "more" / "checkpoints" / "step_0000006").is_dir()

@@ -171,3 +171,16 @@ def test_non_utf8_text_file_is_named_by_its_role(model_dirs, tok_dirs, tmp_path,
     squashed = "".join(result.output.split())  # rich wraps long paths anywhere
     assert "".join(f"{what} '{cp949}' is not UTF-8".split()) in squashed and "iconv-fcp949" in squashed, result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("override", ["max_new_tokens=3", "script=any", "pattern=.+"])
+def test_apply_refuses_token_selection_overrides_that_tokens_would_ignore(model_dirs, tok_dirs, tmp_path, override):
+    """With --tokens the list is the file's: a selection override would silently add the whole list instead."""
+    from koforge.cli.main import app
+
+    diff_vocabularies(model_dirs["qwen3"], tok_dirs["donor"], ExpansionConfig(), output=tmp_path / "d.json")
+    r = CliRunner().invoke(app, ["expand", "apply", str(model_dirs["qwen3"]), str(tok_dirs["donor"]), str(tmp_path / "o"),
+                                 "--tokens", str(tmp_path / "d.json"), override])
+    assert r.exit_code == 1, r.output
+    assert override.split("=")[0] in r.output and "--tokens" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()

@@ -12,6 +12,9 @@ app = typer.Typer(help="Teach an existing model a donor tokenizer's Korean token
                        "Example: koforge expand apply ./qwen3-base ./ko-bpe-32k ./qwen3-ko mode=merge",
                   no_args_is_help=True)
 
+_SELECTION_KEYS = ("script", "pattern", "min_frequency", "max_new_tokens")
+"""ExpansionConfig fields read only when diffing (choosing the tokens), so ignored by `apply --tokens`."""
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="Preset name (koforge/configs/expand/) or YAML path.")
 
 
@@ -105,6 +108,13 @@ def apply(base: str = typer.Argument(..., help="Base Hugging Face model folder o
     """
     from koforge.vocab.expand import expand_vocabulary
 
+    if tokens is not None:  # the file is the token list: diff-time selection would be silently skipped
+        chosen = [o for o in overrides or [] if o.split("=", 1)[0].strip() in _SELECTION_KEYS]
+        if chosen:
+            from koforge._utils.errors import ConfigError
+
+            raise ConfigError(f"'{chosen[0]}' selects tokens when diffing, but --tokens '{tokens}' gives the list to add; "
+                              "pass it to `koforge expand diff` instead (or edit the file), or drop --tokens.")
     result = expand_vocabulary(base, donor, _config(config, overrides), output, overwrite=overwrite,
                                trust_remote_code=trust_remote_code, tokens=tokens)
     r, ko = result.report, result.report["korean_eval"]

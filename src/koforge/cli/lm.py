@@ -56,6 +56,14 @@ def train(
     recorded_model: dict = {}
     if resume or train_cfg.resume_from:  # continue as recorded: nothing but what changes needs repeating
         recorded_model, recorded_train = recorded_settings(train_cfg.resume_from or out)
+        started_from = recorded_train.get("init_from")
+        if train_cfg.init_from and not (started_from and Path(started_from).resolve() == Path(train_cfg.init_from).resolve()):
+            # a resumed run keeps its own weights: other init_from weights would be silently ignored (the same
+            # ones, from repeating the first command with --resume, are what the run started from)
+            from koforge._utils.errors import ConfigError
+
+            raise ConfigError(f"--init-from '{train_cfg.init_from}' starts a new run from those weights, which contradicts "
+                              "--resume / train.resume_from (continue a run from its own checkpoint); pass one of them.")
         given = {o.split("=", 1)[0] for o in train_overrides}
         inherited = [f"{k}={json.dumps(v)}" for k, v in recorded_train.items()
                      if k in RESUMED_TRAIN_FIELDS and k not in given]
@@ -166,6 +174,8 @@ def generate(
     from koforge.lm.load import open_model
     from koforge.tokenizers.io import load_tokenizer
 
+    if "" in (stop or []):  # "" is in every text: each completion would be cut to nothing
+        raise ConfigError("--stop is empty; give a non-empty stop string, or leave --stop out.")
     model, config, info = open_model(model_path)
     tok_path = tokenizer or info.get("tokenizer")
     if not tok_path:
