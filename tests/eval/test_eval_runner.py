@@ -158,3 +158,13 @@ def test_retrieval_uses_the_batch_size_and_the_model_query_prompt_on_questions_o
     assert all(q.startswith("질문: ") for q in queries) and not any(p.startswith("질문: ") for p in passages)
     direct = evaluate_korquad_retrieval(model, assets / "embed_korquad.json", query_prompt="질문: ")
     assert result.metrics["ndcg@10"] == pytest.approx(direct["ndcg@10"], abs=1e-12)
+
+
+def test_a_jsonl_without_a_text_field_names_what_eval_reads_not_a_missing_option(tmp_path):
+    from koforge.eval.runner import _read_lines
+
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"body": "안녕하세요"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="no field 'text' \\(found: body\\)\\. koforge eval reads the 'text' field") as e:
+        _read_lines([str(path)], None)
+    assert "--field" not in str(e.value)
