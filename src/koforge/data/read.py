@@ -44,6 +44,15 @@ _MAX_LINE_WARNINGS = 5
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
+class MissingFieldError(DataError):
+    """The text field (JSONL, datasets) or column (TSV/CSV) to read is absent. `problem` says what is missing
+    and where; the message adds the CLI's fix (--field), which a caller without that option replaces."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"{problem}. Pass the right field (column) with --field.")
+
+
 @dataclasses.dataclass(kw_only=True)
 class ReadStats:
     """Counts collected while reading (pass one to `read_texts(stats=...)`)."""
@@ -143,7 +152,7 @@ def _read_jsonl(path: Path, field: str, stats: ReadStats, strict: bool) -> Itera
         if field not in obj:
             keys = ", ".join(obj)
             if not field_seen:  # the first record decides: a wrong --field fails at once
-                raise DataError(f"{where}: no field '{field}' (found: {keys}). Pass the right field with --field.")
+                raise MissingFieldError(f"{where}: no field '{field}' (found: {keys})")
             # one scraped record without it must not end a long job
             stats._skip(where, strict, f"no field '{field}' (found: {keys})")
             continue
@@ -171,7 +180,7 @@ def _read_table(path: Path, field: str, stats: ReadStats, strict: bool) -> Itera
                 return
             header = [h.strip() for h in header]
             if field not in header:
-                raise DataError(f"'{path}' has no column '{field}' (columns: {', '.join(header)}). Pass the right column with --field.")
+                raise MissingFieldError(f"'{path}' has no column '{field}' (columns: {', '.join(header)})")
             col = header.index(field)
             while True:
                 start = reader.line_num + 1  # a quoted field may span lines: name the line the row starts on
@@ -241,7 +250,7 @@ def read_hf_dataset(source: str, *, field: str = "text", stats: ReadStats | None
         raise DataError(f"cannot load Hugging Face dataset '{name}' (config {config}, split {split}): {e}") from None
     for row in dataset:
         if field not in row:
-            raise DataError(f"dataset '{name}' has no field '{field}' (fields: {', '.join(row)}). Pass the right field with --field.")
+            raise MissingFieldError(f"dataset '{name}' has no field '{field}' (fields: {', '.join(row)})")
         value = row[field]
         if isinstance(value, str) and value.strip():
             stats.documents += 1

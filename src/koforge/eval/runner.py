@@ -146,17 +146,14 @@ def sample_path(name: str) -> Path:
 
 def _read_lines(paths: Sequence[str], limit: Optional[int]) -> list[str]:
     """Non-empty lines of text files (or `hf:` datasets); lines that are not UTF-8 are skipped with a warning."""
-    from koforge.data.read import ReadStats, read_texts
+    from koforge.data.read import MissingFieldError, ReadStats, read_texts
 
     stats = ReadStats()
     try:
         texts = [t for t in read_texts([str(p) for p in paths], stats=stats) if t.strip()]
-    except DataError as e:  # the reader's fix names --field, which `koforge eval` does not have: it reads 'text'
-        message = str(e)
-        for fix in ("Pass the right field with --field.", "Pass the right column with --field."):
-            message = message.replace(fix, "koforge eval reads the 'text' field (JSONL) or column (TSV/CSV): rename it, "
-                                           "or pass a .txt file with one text per line.")
-        raise DataError(message) from None
+    except MissingFieldError as e:  # the reader's fix is --field, which `koforge eval` has no option for
+        raise DataError(f"{e.problem}. koforge eval reads the 'text' field (JSONL) or column (TSV/CSV): rename it, "
+                        "or pass a .txt file with one text per line.") from None
     if not texts:
         why = ""
         if stats.skipped_lines:
