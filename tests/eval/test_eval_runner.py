@@ -168,3 +168,36 @@ def test_a_jsonl_without_a_text_field_names_what_eval_reads_not_a_missing_option
     with pytest.raises(DataError, match="no field 'text' \\(found: body\\)\\. koforge eval reads the 'text' field") as e:
         _read_lines([str(path)], None)
     assert "--field" not in str(e.value)
+
+
+def test_speed_records_the_device_it_ran_on_not_the_option(tiny_llama, tmp_path):
+    """measure_speed reports the device it timed on; the runner overwrote it with the option ('auto'), so a
+    speed result did not say whether its milliseconds are a GPU's or a CPU's."""
+    result, _ = run_eval(EvalConfig(task="speed", model=str(tiny_llama), new_tokens=2, repeats=1, warmup=0,
+                                    device="auto"), tmp_path / "out")
+    assert result.settings["device"] == "cpu"
+
+
+def test_tokenizer_task_keeps_data_files_of_the_same_name_apart(tiny_llama, tmp_path):
+    """Text sets were keyed by file stem: news/ko.txt and wiki/ko.txt became one set, the first silently dropped."""
+    pytest.importorskip("koforge.tokenizers.evaluate", reason="koforge.tokenizers is not part of this checkout")
+    for folder, texts in (("news", KO_TEXTS[:2]), ("wiki", KO_TEXTS[2:4])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "ko.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    result, _ = run_eval(EvalConfig(task="tokenizer", model=str(tiny_llama),
+                                    data=[str(tmp_path / "news" / "ko.txt"), str(tmp_path / "wiki" / "ko.txt")]), None)
+    assert len(result.tables["comparison"]) == 2
+    assert len({r["text_set"] for r in result.tables["comparison"]}) == 2
+
+
+def test_eval_cli_prints_counts_in_full_not_in_exponent_notation(tiny_llama, tmp_path):
+    """The CLI table formatted every value with '.4g': 10,880 bytes printed as '1.088e+04'."""
+    from koforge.cli.main import app
+
+    data = tmp_path / "heldout.txt"
+    data.write_text("\n".join(KO_TEXTS * 20) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["eval", "perplexity", str(tiny_llama), "--data", str(data), "--context", "64",
+                                   "--stride", "64", "-o", str(tmp_path / "e")], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    n_bytes = int(read_result(tmp_path / "e" / "eval_perplexity.json").metrics["bytes"])
+    assert n_bytes >= 10_000 and f"{n_bytes:,}" in res.output and "e+0" not in res.output

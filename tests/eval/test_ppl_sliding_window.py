@@ -102,3 +102,17 @@ def test_one_string_and_windows_past_the_positions_are_refused(model_and_texts):
     with pytest.raises(DataError, match=r"context 1024 is longer than the model can attend to "
                                         r"\(max_position_embeddings=512\)"):
         evaluate_perplexity(model, tok, long, context=1024, stride=512)
+
+
+def test_a_diverged_model_gets_an_infinite_perplexity_not_an_overflow(model_and_texts):
+    """A broken model (a diverged run, a destroyed compression) can lose > 709 nats per token: math.exp raised
+    OverflowError instead of giving perplexity inf (stored as null) beside its finite NLL and bits per byte."""
+    import copy
+
+    model, tok, texts = model_and_texts
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.get_output_embeddings().weight.mul_(1e5)
+    res = evaluate_perplexity(broken, tok, texts[:2], context=16, stride=8)
+    assert res["nll"] > 709 and math.isfinite(res["bits_per_byte"])
+    assert res["perplexity"] == math.inf

@@ -65,3 +65,20 @@ def test_timing_waits_for_an_mps_device(monkeypatch):
     speed._sync(torch.device("cuda", 1))
     speed._sync(torch.device("cpu"))
     assert calls == ["mps", "cuda:cuda:1"]
+
+
+def test_a_prompt_and_new_tokens_past_the_position_table_is_one_message(exaone):
+    """GPT-2's learned position table has no row past n_positions: decoding there ended in torch's bare
+    `IndexError: index out of range in self`, after loading the model and warming it up."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, tok = exaone
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=16, n_embd=32, n_layer=1, n_head=2,
+                                      bos_token_id=0, eos_token_id=0)).eval()
+    prompt = "대한민국의 수도는"
+    n = len(tok(prompt, add_special_tokens=True)["input_ids"])
+    with pytest.raises(DataError, match=rf"{n} tokens.*new_tokens={16 - n + 2}.*16 positions"):
+        measure_speed(gpt2, tok, [prompt], new_tokens=16 - n + 2, warmup=0, repeats=1)
+    res = measure_speed(gpt2, tok, [prompt], new_tokens=16 - n, warmup=0, repeats=1)  # exactly fills the table
+    assert res["new_tokens"] == 16 - n

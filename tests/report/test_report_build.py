@@ -131,5 +131,29 @@ def test_report_cli(tmp_path):
     res = CliRunner().invoke(app, ["report", str(run), "-o", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "report.html").exists() and "korsts" in res.output
+    small = make_run(tmp_path / "small", 0.0004)  # '.3f' printed it as 0.000
+    res = CliRunner().invoke(app, ["report", str(small), "-o", str(tmp_path / "out3")])
+    assert res.exit_code == 0 and "4.000e-04" in res.output and "0.000 " not in res.output, res.output
     res = CliRunner().invoke(app, ["report", str(tmp_path / "nope"), "-o", str(tmp_path / "out2")])
     assert res.exit_code == 1 and "not found" in res.output and "Traceback" not in res.output
+
+
+def test_a_result_whose_metrics_are_not_a_mapping_is_skipped_not_a_traceback(tmp_path):
+    """`"metrics": [0.5]` (a hand-edited or foreign file) ended the whole report in AttributeError."""
+    from koforge.eval.schema import SCHEMA
+
+    run = make_run(tmp_path / "run", 0.5)
+    write_json(run / "eval_list.json", {"schema": SCHEMA, "task": "x", "model": "m", "metrics": [0.5],
+                                        "primary_metric": "a"})
+    write_json(run / "eval_tables.json", {"schema": SCHEMA, "task": "y", "model": "m", "metrics": {"a": 1},
+                                          "primary_metric": "a", "tables": [{"a": 1}]})
+    md = (build_report([run], tmp_path / "out").parent / "report.md").read_text(encoding="utf-8")
+    assert "Skipped files" in md and "eval_list.json" in md and "eval_tables.json" in md
+    assert "0.5" in md  # the readable results are still reported
+
+
+def test_numbers_just_under_ten_thousand_are_not_shown_as_1e04():
+    from koforge.report.tables import format_cell
+
+    assert format_cell(9999.7) == "9,999.7" and format_cell(-9999.8) == "-9,999.8"
+    assert format_cell(9999.4) == "9,999" and format_cell(12345.67) == "12,345.7"

@@ -62,6 +62,8 @@ def command(
         result, path = run_eval(cfg, out, overwrite=overwrite)
         run.log_metrics(result.metrics)
         run.log_artifact(path)
-    console.print(rows_table([{"metric": k + (" *" if k == result.primary_metric else ""), "value": v}
-                              for k, v in result.metrics.items()], title=f"{task} — {Path(model).name or model}", floatfmt=".4g"))
+    from koforge.report.tables import format_cell  # '.4g' printed a count of 10,880 bytes as 1.088e+04
+
+    console.print(rows_table([{"metric": k + (" *" if k == result.primary_metric else ""), "value": format_cell(v)}
+                              for k, v in result.metrics.items()], title=f"{task} — {Path(model).name or model}"))
     console.print(f"wrote [bold]{path}[/]")

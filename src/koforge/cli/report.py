@@ -29,6 +29,8 @@ def command(
     rows = [{"run": r.name, "task": res.task, res.primary_metric: res.primary_value}
             for r in collect_runs(run_dirs) for _, res in r.results]
     if rows:
-        console.print(rows_table([{"run": r["run"], "task": r["task"], "metric": k, "value": v}
+        from koforge.report.tables import format_cell  # as the report's own tables: '.3f' printed 0.0004 as 0.000
+
+        console.print(rows_table([{"run": r["run"], "task": r["task"], "metric": k, "value": format_cell(v)}
                                   for r in rows for k, v in list(r.items())[2:]], title="Results"))
     console.print(f"report: [bold]{page}[/] and {page.with_suffix('.md')}")

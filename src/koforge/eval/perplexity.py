@@ -88,5 +88,9 @@ def evaluate_perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, con
             total_tokens += scored.numel()
     n_bytes = len(text.encode("utf-8"))
     nll = total_nll / total_tokens
-    return {"perplexity": math.exp(nll), "nll": nll, "bits_per_byte": total_nll / (math.log(2) * n_bytes),
+    try:
+        perplexity = math.exp(nll)
+    except OverflowError:  # past ~709.78 nats per token (a diverged or destroyed model)
+        perplexity = math.inf
+    return {"perplexity": perplexity, "nll": nll, "bits_per_byte": total_nll / (math.log(2) * n_bytes),
             "tokens": total_tokens, "bytes": n_bytes, "windows": len(spans), "context": context, "stride": stride}

@@ -239,7 +239,12 @@ def _causal_task(cfg: EvalConfig) -> tuple[dict, dict]:
 def _tokenizer_task(cfg: EvalConfig, out_dir: Optional[Path]) -> tuple[dict, dict, list[dict], list[str]]:
     evaluate = _import("koforge.tokenizers.evaluate", "tokenizer evaluation (koforge.tokenizers)").evaluate_tokenizers
     paths = cfg.data or [str(sample_path("nsmc_reviews_sample.txt"))]
-    texts = {Path(p).stem: _read_lines([p], cfg.max_items or 2000) for p in paths}
+    sets = [Path(p).stem for p in paths]
+    if len(set(sets)) < len(sets):  # news/ko.txt and wiki/ko.txt: one key would drop a file's texts
+        sets = [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
+    if len(set(sets)) < len(sets):
+        sets = [f"{n}#{i}" for i, n in enumerate(sets)]
+    texts = {name: _read_lines([p], cfg.max_items or 2000) for name, p in zip(sets, paths)}
     names = [Path(cfg.model).name or cfg.model] + [Path(c).name or c for c in cfg.compare]
     if len(set(names)) < len(names):
         names = [f"{n}#{i}" for i, n in enumerate(names)]
@@ -326,6 +331,9 @@ def run_eval(cfg: EvalConfig, output_dir: Optional[str | Path] = None, *,
                                                     trust_remote_code=cfg.trust_remote_code))
         raw, settings = {**hres.metrics, "tasks": hres.rows}, hres.settings
     result = result_from_raw(cfg.task, str(cfg.model), raw,
-                             settings={**settings, "max_items": cfg.max_items, "device": cfg.device}, plots=plots)
+                             settings={**settings, "max_items": cfg.max_items,
+                                       # the device a task reports it ran on (speed), else the one asked for
+                                       "device": raw["device"] if isinstance(raw.get("device"), str) else cfg.device},
+                             plots=plots)
     path = write_result(result, target) if target is not None else None
     return result, path

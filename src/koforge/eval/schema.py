@@ -83,6 +83,10 @@ class EvalResult:
         if self.schema != SCHEMA:
             raise DataError(f"evaluation result has schema {self.schema!r}; this koforge reads {SCHEMA!r}. "
                             "Re-run the evaluation with this version.")
+        for name in ("metrics", "tables"):  # a list here ended `koforge report` in AttributeError
+            if not isinstance(getattr(self, name), Mapping):
+                raise DataError(f"EvalResult.{name} must be a mapping of name -> value, got a "
+                                f"{type(getattr(self, name)).__name__}. Regenerate the result with `koforge eval`.")
         self.metrics = {str(k): clean_metric(v) for k, v in self.metrics.items()}
         if not self.metrics:
             raise DataError(f"EvalResult for task '{self.task}' has no metrics; an evaluation must report at least one.")

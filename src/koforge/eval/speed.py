@@ -24,6 +24,7 @@ import torch
 
 from koforge._utils.errors import DataError
 from koforge.eval._ids import check_ids_fit
+from koforge.eval.needle import model_context
 
 
 @contextlib.contextmanager
@@ -83,12 +84,18 @@ def measure_speed(model: Any, tokenizer: Any, prompts: Sequence[str], *, new_tok
     if new_tokens < 2 or repeats < 1 or warmup < 0:
         raise DataError(f"measure_speed needs new_tokens >= 2, repeats >= 1, warmup >= 0; got {new_tokens}, {repeats}, {warmup}.")
     device = next(model.parameters()).device
+    positions = model_context(model)
     encoded = []
     for p in prompts:
         ids = tokenizer(p, add_special_tokens=True, return_tensors="pt")["input_ids"]
         if ids.shape[1] == 0:
             raise DataError(f"prompt {p!r} encodes to no tokens.")
         check_ids_fit(model, ids.flatten().tolist(), f"prompt {p[:40]!r}")
+        # a learned position table (GPT-2) has no row past it: torch's bare IndexError would end the run
+        if positions is not None and ids.shape[1] + new_tokens > positions:
+            raise DataError(f"prompt {p[:40]!r} is {ids.shape[1]} tokens; with new_tokens={new_tokens} that is "
+                            f"{ids.shape[1] + new_tokens} tokens, more than the model's {positions} positions. "
+                            "Shorten the prompt or lower new_tokens (--new-tokens).")
         encoded.append(ids.to(device))
     passes = []
     with torch_threads(threads):

@@ -74,7 +74,7 @@ def format_cell(v: Any) -> str:
             return f"{int(v):,}"
         if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
             return f"{v:.3e}"
-        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.1f}"
+        return f"{v:,.4g}" if abs(v) < 9999.5 else f"{v:,.1f}"  # 4 digits round 9999.5.. up to '1e+04'
     if isinstance(v, (list, tuple)) and all(_is_scalar(x) for x in v):
         text = ", ".join(format_cell(x) for x in v)
     elif isinstance(v, (list, tuple, dict)):
