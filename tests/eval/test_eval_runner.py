@@ -84,7 +84,9 @@ def test_perplexity_and_speed_on_a_tiny_llama(tiny_llama, tmp_path):
     speed, _ = run_eval(EvalConfig(task="speed", model=str(tiny_llama), new_tokens=4, repeats=1, warmup=0,
                                    device="cpu"), tmp_path / "out")
     assert speed.primary_metric == "time_per_token_ms" and speed.metrics["time_per_token_ms"] > 0
-    assert speed.metrics["new_tokens"] == 4
+    assert speed.settings["new_tokens"] == 4 and speed.settings["repeats"] == 1  # settings, not metrics
+    assert not {"new_tokens", "warmup", "repeats", "threads", "prompts"} & set(speed.metrics)
+    assert result.settings["context"] == 16 and not {"context", "stride"} & set(result.metrics)
 
 
 def test_bad_inputs(tmp_path, tiny_llama):
@@ -112,7 +114,7 @@ def test_eval_cli(tiny_llama, tmp_path):
     res = runner.invoke(app, ["eval", "speed", str(tiny_llama), "--new-tokens", "3", "--repeats", "1",
                               "-o", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output
-    assert read_result(tmp_path / "e" / "eval_speed.json").metrics["new_tokens"] == 3
+    assert read_result(tmp_path / "e" / "eval_speed.json").settings["new_tokens"] == 3
     res = runner.invoke(app, ["eval", "bleu", str(tiny_llama)])
     assert res.exit_code == 1 and "unknown evaluation task 'bleu'" in res.output and "Traceback" not in res.output
 

@@ -224,7 +224,8 @@ def _causal_task(cfg: EvalConfig) -> tuple[dict, dict]:
     if cfg.task == "perplexity":
         out = _import("koforge.eval.perplexity", "perplexity evaluation").evaluate_perplexity(
             model, tokenizer, texts, context=cfg.context, stride=cfg.stride, batch_size=min(cfg.batch_size, 8))
-        return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt (last lines)", "documents": len(texts)}
+        window = {k: out.pop(k) for k in ("context", "stride")}  # settings, not metrics (MLflow, report columns)
+        return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt (last lines)", "documents": len(texts), **window}
     if cfg.task == "needle":
         needle = _import("koforge.eval.needle", "needle-in-a-haystack evaluation")
         out = needle.evaluate_needle(model, tokenizer, texts, lengths=cfg.lengths, depths=cfg.depths or needle.DEFAULT_DEPTHS,
@@ -233,7 +234,9 @@ def _causal_task(cfg: EvalConfig) -> tuple[dict, dict]:
         return out, {"data": cfg.data or "bundled nsmc_reviews_sample.txt", "haystack_lines": len(texts), **grid}
     out = _import("koforge.eval.speed", "speed measurement").measure_speed(
         model, tokenizer, texts, new_tokens=new_tokens, warmup=cfg.warmup, repeats=cfg.repeats)
-    return out, {"prompts": texts}
+    timing = {k: out.pop(k) for k in ("new_tokens", "warmup", "repeats", "threads")}  # settings, not metrics
+    out.pop("prompts")  # their count: the prompts themselves are recorded
+    return out, {"prompts": texts, **timing}
 
 
 def _tokenizer_task(cfg: EvalConfig, out_dir: Optional[Path]) -> tuple[dict, dict, list[dict], list[str]]:
