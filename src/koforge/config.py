@@ -84,9 +84,14 @@ def _override_example(cls: type) -> str:
     return f"{fields[0].name}={fields[0].default}" if fields else "key=value"
 
 
+_KEY_SHOWN = 60
+"""Characters of an invalid key shown in an error message."""
+
+
 def load_config(cls: type[T], source: str | Path | dict | None = None,
                 overrides: Sequence[str] = (), group: str | None = None) -> T:
     """Build `cls` from defaults + a YAML file/preset/dict + `key=value` overrides."""
+    source_file = None
     try:
         merged = OmegaConf.structured(cls)
         if source is not None:
@@ -96,6 +101,7 @@ def load_config(cls: type[T], source: str | Path | dict | None = None,
                 path = preset_path(group, str(source), cls) if group else Path(source)
                 if not path.exists():
                     raise ConfigError(f"config file '{path}' not found. Check the path.")
+                source_file = path
                 layer = _load_yaml(path)
             merged = OmegaConf.merge(merged, layer)
         if overrides:
@@ -118,6 +124,11 @@ def load_config(cls: type[T], source: str | Path | dict | None = None,
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
         msg = str(e).splitlines()[0]
+        if key and len(str(key)) > _KEY_SHOWN:  # a text file passed as the config: its first line is the "key"
+            short = " ".join(str(key).split())[:_KEY_SHOWN] + "..."
+            msg, key = msg.replace(str(key), short), short
+        if source_file is not None and source_file.suffix not in (".yaml", ".yml"):
+            msg += f" ('{source_file}' is not a .yaml file: pass a YAML config of key: value lines)"
         owner = getattr(e, "object_type", None)  # the nested config the key belongs to (e.g. a recipe's stage)
         owner = owner if dataclasses.is_dataclass(owner) else cls
         hint = f" Valid keys of {owner.__name__}: {', '.join(f.name for f in dataclasses.fields(owner))}."

@@ -273,3 +273,21 @@ def test_cosent_and_angle_take_the_stage_temperature_as_scale(tiny_bert, objecti
     model = build_embedding_model(tiny_bert)
     assert build_loss(objective, model).scale == pytest.approx(20.0)
     assert build_loss(objective, model, temperature=0.1).scale == pytest.approx(10.0)
+
+
+def test_corrupted_weights_or_a_file_as_the_model_are_one_message(tiny_bert, tmp_path):
+    """A truncated model.safetensors raised safetensors' own error through `embed train` / `embed eval` (a
+    traceback); a file given as the model was read as its config.json ("not valid JSON") after hub retries."""
+    from checkpoint_edits import truncated_copy
+
+    from koforge._utils.errors import ModelLoadError
+
+    broken = truncated_copy(tiny_bert, tmp_path / "broken")
+    with pytest.raises(ModelLoadError, match="safetensors file is corrupted or truncated. Re-download or re-save"):
+        build_embedding_model(broken)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("첫 줄: 모델이 아님\n", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=r"'.*notes.txt' is a file, not a model folder"):
+        build_embedding_model(notes)
+    with pytest.raises(ModelLoadError, match=r"the folder it is in: '.*broken'"):
+        build_embedding_model(broken / "model.safetensors")

@@ -584,7 +584,7 @@ def test_cli_train_bad_data_or_output_is_one_line_and_writes_nothing(assets, tin
     assert not (tmp_path / "o").exists()
     (tmp_path / "file").write_text("x", encoding="utf-8")
     res = runner.invoke(app, ["embed", "train", str(recipe), str(tiny_bert), str(tmp_path / "file"), "--overwrite"])
-    assert res.exit_code == 1 and "is a file; the run needs a folder" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "is a file, but this output is a folder" in res.output and "Traceback" not in res.output
     assert (tmp_path / "file").read_text(encoding="utf-8") == "x"
 
 

@@ -320,3 +320,46 @@ def test_an_unreachable_tracking_server_is_tried_once_per_process(monkeypatch, c
     TrackedRun(DownMidRun(), "id", "http://store:5000").log_metrics({"loss": 1.0})
     assert "http://store:5000" in mlflow_run._UNREACHABLE
     assert mlflow_run.store_unreachable("http://store:5000") and not mlflow_run.store_unreachable("http://other:5000")
+
+
+def test_a_text_file_passed_as_a_config_is_named_without_echoing_it(tmp_path):
+    """A corpus passed where a YAML goes parsed as one mapping whose key was the whole text: the message
+    repeated every line of it, twice."""
+    corpus = tmp_path / "reviews.txt"
+    corpus.write_text("영화 정말 재미있다: " + "가" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(_Cfg, str(corpus))
+    assert len(str(e.value)) < 600, len(str(e.value))
+    assert f"'{corpus}' is not a .yaml file: pass a YAML config" in str(e.value)
+
+
+def test_an_output_folder_that_is_a_file_or_cannot_be_written_is_refused(tmp_path, monkeypatch):
+    from koforge._utils.io import check_folder_output
+
+    taken = tmp_path / "taken.txt"
+    taken.write_text("x", encoding="utf-8")
+    with pytest.raises(OutputPathError, match="is a file, but this output is a folder"):
+        check_folder_output(taken)
+    with pytest.raises(OutputPathError, match="'.*taken.txt' is a file, not a folder"):
+        check_folder_output(taken / "run")
+    assert check_folder_output(tmp_path / "new" / "run") == tmp_path / "new" / "run"  # creatable: nothing made yet
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr("koforge._utils.io.os.access", lambda *a: False)  # a read-only folder, even for root
+    with pytest.raises(OutputPathError, match="cannot write into output .*no write permission"):
+        check_folder_output(tmp_path)
+    with pytest.raises(OutputPathError, match="no write permission in"):
+        check_folder_output(tmp_path / "run")
+
+
+def test_load_failure_names_a_file_given_as_a_model_folder(tmp_path):
+    """transformers reads a file path as a config.json: "not a valid JSON file" pointed at a config never given."""
+    from koforge._utils.errors import load_failure
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("text\n", encoding="utf-8")
+    error = OSError(f"It looks like the config file at '{notes}' is not a valid JSON file.")
+    assert load_failure(notes, error).startswith(f"'{notes}' is a file, not a model folder. Pass the folder")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"\0")
+    assert f"(the folder it is in: '{tmp_path}')" in load_failure(str(weights), error)
+    assert "not valid JSON" in load_failure(tmp_path, OSError("the config is not a valid JSON file"))

@@ -302,3 +302,24 @@ def test_resume_with_init_from_is_refused_instead_of_ignoring_init_from(tmp_path
     r = runner.invoke(app, more + ["--resume", "train.steps=6"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "more" / "checkpoints" / "step_0000006").is_dir()
+
+
+def test_a_file_where_a_folder_goes_is_named_with_the_fix(tmp_path):
+    """A model.safetensors or a text file given as the model, or a file as --out: one line naming the file (was
+    "cannot access '...': Not a directory" / "File exists" from the file system)."""
+    export_model(KoLM(tiny_config()), tmp_path / "hf")
+    shards, taken = write_tiny_shards(tmp_path / "shards"), tmp_path / "notes.txt"
+    taken.write_text("keep me\n", encoding="utf-8")
+    cases = [
+        (["lm", "generate", str(tmp_path / "hf" / "model.safetensors"), "w1"],
+         f"is a file; pass a koforge checkpoint/run folder or a Hugging Face Llama folder (the folder it is in: '{tmp_path / 'hf'}')"),
+        (["lm", "import", str(taken), str(tmp_path / "imported")], "is a file; pass a koforge checkpoint/run folder"),
+        (["lm", "export", str(taken), str(tmp_path / "exported")], "is a file, not a folder. Pass a step_NNNNNNN folder"),
+        (["lm", "train", "--data", str(shards), "--out", str(taken), *TINY, *SHORT_RUN],
+         "is a file, but this output is a folder"),
+    ]
+    for args, message in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1 and message in " ".join(r.output.split()) and "Traceback" not in r.output, (args, r.output)
+    assert taken.read_text(encoding="utf-8") == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "notes.txt", "shards"]

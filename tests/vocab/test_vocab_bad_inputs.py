@@ -184,3 +184,14 @@ def test_apply_refuses_token_selection_overrides_that_tokens_would_ignore(model_
     assert r.exit_code == 1, r.output
     assert override.split("=")[0] in r.output and "--tokens" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_truncated_base_weights_are_named_as_corrupted(model_dirs, tok_dirs, tmp_path):
+    """The message said "Check that the folder holds config.json and model.safetensors", which it does."""
+    from checkpoint_edits import truncated_copy
+
+    broken = truncated_copy(model_dirs["qwen3"], tmp_path / "broken")
+    with pytest.raises(ModelLoadError, match="weights of '.*broken' cannot be read .*corrupted or truncated") as e:
+        expand_vocabulary(broken, tok_dirs["donor"], ExpansionConfig(), tmp_path / "out")
+    assert "Check that the folder holds" not in str(e.value)
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,9 @@ these into one red line and a non-zero exit; the library never prints.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class KoforgeError(Exception):
     """Base class of every error koforge reports to a user."""
@@ -45,10 +48,24 @@ def corrupted_weights(name: object, error: Exception) -> ModelLoadError:
                           "file is corrupted or truncated. Re-download or re-save the model.")
 
 
+def file_not_folder(name: object) -> str | None:
+    """Why a model cannot be loaded from `name` when it is a file (a text file, a model.safetensors) rather than a
+    model folder; None otherwise. transformers reads such a path as a config.json and says it "is not a valid JSON
+    file", which points at a config the user never gave."""
+    if not isinstance(name, (str, os.PathLike)) or not Path(name).expanduser().is_file():
+        return None
+    path = Path(name).expanduser()
+    hint = f" (the folder it is in: '{path.parent}')" if path.suffix in (".safetensors", ".json", ".bin") else ""
+    return f"'{name}' is a file, not a model folder. Pass the folder that holds config.json and the weights{hint}, or a hub name"
+
+
 def load_failure(name: object, error: Exception) -> str:
     """Why transformers could not load `name` (config, tokenizer or weights), in words: its size-mismatch error only points
     to a load report that koforge keeps quiet ("For details look at the above report"), and its custom-code
     refusal does not name koforge's flag."""
+    not_a_folder = file_not_folder(name)
+    if not_a_folder:
+        return not_a_folder
     text = str(error)
     if "trust_remote_code" in text or "contains custom code" in text:
         return ("it ships its own modelling code (auto_map in its config), which koforge runs only when asked. If you "

@@ -93,6 +93,19 @@ def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.Path
                                   "being read. Choose another output path.")
 
 
+def check_folder_output(path: str | os.PathLike) -> Path:
+    """For an output folder a command adds to or continues (a training run resumed): refuse a file there, an
+    existing folder it cannot write into, or one that cannot be created; return it as a Path."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        _check_creatable(p)
+    elif not p.is_dir():
+        raise OutputPathError(f"output '{p}' is a file, but this output is a folder. Choose another output path.")
+    elif not os.access(p, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot write into output '{p}': no write permission. Choose another output path.")
+    return p
+
+
 def check_file_output(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """`check_output` for an output that is one file: an existing folder there is refused up front."""
     final = check_output(path, overwrite, inputs)

@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from koforge._utils.errors import ConfigError, ModelLoadError, load_failure
+from koforge._utils.errors import ConfigError, ModelLoadError, corrupted_weights, file_not_folder, load_failure
 from koforge._utils.io import read_json, write_json, write_text
 from koforge.tokenizers.io import make_tokenizer_folder_portable
 
@@ -106,12 +106,15 @@ def _needs_koforge_module(path: str) -> bool:
 def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig | None = None,
                           device: str | torch.device = "cpu"):
     """Load `base` (ST folder, HF folder or hub name) as a SentenceTransformer on `device`."""
+    from safetensors import SafetensorError
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
     cfg = config or EmbeddingModelConfig()
     base = str(base)
+    if file_not_folder(base):  # sentence-transformers would take it for a hub name and retry the hub first
+        raise ModelLoadError(f"cannot load '{base}' as an embedding backbone: {file_not_folder(base)}.")
     if not Path(base).expanduser().exists():  # a hub name: a sentence-transformers repo keeps its own modules
         require_hub_model(base, "embedding model")
         base = str(hub_sentence_transformer_folder(base) or base)
@@ -130,6 +133,8 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
             if cfg.normalize is not False:
                 modules.append(Normalize())
             model = SentenceTransformer(modules=modules, device=str(device))
+    except SafetensorError as e:
+        raise corrupted_weights(base, e) from None
     except (OSError, ValueError) as e:
         why = load_failure(base, e)
         if "--trust-remote-code" in why:

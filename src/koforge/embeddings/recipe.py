@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from koforge._utils.distributed import launch_rank
-from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError, OutputPathError, TrainingError
+from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError, TrainingError
 from koforge._utils.hub import is_local
-from koforge._utils.io import atomic_dir, check_not_an_input, read_json, require_path, write_json
+from koforge._utils.io import atomic_dir, check_folder_output, check_not_an_input, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
 from koforge.config import config_to_dict, load_config
 from koforge.embeddings.adapters import AdapterConfig, save_adapters
@@ -313,8 +313,7 @@ def run_recipe(recipe: Recipe, base_model: str | os.PathLike, output_dir: str | 
     """
     out = Path(output_dir).expanduser()
     check_not_an_input(out, [base_model])  # --overwrite would delete the base model the run reads
-    if out.exists() and not out.is_dir():
-        raise OutputPathError(f"output '{out}' is a file; the run needs a folder. Pass another path.")
+    check_folder_output(out)  # a file there, or a folder that cannot be written into
     names = [s.name for s in recipe.stages]
     start = 0
     if from_stage is not None:

@@ -93,7 +93,7 @@ def verify_checkpoint(path: str | Path) -> dict:
 def list_checkpoints(root: str | Path) -> list[Path]:
     """Checkpoint folders under `root`, oldest first (complete or not)."""
     root = Path(root)
-    if not root.exists():
+    if not root.is_dir():  # missing, or a file passed where a run folder goes
         return []
     return sorted((p for p in root.iterdir() if p.is_dir() and CKPT_RE.match(p.name)), key=lambda p: p.name)
 
@@ -143,7 +143,8 @@ def resolve_checkpoint(path: str | Path, *, latest: bool = False) -> Path:
     root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     found = list_checkpoints(root)
     if not found:
-        raise CheckpointError(f"no checkpoint under '{path}'. Pass a step_NNNNNNN folder or a `koforge lm train` output folder.")
+        where = f"'{path}' is a file, not a folder" if path.is_file() else f"no checkpoint under '{path}'"
+        raise CheckpointError(f"{where}. Pass a step_NNNNNNN folder or a `koforge lm train` output folder.")
     return found[-1] if latest else best_checkpoint(root) or found[-1]
 
 

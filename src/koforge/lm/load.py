@@ -16,6 +16,10 @@ def _is_koforge(path: Path) -> bool:
 
 
 def _not_a_model(path: Path) -> ModelLoadError:
+    if path.is_file():
+        hint = f" (the folder it is in: '{path.parent}')" if path.suffix in (".safetensors", ".json", ".pt") else ""
+        return ModelLoadError(f"'{path}' is a file; pass a koforge checkpoint/run folder or a Hugging Face Llama "
+                              f"folder{hint}.")
     return ModelLoadError(f"'{path}' is neither a koforge checkpoint/run folder nor a Hugging Face Llama folder "
                           "(no meta.json, checkpoints/ or config.json).")
 

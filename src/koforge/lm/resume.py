@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from koforge._utils.errors import CheckpointError, ConfigError, KoforgeError, OutputExistsError
-from koforge._utils.io import read_json
+from koforge._utils.io import check_folder_output, read_json
 from koforge._utils.logging import get_logger
 from koforge.lm.checkpoint import list_checkpoints, resolve_checkpoint
 from koforge.lm.config import LMConfig
@@ -68,7 +68,7 @@ def check_resume(meta: dict, model_config: LMConfig, cfg: TrainConfig, ckpt: Pat
 
 def prepare_out_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, Path | None, list[Path]]:
     """(out_dir, checkpoint to resume from, old checkpoints that overwrite deletes once the inputs are checked)."""
-    out = Path(cfg.out_dir)
+    out = check_folder_output(cfg.out_dir)
     root = out / "checkpoints"
     existing = list_checkpoints(root)
     if resume:

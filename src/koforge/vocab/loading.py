@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from koforge._utils.errors import ModelLoadError, TokenizerError, load_failure
+from koforge._utils.errors import ModelLoadError, TokenizerError, corrupted_weights, load_failure
 from koforge._utils.logging import get_logger, quiet_load_report
 
 log = get_logger(__name__)
@@ -127,10 +127,13 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False) -> 
                              f"({type(e).__name__}: {why}). "
                              "Pass a Hugging Face model folder or hub name (analyze/diff also accept a bare tokenizer).") from None
     cls = model_class(config)
+    from safetensors import SafetensorError
     try:
         with quiet_load_report():  # its report of missing keys: refused below in one message instead
             model, info = cls.from_pretrained(str(name_or_path), dtype="auto", trust_remote_code=trust_remote_code,
                                               output_loading_info=True)
+    except SafetensorError as e:  # the folder holds its files; one of them is damaged
+        raise corrupted_weights(name_or_path, e) from None
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"base model '{name_or_path}' cannot be loaded with {cls.__name__} "
                              f"({type(e).__name__}: {load_failure(name_or_path, e)}). "
