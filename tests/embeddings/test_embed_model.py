@@ -291,3 +291,15 @@ def test_corrupted_weights_or_a_file_as_the_model_are_one_message(tiny_bert, tmp
         build_embedding_model(notes)
     with pytest.raises(ModelLoadError, match=r"the folder it is in: '.*broken'"):
         build_embedding_model(broken / "model.safetensors")
+
+
+def test_a_folder_without_a_model_is_named_as_such(tmp_path):
+    """A tokenizer folder given as the backbone got transformers' "Should have a model_type key in its
+    config.json", about a config.json that does not exist."""
+    from koforge._utils.errors import ModelLoadError
+
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="neither modules.json nor config.json.*tokenizer folder"):
+        build_embedding_model(tok)

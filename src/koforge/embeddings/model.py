@@ -115,7 +115,13 @@ def build_embedding_model(base: str | os.PathLike, config: EmbeddingModelConfig 
     base = str(base)
     if file_not_folder(base):  # sentence-transformers would take it for a hub name and retry the hub first
         raise ModelLoadError(f"cannot load '{base}' as an embedding backbone: {file_not_folder(base)}.")
-    if not Path(base).expanduser().exists():  # a hub name: a sentence-transformers repo keeps its own modules
+    local = Path(base).expanduser()
+    if local.is_dir() and not ((local / "modules.json").exists() or (local / "config.json").exists()):
+        # a tokenizer folder, say: transformers' own words ask for a model_type in a config.json that is not there
+        raise ModelLoadError(f"cannot load '{base}' as an embedding backbone: it holds neither modules.json nor "
+                             "config.json, so it is not a model folder (a tokenizer folder?). Pass a folder saved by "
+                             "`koforge embed`, SentenceTransformer.save or save_pretrained, or a hub name.")
+    if not local.exists():  # a hub name: a sentence-transformers repo keeps its own modules
         require_hub_model(base, "embedding model")
         base = str(hub_sentence_transformer_folder(base) or base)
     try:
