@@ -63,7 +63,8 @@ def _load_yaml(path: Path) -> DictConfig:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"config file '{path}' is not valid YAML{where}: {problem}. Fix the file (key: value per line).") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config file '{path}': {e}.") from None
+        fix = " Pass a UTF-8 YAML file of key: value lines, or a preset name." if isinstance(e, UnicodeDecodeError) else ""
+        raise ConfigError(f"cannot read config file '{path}': {e}.{fix}") from None
     if not isinstance(layer, DictConfig):
         raise ConfigError(f"config file '{path}' must be a mapping of key: value, got a list.")
     return layer

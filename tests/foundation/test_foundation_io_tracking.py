@@ -363,3 +363,10 @@ def test_load_failure_names_a_file_given_as_a_model_folder(tmp_path):
     weights.write_bytes(b"\0")
     assert f"(the folder it is in: '{tmp_path}')" in load_failure(str(weights), error)
     assert "not valid JSON" in load_failure(tmp_path, OSError("the config is not a valid JSON file"))
+
+
+def test_a_binary_file_passed_as_a_config_names_the_fix(tmp_path):
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not text")
+    with pytest.raises(ConfigError, match=r"cannot read config file .*weights.bin.*Pass a UTF-8 YAML file"):
+        load_config(_Cfg, binary)

@@ -557,3 +557,15 @@ def test_a_damaged_best_checkpoint_of_a_run_names_the_good_ones_beside_it(shards
     (ckpts[0] / "meta.json").unlink()
     with pytest.raises(CheckpointError, match="No other complete checkpoint"):
         open_model(res.out_dir)
+
+
+def test_a_state_file_torch_cannot_read_is_one_checkpoint_error(tmp_path):
+    """A state.pt whose checksum matches but which torch refuses (written so, or by a torch that reads it
+    otherwise) ended `lm train --resume` in PytorchStreamReader's RuntimeError."""
+    from koforge.lm.checkpoint import read_state
+
+    ckpt = tmp_path / "step_0000004"
+    ckpt.mkdir()
+    (ckpt / "state.pt").write_bytes(b"not a zip archive")
+    with pytest.raises(CheckpointError, match=r"state.pt cannot be read.*train.resume_from"):
+        read_state(ckpt)

@@ -131,7 +131,13 @@ def prune_checkpoints(root: str | Path, keep_last: int) -> list[Path]:
 
 def read_state(path: str | Path) -> dict:
     """The optimiser/scheduler/RNG/data state of a verified checkpoint."""
-    return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)
+    try:
+        return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  its checksum matched: written so, or by a torch that reads otherwise
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint '{path}': state.pt cannot be read ({type(e).__name__}: {why}). Resume from "
+                              "an earlier checkpoint (train.resume_from=<its step_ folder>), or start a new run from "
+                              "this one's weights (--init-from).") from None
 
 
 def resolve_checkpoint(path: str | Path, *, latest: bool = False) -> Path:
