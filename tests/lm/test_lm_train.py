@@ -569,3 +569,17 @@ def test_a_state_file_torch_cannot_read_is_one_checkpoint_error(tmp_path):
     (ckpt / "state.pt").write_bytes(b"not a zip archive")
     with pytest.raises(CheckpointError, match=r"state.pt cannot be read.*train.resume_from"):
         read_state(ckpt)
+
+
+def test_a_checkpoint_with_an_unreadable_meta_is_warned_of_when_picking_the_best(tmp_path, caplog):
+    import logging
+
+    from koforge.lm.checkpoint import resolve_checkpoint
+
+    root = tmp_path / "run" / "checkpoints"
+    for step, meta in ((2, '{"val_loss": 3.0}'), (4, "{broken")):
+        (root / f"step_{step:07d}").mkdir(parents=True)
+        (root / f"step_{step:07d}" / "meta.json").write_text(meta, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="koforge"):
+        picked = resolve_checkpoint(tmp_path / "run")
+    assert picked.name == "step_0000002" and "step_0000004" in caplog.text and "no readable meta.json" in caplog.text

@@ -23,6 +23,9 @@ from safetensors.torch import load_file, save_file
 
 from koforge._utils.errors import CheckpointError
 from koforge._utils.io import atomic_dir, read_json, require_path, write_json
+from koforge._utils.logging import get_logger
+
+log = get_logger(__name__)
 from koforge.lm.config import LMConfig
 from koforge.lm.model import KoLM
 
@@ -151,6 +154,11 @@ def resolve_checkpoint(path: str | Path, *, latest: bool = False) -> Path:
     if not found:
         where = f"'{path}' is a file, not a folder" if path.is_file() else f"no checkpoint under '{path}'"
         raise CheckpointError(f"{where}. Pass a step_NNNNNNN folder or a `koforge lm train` output folder.")
+    if not latest:
+        unreadable = [p.name for p in found if _meta_quiet(p) is None]
+        if unreadable:  # it may have been the best: say so rather than pick another in silence
+            log.warning("checkpoint(s) %s under '%s' have no readable meta.json and were not considered; the choice is "
+                        "among the others.", ", ".join(unreadable), root)
     return found[-1] if latest else best_checkpoint(root) or found[-1]
 
 
