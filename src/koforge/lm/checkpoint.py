@@ -24,10 +24,10 @@ from safetensors.torch import load_file, save_file
 from koforge._utils.errors import CheckpointError
 from koforge._utils.io import atomic_dir, read_json, require_path, write_json
 from koforge._utils.logging import get_logger
-
-log = get_logger(__name__)
 from koforge.lm.config import LMConfig
 from koforge.lm.model import KoLM
+
+log = get_logger(__name__)
 
 CKPT_RE = re.compile(r"^step_(\d{7})$")
 FILES = ("model.safetensors", "state.pt")
